@@ -53,15 +53,19 @@ type Store interface {
 	// TaskClaim atomically claims up to Max claimable tasks for a worker:
 	// state queued, pool = Pool, run_after <= Now, deps_pending = 0, and the
 	// owner below OwnerLimit running tasks (0 = unlimited) counting the tasks
-	// granted in this very claim, under any concurrency. Order: priority
+	// granted in this very claim, under any concurrency. Nothing is claimed
+	// unless the worker row is in state booting or ready (checked atomically
+	// with the claim: on PostgreSQL the worker row is locked FOR SHARE, so a
+	// concurrent drain and claim serialise). Order: priority
 	// descending, then created_at, then id. Each claimed task becomes
 	// running with a fresh lease token, attempt+1, worker_id, started_at=Now,
 	// lease_expires_at = Now+LeaseDuration. Returns an empty slice when
 	// nothing is claimable.
 	TaskClaim(ctx context.Context, params *TaskClaimParams) ([]*core.Task, error)
 	// TaskLeaseRenew extends lease_expires_at to Until for each lease that is
-	// still held by WorkerID (task running, token matches). It returns the
-	// leases that are no longer held; nothing changes for those.
+	// still held by its worker (task running, token and worker match), for
+	// many workers in one round trip. It returns the leases that are no
+	// longer held; nothing changes for those.
 	TaskLeaseRenew(ctx context.Context, params *TaskLeaseRenewParams) (lost []core.Lease, err error)
 	// TaskProgress records progress for a held lease (ErrLeaseLost if stale).
 	TaskProgress(ctx context.Context, params *TaskProgressParams) error
@@ -212,10 +216,15 @@ type TaskClaimParams struct {
 
 // TaskLeaseRenewParams is the input of TaskLeaseRenew.
 type TaskLeaseRenewParams struct {
-	Now      time.Time
+	Now    time.Time
+	Until  time.Time
+	Leases []WorkerLease
+}
+
+// WorkerLease is a lease as held by one worker.
+type WorkerLease struct {
 	WorkerID uuid.UUID
-	Leases   []core.Lease
-	Until    time.Time
+	core.Lease
 }
 
 // TaskProgressParams is the input of TaskProgress.

@@ -1,0 +1,106 @@
+// Package queue holds the task rules over the store: validation and
+// defaults at submit, claims, fenced completion and failure with retry
+// backoff, lease renewal through heartbeats (group-committed), worker
+// registration facts, and the leader's periodic maintenance (expired
+// leases, attempt timeouts, queue TTL). Package api and the simulator's
+// agents call it; it never talks HTTP.
+package queue
+
+import (
+	"encoding/json"
+	"log/slog"
+	"time"
+
+	"github.com/droverhq/drover/internal/core"
+	"github.com/droverhq/drover/internal/store"
+	"github.com/google/uuid"
+)
+
+// Config holds the task rules. Zero fields take the documented defaults.
+type Config struct {
+	// MaxAttempts is the default max_attempts of a task (3).
+	MaxAttempts int
+	// MaxLost is the default max_lost of a task (3).
+	MaxLost int
+	// DefaultTimeout bounds one attempt when the task names none (6h).
+	DefaultTimeout time.Duration
+	// TypeTimeouts overrides DefaultTimeout per task type.
+	TypeTimeouts map[string]time.Duration
+	// TypePools routes a task without a pool by its type; else "default".
+	TypePools map[string]string
+	// QueueTTL expires queued tasks older than this (7 days).
+	QueueTTL time.Duration
+	// OwnerLimit is the running-task limit per owner; 0 means unlimited.
+	// Unlike the other fields it is used as given (package config fills the
+	// documented default of 5).
+	OwnerLimit int
+	// LeaseDuration is how long a claim or heartbeat keeps a lease alive:
+	// the heartbeat timeout (25s).
+	LeaseDuration time.Duration
+	// BackoffBase and BackoffMax shape retry backoff: base·2^(failures-1)
+	// with full jitter in [d/2, d], capped at max (10s, 10m).
+	BackoffBase time.Duration
+	BackoffMax  time.Duration
+	// HeartbeatFlush is the group-commit window for heartbeats (100ms).
+	HeartbeatFlush time.Duration
+	// RequiresGPU reports whether workers of a pool must have GPUs; nil
+	// means no pool requires them.
+	RequiresGPU func(pool string) bool
+}
+
+// SubmitRequest is one task to submit, as the API decoded it. Pointer fields
+// are optional; nil takes the default.
+type SubmitRequest struct {
+	Type           string
+	Params         json.RawMessage
+	Owner          string
+	Priority       *int
+	Pool           string
+	DependsOn      []string // task ids, or "#N" for the Nth task of the same batch
+	MaxAttempts    *int
+	MaxLost        *int
+	Timeout        *time.Duration
+	IdempotencyKey string
+}
+
+// RegisterInfo is what an agent reports when it registers.
+type RegisterInfo struct {
+	InstanceID   string
+	AgentVersion string
+	GPUs         []core.GPU
+}
+
+// HeartbeatInfo is what an agent reports every heartbeat_interval.
+type HeartbeatInfo struct {
+	Leases  []core.Lease
+	Metrics json.RawMessage
+}
+
+// HeartbeatReply carries the server's commands back to the agent.
+type HeartbeatReply struct {
+	// Drain tells the agent to finish what it holds, claim nothing more and
+	// exit.
+	Drain bool
+	// Stop tells the agent to stop at once (worker failed or terminated).
+	Stop bool
+	// Lost lists leases the agent must abandon (task cancelled, timed out,
+	// or requeued elsewhere): kill the handler, report nothing.
+	Lost []core.Lease
+}
+
+// MaintainReport summarises one maintenance pass.
+type MaintainReport struct {
+	Requeued []*core.Task // expired leases requeued or failed as lost
+	TimedOut []*core.Task // attempts that exceeded their timeout
+	Expired  int          // queued tasks past queue_ttl
+}
+
+// Service is the queue. It is safe for concurrent use.
+type Service struct {
+	st     store.Store
+	clock  core.Clock
+	cfg    Config
+	logger *slog.Logger
+}
+
+var _ = uuid.Nil
