@@ -7,8 +7,11 @@
 package queue
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/droverhq/drover/internal/core"
@@ -101,6 +104,30 @@ type Service struct {
 	clock  core.Clock
 	cfg    Config
 	logger *slog.Logger
+
+	// rnd draws backoff jitter in [0, 1).
+	rnd func() float64
+
+	// notifyMu guards notifyCh, the current generation of Notify.
+	notifyMu sync.Mutex
+	notifyCh chan struct{}
+
+	// waker is the func(reason string) registered by SetWaker.
+	waker atomic.Pointer[func(string)]
+
+	// pools caches each worker's pool (it never changes) so a claim costs
+	// one query, not two.
+	pools sync.Map // uuid.UUID → string
+
+	// mu guards the group-commit state below.
+	mu        sync.Mutex
+	running   bool
+	pending   []*hbRequest
+	events    []*core.Event
+	full      chan struct{} // signalled when pending reaches hbFullBatch
+	cancel    context.CancelFunc
+	done      chan struct{}
+	flushBase context.Context
 }
 
 var _ = uuid.Nil

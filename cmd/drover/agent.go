@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/droverhq/drover/internal/agent"
+	"github.com/droverhq/drover/internal/client"
+	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+)
+
+func init() {
+	var (
+		server, workerID, execCmd, instanceID, logLevel, tokenFlag string
+		concurrency                                                int
+		killGrace                                                  time.Duration
+		noGPU                                                      bool
+	)
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the worker agent: claim tasks from a Drover server and run the handler for each",
+		Long: `Run the worker agent on a worker machine. It registers with the server
+(reporting the GPUs nvidia-smi finds), heartbeats, claims tasks and runs
+--exec once per task with "sh -c", params JSON on stdin. See docs/agent.md.
+
+The server URL, worker id and token come from flags or from DROVER_SERVER,
+DROVER_WORKER_ID and DROVER_TOKEN (providers set these). Pass the token in
+the environment: a command-line flag shows in ps.
+
+SIGTERM or SIGINT drains (running tasks finish, nothing new is claimed); a
+second signal stops at once (handlers get SIGTERM, then SIGKILL).`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			token := tokenFlag
+			if token == "" {
+				token = os.Getenv("DROVER_TOKEN")
+			}
+			if server == "" {
+				server = os.Getenv("DROVER_SERVER")
+			}
+			if workerID == "" {
+				workerID = os.Getenv("DROVER_WORKER_ID")
+			}
+			if execCmd == "" {
+				execCmd = os.Getenv("DROVER_EXEC")
+			}
+			if instanceID == "" {
+				instanceID = os.Getenv("DROVER_INSTANCE_ID")
+			}
+			switch {
+			case server == "":
+				return errors.New("agent: --server (or DROVER_SERVER) is required")
+			case workerID == "":
+				return errors.New("agent: --worker-id (or DROVER_WORKER_ID) is required")
+			case token == "":
+				return errors.New("agent: DROVER_TOKEN (or --token) is required")
+			case execCmd == "":
+				return errors.New("agent: --exec (or DROVER_EXEC) is required")
+			case killGrace <= 0:
+				return fmt.Errorf("agent: --kill-grace %s: must be positive", killGrace)
+			case concurrency < 0 || concurrency > 256:
+				return fmt.Errorf("agent: --concurrency %d: want 0..256 (0 = the pool's)", concurrency)
+			}
+			id, err := uuid.Parse(workerID)
+			if err != nil {
+				return fmt.Errorf("agent: --worker-id %q: not a uuid", workerID)
+			}
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("agent: --log-level %q: want debug|info|warn|error", logLevel)
+			}
+			logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			c, err := client.New(server, token, client.WithUserAgent("drover-agent/"+version))
+			if err != nil {
+				return fmt.Errorf("agent: %w", err)
+			}
+			var probe agent.GPUProbe = agent.NvidiaSMI{}
+			if noGPU {
+				probe = agent.NoGPUs{}
+			}
+			agent.Version = version
+			a := agent.New(c, agent.Options{
+				WorkerID:    id,
+				InstanceID:  instanceID,
+				Concurrency: concurrency,
+				Runner:      &agent.Runner{Command: execCmd, KillGrace: killGrace},
+				GPU:         probe,
+				Logger:      logger,
+			})
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
+			sigs := make(chan os.Signal, 2)
+			signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+			defer signal.Stop(sigs)
+			go func() {
+				n := 0
+				for {
+					select {
+					case s := <-sigs:
+						n++
+						if n == 1 {
+							logger.Info("signal: draining (send again to stop now)", "signal", s.String())
+							a.Drain()
+						} else {
+							logger.Info("signal: stopping now", "signal", s.String())
+							a.Stop("second signal")
+						}
+					case <-ctx.Done():
+						return
+					}
+				}
+			}()
+			return a.Run(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&server, "server", "", "server URL (env DROVER_SERVER)")
+	f.StringVar(&workerID, "worker-id", "", "worker id (env DROVER_WORKER_ID)")
+	f.StringVar(&tokenFlag, "token", "", "worker token; prefer env DROVER_TOKEN (flags show in ps)")
+	f.StringVar(&execCmd, "exec", "", `handler command, run with "sh -c" once per task (env DROVER_EXEC)`)
+	f.StringVar(&instanceID, "instance-id", "", "provider instance id, if known (env DROVER_INSTANCE_ID)")
+	f.IntVar(&concurrency, "concurrency", 0, "tasks run at once (0 = the pool's concurrency)")
+	f.DurationVar(&killGrace, "kill-grace", agent.DefaultKillGrace, "time between SIGTERM and SIGKILL when a handler is cancelled or times out")
+	f.BoolVar(&noGPU, "no-gpu", false, "do not probe GPUs (report none)")
+	f.StringVar(&logLevel, "log-level", "info", "debug|info|warn|error")
+	rootCmd.AddCommand(cmd)
+}

@@ -1,0 +1,580 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/droverhq/drover/internal/api/wire"
+	"github.com/droverhq/drover/internal/client"
+	"github.com/droverhq/drover/internal/core"
+	"github.com/google/uuid"
+)
+
+// Version is the agent version reported at registration.
+var Version = "dev"
+
+// API is the part of the server's /v1 worker API the agent uses.
+// *client.Client implements it.
+type API interface {
+	Register(ctx context.Context, id uuid.UUID, req *wire.RegisterRequest) (*wire.RegisterResponse, error)
+	Heartbeat(ctx context.Context, id uuid.UUID, req *wire.HeartbeatRequest) (*wire.HeartbeatResponse, error)
+	Claim(ctx context.Context, id uuid.UUID, max int, wait time.Duration) ([]wire.ClaimedTask, error)
+	Complete(ctx context.Context, workerID uuid.UUID, lease wire.Lease, result json.RawMessage) error
+	Fail(ctx context.Context, workerID uuid.UUID, lease wire.Lease, msg string, retryable bool) (*wire.Task, error)
+	Logs(ctx context.Context, id uuid.UUID, lines []wire.LogLineIn) error
+}
+
+var _ API = (*client.Client)(nil)
+
+// Options configure an Agent.
+type Options struct {
+	// WorkerID is the worker this agent runs as (DROVER_WORKER_ID).
+	WorkerID uuid.UUID
+	// InstanceID is the provider's instance id, if the agent knows it.
+	InstanceID string
+	// Concurrency overrides the pool's per-worker concurrency when > 0.
+	Concurrency int
+	// Runner runs the handler.
+	Runner *Runner
+	// GPU probes the GPUs (default NvidiaSMI{}).
+	GPU GPUProbe
+	// Logger receives the agent's own logs.
+	Logger *slog.Logger
+	// Clock stamps log lines (default core.SystemClock).
+	Clock core.Clock
+	// RetryMin and RetryMax bound the backoff between attempts to reach an
+	// unreachable server (100ms, 5s).
+	RetryMin, RetryMax time.Duration
+	// ReportTimeout bounds the one report attempt made for a finished
+	// handler while stopping (5s).
+	ReportTimeout time.Duration
+}
+
+// Agent is the worker agent: it registers, heartbeats, claims tasks, runs
+// one handler process per task and reports the outcomes. See doc.go.
+type Agent struct {
+	api API
+	opt Options
+	log *slog.Logger
+
+	mu       sync.Mutex
+	tasks    map[uuid.UUID]*runningTask
+	progress map[uuid.UUID]wire.TaskProgress
+	draining bool
+	stopped  bool
+	drainCh  chan struct{}
+	stopCh   chan struct{}
+	slotFree chan struct{}
+	wg       sync.WaitGroup
+	logs     *logShipper
+	stopWhy  string
+}
+
+type runningTask struct {
+	lease  wire.Lease
+	cancel context.CancelFunc
+	lost   bool
+}
+
+// New returns an agent that talks to api.
+func New(api API, opt Options) *Agent {
+	if opt.GPU == nil {
+		opt.GPU = NvidiaSMI{}
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if opt.Clock == nil {
+		opt.Clock = core.SystemClock{}
+	}
+	if opt.RetryMin <= 0 {
+		opt.RetryMin = 100 * time.Millisecond
+	}
+	if opt.RetryMax <= 0 {
+		opt.RetryMax = 5 * time.Second
+	}
+	if opt.ReportTimeout <= 0 {
+		opt.ReportTimeout = 5 * time.Second
+	}
+	log := opt.Logger.With("worker", opt.WorkerID.String())
+	return &Agent{
+		api:      api,
+		opt:      opt,
+		log:      log,
+		tasks:    map[uuid.UUID]*runningTask{},
+		progress: map[uuid.UUID]wire.TaskProgress{},
+		drainCh:  make(chan struct{}),
+		stopCh:   make(chan struct{}),
+		slotFree: make(chan struct{}, 1),
+		logs:     newLogShipper(api, opt.WorkerID, opt.Clock, log),
+	}
+}
+
+// Drain makes the agent finish the tasks it runs, claim nothing more and
+// return from Run. It is what SIGTERM does. Safe to call more than once.
+func (a *Agent) Drain() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.draining {
+		a.draining = true
+		close(a.drainCh)
+	}
+}
+
+// Stop makes the agent kill its handlers (SIGTERM, then SIGKILL after the
+// grace), try once to report handlers that had already finished, and return
+// from Run.
+func (a *Agent) Stop(why string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.stopped {
+		a.stopped = true
+		a.stopWhy = why
+		close(a.stopCh)
+		if !a.draining {
+			a.draining = true
+			close(a.drainCh)
+		}
+	}
+}
+
+// Running returns the number of tasks the agent holds.
+func (a *Agent) Running() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.tasks)
+}
+
+// Run registers and works until drained, stopped or ctx is cancelled. It
+// returns nil after a drain or a stop command, and an error when it could
+// not register or the server rejected the worker's credentials.
+func (a *Agent) Run(ctx context.Context) error {
+	reg, err := a.register(ctx)
+	if err != nil {
+		return err
+	}
+	interval := reg.HeartbeatInterval.D()
+	if interval <= 0 {
+		interval = 5 * time.Second
+	}
+	conc := reg.Concurrency
+	if a.opt.Concurrency > 0 {
+		conc = a.opt.Concurrency
+	}
+	if conc <= 0 {
+		conc = 1
+	}
+	claimWait := reg.ClaimWait.D()
+	if claimWait <= 0 || claimWait > wire.MaxClaimWait {
+		claimWait = wire.MaxClaimWait
+	}
+	a.log.Info("agent registered", "pool", reg.Pool, "concurrency", conc, "heartbeat_interval", interval.String())
+
+	// runCtx ends on stop or on cancellation of ctx: it kills handlers.
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	go func() {
+		select {
+		case <-a.stopCh:
+			cancelRun()
+		case <-runCtx.Done():
+		}
+	}()
+	// Heartbeats and log shipping continue until every task is reported.
+	bgCtx, cancelBg := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBg()
+	hbDone := make(chan struct{})
+	go func() { defer close(hbDone); a.heartbeatLoop(bgCtx, ctx, interval) }()
+	logsDone := make(chan struct{})
+	go func() { defer close(logsDone); a.logs.run(bgCtx) }()
+
+	fatal := a.claimLoop(runCtx, conc, claimWait)
+
+	// Drain: wait for running tasks (heartbeats continue meanwhile). Stop
+	// or cancellation: runCtx is done and the handlers are being killed.
+	a.wg.Wait()
+	cancelBg()
+	<-hbDone
+	<-logsDone
+	flushCtx, cancelFlush := context.WithTimeout(context.WithoutCancel(ctx), a.opt.ReportTimeout)
+	_ = a.logs.flush(flushCtx)
+	cancelFlush()
+	if fatal != nil {
+		return fatal
+	}
+	a.mu.Lock()
+	why, stopped := a.stopWhy, a.stopped
+	a.mu.Unlock()
+	switch {
+	case stopped:
+		a.log.Info("agent stopped", "reason", why)
+	case ctx.Err() != nil:
+		a.log.Info("agent cancelled")
+	default:
+		a.log.Info("agent drained")
+	}
+	return nil
+}
+
+// register registers with the server, retrying while it is unreachable.
+func (a *Agent) register(ctx context.Context) (*wire.RegisterResponse, error) {
+	probeCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	gpus, err := a.opt.GPU.Probe(probeCtx)
+	cancel()
+	if err != nil {
+		// Register without GPUs: a pool that requires them fails the worker
+		// as gpu-missing, which is what an operator needs to see.
+		a.log.Warn("gpu probe failed; registering without gpus", "err", err)
+		gpus = nil
+	}
+	req := &wire.RegisterRequest{InstanceID: a.opt.InstanceID, AgentVersion: Version, GPUs: gpus}
+	for attempt := 0; ; attempt++ {
+		reg, err := a.api.Register(ctx, a.opt.WorkerID, req)
+		if err == nil {
+			return reg, nil
+		}
+		if !client.IsRetryable(err) || ctx.Err() != nil {
+			return nil, fmt.Errorf("register worker: %w", err)
+		}
+		a.log.Warn("register failed; retrying", "err", err, "attempt", attempt+1)
+		if !a.sleep(ctx, a.backoff(attempt)) {
+			return nil, fmt.Errorf("register worker: %w", ctx.Err())
+		}
+	}
+}
+
+// claimLoop claims tasks while slots are free until drain, stop or ctx end.
+// It returns a non-nil error only for a fatal rejection by the server.
+func (a *Agent) claimLoop(ctx context.Context, conc int, wait time.Duration) error {
+	failures := 0
+	for {
+		a.mu.Lock()
+		draining := a.draining
+		free := conc - len(a.tasks)
+		a.mu.Unlock()
+		if draining || ctx.Err() != nil {
+			return nil
+		}
+		if free <= 0 {
+			select {
+			case <-a.slotFree:
+			case <-a.drainCh:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		claimCtx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-a.drainCh:
+				cancel()
+			case <-claimCtx.Done():
+			}
+		}()
+		tasks, err := a.api.Claim(claimCtx, a.opt.WorkerID, free, wait)
+		cancel()
+		if err != nil {
+			if a.isDraining() || ctx.Err() != nil {
+				// The claim was cut short on purpose; tasks granted in that
+				// instant expire with their lease and are requeued.
+				return nil
+			}
+			if fatalStatus(err) {
+				a.log.Error("server rejected the worker; stopping", "err", err)
+				a.Stop("claim rejected")
+				return fmt.Errorf("claim tasks: %w", err)
+			}
+			failures++
+			a.log.Warn("claim failed; retrying", "err", err, "failures", failures)
+			a.sleep(ctx, a.backoff(failures-1))
+			continue
+		}
+		failures = 0
+		for _, t := range tasks {
+			a.start(ctx, t)
+		}
+	}
+}
+
+// start runs one claimed task in its own goroutine.
+func (a *Agent) start(ctx context.Context, t wire.ClaimedTask) {
+	taskCtx, cancel := context.WithCancel(ctx)
+	rt := &runningTask{lease: t.Lease(), cancel: cancel}
+	a.mu.Lock()
+	a.tasks[t.ID] = rt
+	a.mu.Unlock()
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		defer cancel()
+		a.runTask(taskCtx, t, rt)
+	}()
+}
+
+func (a *Agent) runTask(ctx context.Context, t wire.ClaimedTask, rt *runningTask) {
+	id := t.ID.String()
+	log := a.log.With("task", id, "type", t.Type, "attempt", t.Attempt)
+	log.Info("task started")
+	out := a.opt.Runner.Run(ctx, Job{
+		TaskID:  id,
+		Type:    t.Type,
+		Attempt: t.Attempt,
+		Params:  t.Params,
+		Timeout: t.Timeout,
+		Log:     func(stream, line string) { a.logs.add(id, stream, line) },
+		Progress: func(f float64, msg string) {
+			a.mu.Lock()
+			a.progress[t.ID] = wire.TaskProgress{TaskID: t.ID, LeaseToken: rt.lease.Token, Progress: &f, Message: msg}
+			a.mu.Unlock()
+		},
+	})
+	defer a.finish(t.ID)
+
+	a.mu.Lock()
+	lost, stopped := rt.lost, a.stopped
+	a.mu.Unlock()
+	if lost {
+		log.Info("lease lost: handler killed, nothing reported")
+		return
+	}
+	if out.Cancelled {
+		log.Info("handler killed: agent stopping, nothing reported")
+		return
+	}
+	if out.Unkillable {
+		log.Error("handler did not exit after SIGKILL (stuck task)")
+	}
+	// Ship the task's output before its outcome, best effort.
+	flushCtx, cancelFlush := context.WithTimeout(context.WithoutCancel(ctx), a.opt.ReportTimeout)
+	_ = a.logs.flush(flushCtx)
+	cancelFlush()
+
+	report := func(rctx context.Context) error {
+		if out.OK {
+			return a.api.Complete(rctx, a.opt.WorkerID, rt.lease, out.Result)
+		}
+		_, err := a.api.Fail(rctx, a.opt.WorkerID, rt.lease, truncateErr(out.Error), out.Retryable)
+		return err
+	}
+	what := "complete"
+	if !out.OK {
+		what = "fail"
+	}
+	for attempt := 0; ; attempt++ {
+		// Report with a context that survives a stop of the agent: a handler
+		// that finished deserves one report attempt even while stopping.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.reportTimeout(stopped))
+		err := report(rctx)
+		cancel()
+		switch {
+		case err == nil:
+			if out.OK {
+				log.Info("task completed")
+			} else {
+				log.Info("task failed", "retryable", out.Retryable, "exit_code", out.ExitCode, "timed_out", out.TimedOut)
+			}
+			return
+		case client.IsLeaseLost(err):
+			log.Warn("lease lost: result discarded (409 on "+what+")", "status", client.StatusOf(err))
+			return
+		case !client.IsRetryable(err):
+			log.Error("report rejected; dropping task", "op", what, "err", err)
+			return
+		}
+		a.mu.Lock()
+		stopped, lost = a.stopped, rt.lost
+		a.mu.Unlock()
+		if stopped || lost || ctx.Err() != nil {
+			log.Warn("report failed; giving up", "op", what, "err", err)
+			return
+		}
+		log.Warn("report failed; retrying", "op", what, "err", err, "attempt", attempt+1)
+		if !a.sleepUnlessStopped(a.backoff(attempt)) {
+			return
+		}
+	}
+}
+
+func (a *Agent) reportTimeout(stopped bool) time.Duration {
+	if stopped {
+		return a.opt.ReportTimeout
+	}
+	return client.DefaultTimeout
+}
+
+// finish forgets a task and frees its slot.
+func (a *Agent) finish(id uuid.UUID) {
+	a.mu.Lock()
+	delete(a.tasks, id)
+	delete(a.progress, id)
+	a.mu.Unlock()
+	select {
+	case a.slotFree <- struct{}{}:
+	default:
+	}
+}
+
+// heartbeatLoop beats every interval until bg ends. parent is the agent's
+// outer context, whose cancellation does not stop the beats (running tasks
+// must keep their leases while they are reported).
+func (a *Agent) heartbeatLoop(bg, parent context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	failing := 0
+	for {
+		select {
+		case <-bg.Done():
+			return
+		case <-t.C:
+		}
+		req := a.heartbeatRequest(bg, interval)
+		hctx, cancel := context.WithTimeout(bg, max(interval*2, 2*time.Second))
+		reply, err := a.api.Heartbeat(hctx, a.opt.WorkerID, req)
+		cancel()
+		if err != nil {
+			if bg.Err() != nil {
+				return
+			}
+			if fatalStatus(err) {
+				a.log.Error("server rejected the heartbeat; stopping", "err", err)
+				a.Stop("heartbeat rejected")
+				continue
+			}
+			failing++
+			if failing == 1 || failing%10 == 0 {
+				a.log.Warn("heartbeat failed; tasks keep running", "err", err, "failures", failing)
+			}
+			// Put the progress back for the next beat.
+			a.mu.Lock()
+			for _, p := range req.Progress {
+				if _, ok := a.progress[p.TaskID]; !ok {
+					if _, held := a.tasks[p.TaskID]; held {
+						a.progress[p.TaskID] = p
+					}
+				}
+			}
+			a.mu.Unlock()
+			continue
+		}
+		if failing > 0 {
+			a.log.Info("heartbeat recovered", "after_failures", failing)
+			failing = 0
+		}
+		a.obey(reply)
+	}
+}
+
+func (a *Agent) heartbeatRequest(ctx context.Context, interval time.Duration) *wire.HeartbeatRequest {
+	req := &wire.HeartbeatRequest{Leases: []wire.Lease{}}
+	a.mu.Lock()
+	for _, rt := range a.tasks {
+		if !rt.lost {
+			req.Leases = append(req.Leases, rt.lease)
+		}
+	}
+	for id, p := range a.progress {
+		req.Progress = append(req.Progress, p)
+		delete(a.progress, id)
+	}
+	a.mu.Unlock()
+	pctx, cancel := context.WithTimeout(ctx, min(interval, 5*time.Second))
+	gpus, err := a.opt.GPU.Probe(pctx)
+	cancel()
+	if err == nil && len(gpus) > 0 {
+		if b, err := json.Marshal(map[string]any{"gpus": gpus}); err == nil {
+			req.Metrics = b
+		}
+	}
+	return req
+}
+
+// obey applies the commands of a heartbeat reply.
+func (a *Agent) obey(reply *wire.HeartbeatResponse) {
+	for _, l := range reply.LostLeases {
+		a.mu.Lock()
+		rt, ok := a.tasks[l.TaskID]
+		if ok && rt.lease.Token == l.Token && !rt.lost {
+			rt.lost = true
+			rt.cancel()
+			a.log.Warn("lease lost: killing handler", "task", l.TaskID.String())
+		}
+		a.mu.Unlock()
+	}
+	if reply.Stop {
+		a.log.Warn("server says stop: killing handlers")
+		a.Stop("stop command")
+		return
+	}
+	if reply.Drain && !a.isDraining() {
+		a.log.Info("server says drain: finishing running tasks, claiming nothing more")
+		a.Drain()
+	}
+}
+
+func (a *Agent) isDraining() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.draining
+}
+
+// backoff returns the wait before retry attempt n (0-based): exponential
+// from RetryMin to RetryMax with jitter in [d/2, d].
+func (a *Agent) backoff(n int) time.Duration {
+	d := a.opt.RetryMin
+	for i := 0; i < n && d < a.opt.RetryMax; i++ {
+		d *= 2
+	}
+	d = min(d, a.opt.RetryMax)
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+// sleep waits d or until ctx ends or the agent drains; it reports whether
+// the full wait elapsed.
+func (a *Agent) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-a.drainCh:
+		return false
+	}
+}
+
+// sleepUnlessStopped waits d unless the agent is stopped meanwhile.
+func (a *Agent) sleepUnlessStopped(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-a.stopCh:
+		return false
+	}
+}
+
+// fatalStatus reports whether err means this worker can no longer act:
+// its token was refused (401/403) or the worker is unknown (404).
+func fatalStatus(err error) bool {
+	switch client.StatusOf(err) {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
+		return true
+	}
+	return false
+}
+
+func truncateErr(s string) string {
+	if len(s) <= core.MaxErrorBytes {
+		return s
+	}
+	// Keep the end: the stderr tail is the useful part.
+	return "…" + s[len(s)-core.MaxErrorBytes+len("…"):]
+}

@@ -1,0 +1,11 @@
+//go:build !linux
+
+package agent
+
+import "syscall"
+
+// handlerSysProcAttr puts the handler in its own process group so that a
+// timeout or cancel can signal everything it started.
+func handlerSysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true}
+}

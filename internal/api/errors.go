@@ -1,0 +1,76 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/droverhq/drover/internal/api/wire"
+	"github.com/droverhq/drover/internal/core"
+)
+
+// codeStatus maps every application error code to its one HTTP status.
+// This table, with writeError, is the only place the mapping lives.
+var codeStatus = map[string]int{
+	core.EINVALID:      http.StatusBadRequest,
+	core.ENOTFOUND:     http.StatusNotFound,
+	core.ECONFLICT:     http.StatusConflict,
+	core.EUNAUTHORIZED: http.StatusUnauthorized,
+	core.EFORBIDDEN:    http.StatusForbidden,
+	core.ETOOLARGE:     http.StatusRequestEntityTooLarge,
+	core.EUNAVAILABLE:  http.StatusServiceUnavailable,
+	core.EINTERNAL:     http.StatusInternalServerError,
+}
+
+// StatusForCode returns the HTTP status of an application error code
+// (500 for unknown codes).
+func StatusForCode(code string) int {
+	if s, ok := codeStatus[code]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+// writeError answers err as {"error":{"code","message","field"}}. Internal
+// errors are logged with their detail and answered with a generic message;
+// every error is counted by code.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code := core.ErrorCode(err)
+	status := StatusForCode(code)
+	detail := wire.ErrorDetail{Code: code, Message: core.ErrorMessage(err)}
+	if e, ok := errorsAsCore(err); ok {
+		detail.Field = e.Field
+		detail.Message = e.Message
+	}
+	if code == core.EINTERNAL {
+		s.logger.ErrorContext(r.Context(), "api request failed",
+			slog.String("method", r.Method), slog.String("route", r.Pattern),
+			slog.String("error", err.Error()))
+		detail.Message = "internal error"
+		detail.Field = ""
+	}
+	if code == core.EUNAUTHORIZED {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="drover"`)
+	}
+	s.metrics.errors.WithLabelValues(code).Inc()
+	writeJSON(w, status, wire.ErrorBody{Error: detail})
+}
+
+// writeJSON writes v with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, `{"error":{"code":"internal","message":"internal error"}}`, http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+	_, _ = w.Write([]byte("\n"))
+}
+
+func errorsAsCore(err error) (*core.Error, bool) {
+	return errors.AsType[*core.Error](err)
+}

@@ -1,0 +1,79 @@
+// Package orchestrator is Drover's control loop: it observes the store and
+// the providers, reconciles the two, advances every worker's lifecycle,
+// sizes each pool, places spawns on candidate placements behind their
+// breakers and records every decision as an event. It also holds leader
+// election (only the leader ticks) and the status read model.
+//
+// # Overview
+//
+// One Tick is observe → reconcile → advance → decide → place → record:
+//
+//  1. Observe in a constant number of queries, whatever the fleet size:
+//     WorkerList(LiveOnly), queue.Maintain (expired leases, attempt
+//     timeouts, queue TTL), TaskDemand, BreakerGetAll, plus one
+//     provider.List per provider.
+//  2. Reconcile, fail closed: when a provider's List errors, nothing that
+//     depends on it happens this tick (no orphan deletes, no vanished, no
+//     provisioning→booting, no adoption). Instances tagged with a worker id
+//     that has no live row are deleted after the pool's orphan_grace
+//     (default 2m). Live rows whose instance is missing from two
+//     successive good lists fail as vanished (preempted when the provider
+//     says so).
+//  3. Advance lifecycles (below) and requeue, in one query, every lease
+//     held by a worker that failed or is being terminated this tick.
+//  4. Decide each pool's size with the pure function Decide.
+//  5. Place each spawn on the first candidate placement whose breaker
+//     allows it; a capacity (or quota) error moves on to the next
+//     candidate in the same tick.
+//  6. Record: changed breakers (BreakerPut) and all events of the tick in
+//     one EventInsertMany. A "tick" event is written when something
+//     changed, or when a spawn was blocked and the reason differs from the
+//     last one recorded (an unchanged blocked reason is repeated at most
+//     once a minute, so an idle or blocked fleet does not flood the log).
+//
+// # Worker state model
+//
+//	requested ─create ok─▶ provisioning ─instance running─▶ booting ─first heartbeat─▶ ready
+//	   │                        │                              │                        │
+//	   │ create failed          │ provision_timeout            │ boot_timeout           │ heartbeat_timeout
+//	   ▼                        ▼                              ▼                        ▼
+//	 failed(capacity|quota|…) failed(provision-timeout)   failed(boot-timeout)     failed(heartbeat-lost)
+//	ready ──scale-down──▶ draining ─no leases, or drain_timeout─▶ terminating ─gone─▶ terminated
+//	failed ─────────────────────────────────────────────────────▶ terminating ─gone─▶ terminated
+//
+// The row is inserted in state requested before provider.Create, with a
+// fresh token whose SHA-256 is stored; the token itself only travels in the
+// instance env. A requested row older than one tick is an interrupted
+// spawn: the next good List adopts the instance carrying its worker id
+// (→ provisioning) or the row fails (provider-error). No duplicate, no
+// orphan.
+//
+// boot_timeout runs from creation to the first heartbeat (default 15m),
+// separately from heartbeat_timeout (25s) for ready and draining workers:
+// the seed incident killed pods that needed 5–6 minutes to start. A worker
+// that registers while still provisioning goes to ready in the same tick.
+//
+// terminating calls provider.Delete every tick until the provider says the
+// instance is gone (ErrNotFound, or absent from a good List after a
+// delete), counting DeleteAttempts. An instance missing from two good lists
+// fails its worker as vanished (preempted when the provider says so).
+//
+// # Failure handling and the breaker
+//
+// Every failure has a core.FailureClass and an event with the worker's age.
+// A worker reaching ready records a success on its placement's breaker. A
+// failure is recorded when breaker.CountsAsStartFailure says so, except
+// when the worker held leases as it failed: a task may have killed it (a
+// poison task), which says nothing about the placement. quota and
+// invalid-request errors Trip the key at once with a reason naming the
+// class. Scale-down, drain and operator terminations never touch the
+// breaker. Rows failed by someone else (the queue fails gpu-missing at
+// registration) are recorded when the tick first sees them.
+//
+// # Leadership
+//
+// Elector holds a lease row through store.LeaderAttemptElect (TTL 15s,
+// re-elected every 5s) and trusts it only until attemptStart + TTL −
+// safety margin. Run ticks only while IsLeader. On SQLite there is one
+// process, which always wins, through the same code.
+package orchestrator

@@ -1,0 +1,56 @@
+package orchestrator
+
+import (
+	"github.com/droverhq/drover/internal/core"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the orchestrator's Prometheus collectors. They always exist;
+// they are registered only when Deps.Registerer is set.
+type metrics struct {
+	tickSeconds prometheus.Histogram
+	workers     *prometheus.GaugeVec
+	spawns      *prometheus.CounterVec
+	failures    *prometheus.CounterVec
+	requeued    prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		tickSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "drover_tick_duration_seconds", Help: "Duration of one control-loop tick.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}),
+		workers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "drover_workers", Help: "Live workers by pool and state, as seen by the last tick.",
+		}, []string{"pool", "state"}),
+		spawns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "drover_worker_spawns_total", Help: "Workers whose instance was created.",
+		}, []string{"pool"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "drover_worker_failures_total", Help: "Workers failed, by failure class.",
+		}, []string{"pool", "class"}),
+		requeued: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "drover_tasks_requeued_by_orchestrator_total", Help: "Tasks requeued (or failed as lost) because their worker failed or was terminated.",
+		}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.tickSeconds, m.workers, m.spawns, m.failures, m.requeued} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) observe(t *tick) {
+	m.tickSeconds.Observe(t.rep.Duration.Seconds())
+	m.requeued.Add(float64(t.rep.Requeued))
+	m.workers.Reset()
+	for _, w := range t.workers {
+		if w.State.Live() || w.State == core.WorkerTerminating || w.State == core.WorkerFailed {
+			m.workers.WithLabelValues(w.Pool, string(w.State)).Inc()
+		}
+	}
+}

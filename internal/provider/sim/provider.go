@@ -1,0 +1,504 @@
+// Package sim is an in-memory Provider on an injected clock, with scripted
+// placements (provisioning and boot times, capacity and quota errors,
+// crashes, vanishing and preemption), fault injection for the provider API
+// itself, call recording in the style of Karpenter's fake, and simulated
+// agents (Fleet) that register, heartbeat, claim and finish tasks against a
+// queue. Tests of the control loop and the simulator use it; nothing in it
+// sleeps: time is whatever the clock says.
+//
+// # Instance lifecycle
+//
+// Every instance is evaluated lazily against the clock:
+//
+//	created ──ProvisionTime──▶ running ──BootTime──▶ agent up (Fleet registers it)
+//	running ──CrashAfter──▶ agent dead (instance still running, heartbeats stop)
+//	running ──VanishAfter──▶ gone (not listed, Get → ErrNotFound)
+//	running ──PreemptAfter──▶ gone, Preempted (Get still returns it)
+//	any ──Delete──▶ gone
+//
+// All the "After" durations are measured from the moment the instance
+// became running.
+package sim
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/droverhq/drover/internal/core"
+	"github.com/droverhq/drover/internal/provider"
+)
+
+// Script describes how instances of one placement behave.
+type Script struct {
+	// ProvisionTime is how long an instance stays pending. ProvisionDist,
+	// when set, draws it instead (from the provider's seeded source).
+	ProvisionTime time.Duration
+	ProvisionDist func(r *rand.Rand) time.Duration
+	// BootTime is how long the agent takes to come up once the instance
+	// runs. BootDist, when set, draws it instead.
+	BootTime time.Duration
+	BootDist func(r *rand.Rand) time.Duration
+	// CapacityErrors makes the next N creates on the placement fail with
+	// a capacity error; CapacityAlways makes every create fail so.
+	CapacityErrors int
+	CapacityAlways bool
+	// QuotaError makes every create fail with a quota error.
+	QuotaError bool
+	// InvalidError makes every create fail with an invalid-request error.
+	InvalidError bool
+	// NeverBoot: the instance runs but its agent never comes up.
+	NeverBoot bool
+	// CrashAfter: the agent dies this long after the instance runs
+	// (0 = never). The instance keeps running.
+	CrashAfter time.Duration
+	// VanishAfter: the instance disappears this long after it runs
+	// (0 = never).
+	VanishAfter time.Duration
+	// PreemptAfter: the provider takes the instance back this long after
+	// it runs (0 = never).
+	PreemptAfter time.Duration
+	// PricePerHour is the instance's price in USD.
+	PricePerHour float64
+}
+
+// Options configure a Provider.
+type Options struct {
+	// Name is what Name returns ("sim").
+	Name string
+	// Seed seeds the random source used by distributions (and the fleet).
+	Seed uint64
+	// Default is the script of placements without their own SetScript.
+	Default Script
+	// Latency is recorded as each call's latency; it advances nothing.
+	Latency time.Duration
+}
+
+// Call is one recorded provider call.
+type Call struct {
+	Op         string // create, get, list, delete
+	Time       time.Time
+	Latency    time.Duration
+	InstanceID string
+	WorkerID   string
+	Placement  provider.Placement
+	Err        error
+}
+
+// instance is the provider's record of one machine.
+type instance struct {
+	inst      provider.Instance
+	runningAt time.Time
+	bootAt    time.Time // zero: never boots
+	crashAt   time.Time // zero: never crashes
+	goneAt    time.Time // zero: not scheduled to disappear
+	preempt   bool      // goneAt is a preemption
+	deleted   bool
+	gone      bool // removed (vanished, preempted or deleted)
+}
+
+// Provider is the in-memory provider. It is safe for concurrent use.
+type Provider struct {
+	// NextCreateErr, NextGetErr, NextListErr and NextDeleteErr, when set,
+	// are returned (once) by the next call of that kind.
+	NextCreateErr error
+	NextGetErr    error
+	NextListErr   error
+	NextDeleteErr error
+
+	clock core.Clock
+	opts  Options
+
+	mu        sync.Mutex
+	rnd       *rand.Rand
+	scripts   map[string]*Script
+	instances map[string]*instance
+	order     []string
+	seq       int
+	failList  int
+	latency   time.Duration
+	calls     []Call
+}
+
+var _ provider.Provider = (*Provider)(nil)
+
+// New returns an empty provider on clock.
+func New(clock core.Clock, opts Options) *Provider {
+	if opts.Name == "" {
+		opts.Name = "sim"
+	}
+	return &Provider{
+		clock:     clock,
+		opts:      opts,
+		rnd:       rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15)),
+		scripts:   map[string]*Script{},
+		instances: map[string]*instance{},
+		latency:   opts.Latency,
+	}
+}
+
+// Name implements provider.Provider.
+func (p *Provider) Name() string { return p.opts.Name }
+
+// SetScript sets the script of one placement key (pool/gpu/region, see
+// provider.Placement.Key). It applies to instances created afterwards.
+func (p *Provider) SetScript(placementKey string, s Script) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.scripts[placementKey] = &s
+}
+
+// SetLatency changes the latency recorded for subsequent calls.
+func (p *Provider) SetLatency(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.latency = d
+}
+
+// FailList makes the next n List calls fail with a transient error.
+func (p *Provider) FailList(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.failList = n
+}
+
+// Calls returns a copy of every call recorded so far.
+func (p *Provider) Calls() []Call {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.calls)
+}
+
+// CallCount returns how many calls of op were recorded.
+func (p *Provider) CallCount(op string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, c := range p.calls {
+		if c.Op == op {
+			n++
+		}
+	}
+	return n
+}
+
+// Reset forgets recorded calls and pending injected errors (instances and
+// scripts stay).
+func (p *Provider) Reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls = nil
+	p.failList = 0
+	p.NextCreateErr, p.NextGetErr, p.NextListErr, p.NextDeleteErr = nil, nil, nil, nil
+}
+
+func (p *Provider) record(c Call) {
+	c.Time = p.clock.Now()
+	c.Latency = p.latency
+	p.calls = append(p.calls, c)
+}
+
+func (p *Provider) script(key string) *Script {
+	if s, ok := p.scripts[key]; ok {
+		return s
+	}
+	s := p.opts.Default
+	p.scripts[key] = &s
+	return &s
+}
+
+func takeErr(e *error) error {
+	err := *e
+	*e = nil
+	return err
+}
+
+// Create implements provider.Provider.
+func (p *Provider) Create(ctx context.Context, req *provider.CreateRequest) (*provider.Instance, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	call := Call{Op: "create", WorkerID: req.WorkerID, Placement: req.Placement}
+	if err := ctx.Err(); err != nil {
+		call.Err = err
+		p.record(call)
+		return nil, fmt.Errorf("sim create: %w", err)
+	}
+	if err := takeErr(&p.NextCreateErr); err != nil {
+		call.Err = err
+		p.record(call)
+		return nil, err
+	}
+	key := req.Placement.Key(req.Pool)
+	s := p.script(key)
+	var err error
+	switch {
+	case s.QuotaError:
+		err = provider.NewError("create", provider.KindQuota, "insufficient balance for %s", key)
+	case s.InvalidError:
+		err = provider.NewError("create", provider.KindInvalid, "invalid request for %s", key)
+	case s.CapacityAlways:
+		err = provider.NewError("create", provider.KindCapacity, "no instances available for gpu %q in region %q", req.Placement.GPU, req.Placement.Region)
+	case s.CapacityErrors > 0:
+		s.CapacityErrors--
+		err = provider.NewError("create", provider.KindCapacity, "no instances available for gpu %q in region %q", req.Placement.GPU, req.Placement.Region)
+	}
+	if err != nil {
+		call.Err = err
+		p.record(call)
+		return nil, err
+	}
+
+	now := p.clock.Now()
+	p.seq++
+	id := fmt.Sprintf("sim-%06d", p.seq)
+	provision := s.ProvisionTime
+	if s.ProvisionDist != nil {
+		provision = max(0, s.ProvisionDist(p.rnd))
+	}
+	in := &instance{inst: provider.Instance{
+		ID:           id,
+		WorkerID:     req.WorkerID,
+		Pool:         req.Pool,
+		Placement:    req.Placement,
+		State:        provider.InstancePending,
+		PricePerHour: s.PricePerHour,
+		CreatedAt:    now,
+	}}
+	in.runningAt = now.Add(provision)
+	if !s.NeverBoot {
+		boot := s.BootTime
+		if s.BootDist != nil {
+			boot = max(0, s.BootDist(p.rnd))
+		}
+		in.bootAt = in.runningAt.Add(boot)
+	}
+	if s.CrashAfter > 0 {
+		in.crashAt = in.runningAt.Add(s.CrashAfter)
+	}
+	switch {
+	case s.PreemptAfter > 0 && (s.VanishAfter <= 0 || s.PreemptAfter <= s.VanishAfter):
+		in.goneAt = in.runningAt.Add(s.PreemptAfter)
+		in.preempt = true
+	case s.VanishAfter > 0:
+		in.goneAt = in.runningAt.Add(s.VanishAfter)
+	}
+	p.instances[id] = in
+	p.order = append(p.order, id)
+	call.InstanceID = id
+	p.record(call)
+	out := in.inst
+	p.advance(in, now)
+	out.State = in.inst.State
+	return &out, nil
+}
+
+// advance brings in up to now.
+func (p *Provider) advance(in *instance, now time.Time) {
+	if in.gone {
+		return
+	}
+	if !in.goneAt.IsZero() && !now.Before(in.goneAt) {
+		in.gone = true
+		in.inst.State = provider.InstanceGone
+		in.inst.Preempted = in.preempt
+		return
+	}
+	if in.inst.State == provider.InstancePending && !now.Before(in.runningAt) {
+		in.inst.State = provider.InstanceRunning
+	}
+}
+
+// Get implements provider.Provider. Deleted and vanished instances are
+// ErrNotFound; preempted ones are returned (state gone, Preempted) so the
+// caller can tell preemption from vanishing.
+func (p *Provider) Get(ctx context.Context, id string) (*provider.Instance, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	call := Call{Op: "get", InstanceID: id}
+	if err := takeErr(&p.NextGetErr); err != nil {
+		call.Err = err
+		p.record(call)
+		return nil, err
+	}
+	in, ok := p.instances[id]
+	if ok {
+		p.advance(in, p.clock.Now())
+	}
+	if !ok || (in.gone && !in.inst.Preempted) {
+		err := &provider.Error{Op: "get", Kind: provider.KindNotFound, Message: id, Err: provider.ErrNotFound}
+		call.Err = err
+		p.record(call)
+		return nil, err
+	}
+	call.WorkerID = in.inst.WorkerID
+	p.record(call)
+	out := in.inst
+	return &out, nil
+}
+
+// List implements provider.Provider: every instance not gone, in creation
+// order.
+func (p *Provider) List(ctx context.Context) ([]*provider.Instance, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	call := Call{Op: "list"}
+	if err := takeErr(&p.NextListErr); err != nil {
+		call.Err = err
+		p.record(call)
+		return nil, err
+	}
+	if p.failList > 0 {
+		p.failList--
+		err := provider.NewError("list", provider.KindTransient, "simulated list failure")
+		call.Err = err
+		p.record(call)
+		return nil, err
+	}
+	now := p.clock.Now()
+	var out []*provider.Instance
+	for _, id := range p.order {
+		in := p.instances[id]
+		p.advance(in, now)
+		if in.gone {
+			continue
+		}
+		c := in.inst
+		out = append(out, &c)
+	}
+	p.record(call)
+	return out, nil
+}
+
+// Delete implements provider.Provider. An unknown or already gone instance
+// is ErrNotFound.
+func (p *Provider) Delete(ctx context.Context, id string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	call := Call{Op: "delete", InstanceID: id}
+	if err := takeErr(&p.NextDeleteErr); err != nil {
+		call.Err = err
+		p.record(call)
+		return err
+	}
+	in, ok := p.instances[id]
+	if ok {
+		p.advance(in, p.clock.Now())
+	}
+	if !ok || in.gone {
+		err := &provider.Error{Op: "delete", Kind: provider.KindNotFound, Message: id, Err: provider.ErrNotFound}
+		call.Err = err
+		p.record(call)
+		return err
+	}
+	call.WorkerID = in.inst.WorkerID
+	in.gone, in.deleted = true, true
+	in.inst.State = provider.InstanceGone
+	p.record(call)
+	return nil
+}
+
+// Inject adds an instance as given (for example one tagged with a worker id
+// that has no row: an orphan). An empty ID gets a fresh one, a zero
+// CreatedAt the clock's now and an empty State running. The agent of an
+// injected instance never boots. It returns the id.
+func (p *Provider) Inject(inst provider.Instance) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.clock.Now()
+	if inst.ID == "" {
+		p.seq++
+		inst.ID = fmt.Sprintf("sim-%06d", p.seq)
+	}
+	if inst.CreatedAt.IsZero() {
+		inst.CreatedAt = now
+	}
+	if inst.State == "" {
+		inst.State = provider.InstanceRunning
+	}
+	in := &instance{inst: inst, runningAt: inst.CreatedAt}
+	if inst.State == provider.InstanceGone {
+		in.gone = true
+	}
+	if _, dup := p.instances[inst.ID]; !dup {
+		p.order = append(p.order, inst.ID)
+	}
+	p.instances[inst.ID] = in
+	return inst.ID
+}
+
+// Kill makes instance id vanish now (gone, not preempted). It reports
+// whether the instance existed and was not gone.
+func (p *Provider) Kill(id string) bool { return p.remove(id, false) }
+
+// Preempt makes the provider take instance id back now. It reports whether
+// the instance existed and was not gone.
+func (p *Provider) Preempt(id string) bool { return p.remove(id, true) }
+
+func (p *Provider) remove(id string, preempt bool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	in, ok := p.instances[id]
+	if !ok {
+		return false
+	}
+	p.advance(in, p.clock.Now())
+	if in.gone {
+		return false
+	}
+	in.gone = true
+	in.inst.State = provider.InstanceGone
+	in.inst.Preempted = preempt
+	return true
+}
+
+// Instances returns every instance the provider knows, gone ones included,
+// in creation order, as of the clock's now.
+func (p *Provider) Instances() []provider.Instance {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.clock.Now()
+	out := make([]provider.Instance, 0, len(p.order))
+	for _, id := range p.order {
+		in := p.instances[id]
+		p.advance(in, now)
+		out = append(out, in.inst)
+	}
+	return out
+}
+
+// agentStatus is what the fleet needs to know about an instance's agent.
+type agentStatus struct {
+	exists   bool
+	gone     bool
+	running  bool
+	booted   bool // the agent process is up (boot time elapsed, not crashed)
+	crashed  bool
+	workerID string
+	pool     string
+}
+
+// agent reports the state of instance id's agent at now.
+func (p *Provider) agent(id string, now time.Time) agentStatus {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	in, ok := p.instances[id]
+	if !ok {
+		return agentStatus{}
+	}
+	p.advance(in, now)
+	st := agentStatus{exists: true, gone: in.gone, workerID: in.inst.WorkerID, pool: in.inst.Pool}
+	st.running = !in.gone && in.inst.State == provider.InstanceRunning
+	st.crashed = !in.crashAt.IsZero() && !now.Before(in.crashAt)
+	st.booted = st.running && !in.bootAt.IsZero() && !now.Before(in.bootAt) && !st.crashed
+	return st
+}
+
+// ids returns every instance id in creation order.
+func (p *Provider) ids() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.order)
+}

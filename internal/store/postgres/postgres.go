@@ -1,0 +1,176 @@
+// Package postgres is the PostgreSQL implementation of store.Store, for
+// production and for more than one `drover serve` replica.
+//
+// Claims use River's pattern: a CTE picks queued rows ORDER BY priority DESC,
+// created_at, id ... FOR UPDATE SKIP LOCKED and an outer UPDATE turns them
+// into running rows with a fresh lease token, so concurrent claimers never
+// block on each other's rows and never claim a task twice. The worker row is
+// locked FOR SHARE in the same statement, so a concurrent drain (an UPDATE of
+// the worker row) and a claim serialise.
+//
+// Per-owner limits are exact under concurrency: a claim with an owner limit
+// locks the owners' rows (sorted, FOR UPDATE), then counts their running
+// tasks in a new statement (READ COMMITTED sees the previous holder's
+// commit) and grants at most limit-running per owner.
+//
+// Every time-dependent statement receives now from the caller's clock; the
+// database clock is never used for decisions.
+//
+// Leader election is River's single-row lease table (INSERT ... ON CONFLICT
+// ... DO UPDATE WHERE the row is ours or has expired).
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/droverhq/drover/internal/store"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// DefaultMaxConns is the pool size used when the URL does not set
+// pool_max_conns. Claims are short statements; a few dozen connections keep
+// a small server's cores busy without thrashing.
+const DefaultMaxConns = 24
+
+// migrationLockKey is the pg_advisory_lock key that serialises Migrate
+// across replicas ("drover" in ASCII).
+const migrationLockKey int64 = 0x64726f766572
+
+// Store is the PostgreSQL store.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open connects to the database at url (a postgres:// URL or key=value DSN;
+// pgx pool options such as pool_max_conns are honoured). It does not
+// migrate: call Migrate.
+func Open(ctx context.Context, url string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgx's parse errors can echo the URL, password included.
+		return nil, errors.New("open postgres: cannot parse the database URL")
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.ConnConfig.RuntimeParams == nil {
+		cfg.ConnConfig.RuntimeParams = map[string]string{}
+	}
+	cfg.ConnConfig.RuntimeParams["timezone"] = "UTC"
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "drover"
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open postgres: ping %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
+	}
+	return &Store{pool: pool}, nil
+}
+
+// Pool returns the underlying connection pool (for tests and tools).
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Backend returns "postgres".
+func (s *Store) Backend() string { return "postgres" }
+
+// Close releases all connections.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// Migrate applies the embedded migrations that are not yet recorded in
+// schema_migrations, each in its own transaction, in name order. A
+// session-level advisory lock held on one connection keeps concurrent
+// replicas from racing. It returns the names it applied.
+func (s *Store) Migrate(ctx context.Context) ([]string, error) {
+	names, err := fs.Glob(migrationFS, "migrations/*.sql")
+	if err != nil {
+		return nil, fmt.Errorf("migrate: list migrations: %w", err)
+	}
+	slices.Sort(names)
+
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: acquire connection: %w", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", migrationLockKey); err != nil {
+		return nil, fmt.Errorf("migrate: take advisory lock: %w", err)
+	}
+	defer func() {
+		// Use a fresh context: ctx may be cancelled, and the lock must not
+		// outlive this call on a pooled connection.
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(uctx, "SELECT pg_advisory_unlock($1)", migrationLockKey); err != nil {
+			// The connection's state is unknown: drop it from the pool.
+			_ = conn.Conn().Close(uctx)
+		}
+	}()
+
+	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		name text PRIMARY KEY,
+		applied_at timestamptz NOT NULL DEFAULT now()
+	)`); err != nil {
+		return nil, fmt.Errorf("migrate: create schema_migrations: %w", err)
+	}
+	rows, err := conn.Query(ctx, "SELECT name FROM schema_migrations")
+	if err != nil {
+		return nil, fmt.Errorf("migrate: read schema_migrations: %w", err)
+	}
+	done, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("migrate: read schema_migrations: %w", err)
+	}
+
+	var applied []string
+	for _, path := range names {
+		name := strings.TrimSuffix(strings.TrimPrefix(path, "migrations/"), ".sql")
+		if slices.Contains(done, name) {
+			continue
+		}
+		body, err := migrationFS.ReadFile(path)
+		if err != nil {
+			return applied, fmt.Errorf("migrate: read %s: %w", name, err)
+		}
+		err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			// No arguments: pgx uses the simple protocol, which accepts
+			// several statements in one string.
+			if _, err := tx.Exec(ctx, string(body)); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, "INSERT INTO schema_migrations (name) VALUES ($1)", name)
+			return err
+		})
+		if err != nil {
+			return applied, fmt.Errorf("migrate: apply %s: %w", name, err)
+		}
+		applied = append(applied, name)
+	}
+	return applied, nil
+}
+
+// isUniqueViolation reports whether err is a unique_violation.
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}

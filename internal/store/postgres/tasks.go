@@ -1,0 +1,390 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/droverhq/drover/internal/core"
+	"github.com/droverhq/drover/internal/store"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// errRetryInsert makes TaskInsertMany start over after a concurrent insert
+// took an idempotency key between our lookup and our insert.
+var errRetryInsert = errors.New("idempotency key raced")
+
+// TaskInsertMany inserts tasks in one transaction; see store.Store.
+func (s *Store) TaskInsertMany(ctx context.Context, params *store.TaskInsertManyParams) ([]store.TaskInsertResult, error) {
+	if len(params.Tasks) == 0 {
+		return nil, nil
+	}
+	for range 3 {
+		var res []store.TaskInsertResult
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			var err error
+			res, err = s.insertTasks(ctx, tx, params)
+			return err
+		})
+		if errors.Is(err, errRetryInsert) {
+			continue
+		}
+		if err != nil {
+			if _, ok := errors.AsType[*core.Error](err); ok {
+				return nil, err
+			}
+			return nil, fmt.Errorf("insert tasks: %w", err)
+		}
+		return res, nil
+	}
+	return nil, fmt.Errorf("insert tasks: %w", errRetryInsert)
+}
+
+type idemKey struct{ owner, key string }
+
+func (s *Store) insertTasks(ctx context.Context, tx pgx.Tx, params *store.TaskInsertManyParams) ([]store.TaskInsertResult, error) {
+	tasks := params.Tasks
+	n := len(tasks)
+	field := func(i int, f string) string {
+		if n == 1 {
+			return f
+		}
+		return fmt.Sprintf("tasks[%d].%s", i, f)
+	}
+
+	// 1. Idempotency keys: earlier in the batch, then in the database.
+	existingIdx := make([]int, n) // index of the batch task this one duplicates, or -1
+	existingRow := make([]uuid.UUID, n)
+	firstByKey := map[idemKey]int{}
+	var keyOwners, keyKeys []string
+	for i, t := range tasks {
+		existingIdx[i] = -1
+		if t.IdempotencyKey == "" {
+			continue
+		}
+		k := idemKey{t.Owner, t.IdempotencyKey}
+		if j, ok := firstByKey[k]; ok {
+			existingIdx[i] = j
+			continue
+		}
+		firstByKey[k] = i
+		keyOwners = append(keyOwners, t.Owner)
+		keyKeys = append(keyKeys, t.IdempotencyKey)
+	}
+	if len(keyOwners) > 0 {
+		rows, err := tx.Query(ctx, `SELECT t.id, t.owner, t.idempotency_key
+			FROM tasks t JOIN unnest($1::text[], $2::text[]) AS k(owner, key)
+			  ON t.owner = k.owner AND t.idempotency_key = k.key`, keyOwners, keyKeys)
+		if err != nil {
+			return nil, fmt.Errorf("look up idempotency keys: %w", err)
+		}
+		for rows.Next() {
+			var (
+				id         uuid.UUID
+				owner, key string
+			)
+			if err := rows.Scan(&id, &owner, &key); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("look up idempotency keys: %w", err)
+			}
+			existingRow[firstByKey[idemKey{owner, key}]] = id
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("look up idempotency keys: %w", err)
+		}
+	}
+	// resolved maps each batch task's id to the id that will exist after the
+	// insert (itself, or the earlier task with the same idempotency key).
+	resolved := make(map[uuid.UUID]uuid.UUID, n)
+	batchIndex := make(map[uuid.UUID]int, n)
+	finalID := make([]uuid.UUID, n)
+	for i, t := range tasks {
+		switch {
+		case existingIdx[i] >= 0:
+			finalID[i] = finalID[existingIdx[i]]
+		case existingRow[i] != uuid.Nil:
+			finalID[i] = existingRow[i]
+		default:
+			finalID[i] = t.ID
+		}
+		resolved[t.ID] = finalID[i]
+		if _, ok := batchIndex[t.ID]; !ok {
+			batchIndex[t.ID] = i
+		}
+	}
+	inserting := func(i int) bool { return existingIdx[i] < 0 && existingRow[i] == uuid.Nil }
+
+	// 2. Dependencies: on earlier batch tasks, or on existing rows that are
+	// not failed or cancelled. Rows are locked FOR SHARE so a concurrent
+	// completion or failure of a dependency waits for this insert and then
+	// sees the new dependents.
+	var external []uuid.UUID
+	seen := map[uuid.UUID]bool{}
+	for i, t := range tasks {
+		if !inserting(i) {
+			continue
+		}
+		for _, d := range t.DependsOn {
+			if j, ok := batchIndex[d]; ok && j < i && inserting(j) {
+				continue
+			}
+			id := d
+			if j, ok := batchIndex[d]; ok && j < i {
+				id = resolved[d]
+			}
+			if !seen[id] {
+				seen[id] = true
+				external = append(external, id)
+			}
+		}
+	}
+	depState := map[uuid.UUID]core.TaskState{}
+	if len(external) > 0 {
+		rows, err := tx.Query(ctx, `SELECT id, state FROM tasks WHERE id = ANY($1::uuid[]) ORDER BY id FOR SHARE`, uuidStrings(external))
+		if err != nil {
+			return nil, fmt.Errorf("look up dependencies: %w", err)
+		}
+		for rows.Next() {
+			var (
+				id uuid.UUID
+				st string
+			)
+			if err := rows.Scan(&id, &st); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("look up dependencies: %w", err)
+			}
+			depState[id] = core.TaskState(st)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("look up dependencies: %w", err)
+		}
+	}
+
+	// 3. Build rows.
+	batch := &pgx.Batch{}
+	var depTask, depDep []string
+	owners := map[string]bool{}
+	var newIdx []int
+	for i, t := range tasks {
+		if !inserting(i) {
+			continue
+		}
+		pending := 0
+		deps := make([]string, 0, len(t.DependsOn))
+		dupDep := map[uuid.UUID]bool{}
+		for _, d := range t.DependsOn {
+			id := d
+			if j, ok := batchIndex[d]; ok && j < i {
+				id = resolved[d]
+				if inserting(j) {
+					pending++
+					if !dupDep[id] {
+						dupDep[id] = true
+						deps = append(deps, id.String())
+					}
+					continue
+				}
+			}
+			st, ok := depState[id]
+			if !ok {
+				return nil, core.Invalid(field(i, "depends_on"), "task %s does not exist (a dependency must be an existing task or an earlier task of the same batch)", d)
+			}
+			if st == core.TaskFailed || st == core.TaskCancelled {
+				return nil, core.Invalid(field(i, "depends_on"), "task %s is %s, so the dependent could never run", d, st)
+			}
+			if dupDep[id] {
+				continue
+			}
+			dupDep[id] = true
+			deps = append(deps, id.String())
+			if st != core.TaskSucceeded {
+				pending++
+			}
+		}
+		for _, d := range deps {
+			depTask = append(depTask, t.ID.String())
+			depDep = append(depDep, d)
+		}
+		owners[t.Owner] = true
+		newIdx = append(newIdx, i)
+		created, runAfter, updated := orNow(t.CreatedAt, params.Now), orNow(t.RunAfter, params.Now), orNow(t.UpdatedAt, params.Now)
+		params := t.Params
+		if params == nil {
+			params = []byte("{}")
+		}
+		var key any
+		if t.IdempotencyKey != "" {
+			key = t.IdempotencyKey
+		}
+		batch.Queue(`INSERT INTO tasks (id, type, params, owner, priority, pool, depends_on,
+				max_attempts, max_lost, timeout_ms, idempotency_key, state, deps_pending,
+				created_at, run_after, updated_at)
+			VALUES ($1, $2, $3::json, $4, $5, $6, $7::uuid[], $8, $9, $10, $11, 'queued', $12, $13, $14, $15)
+			ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`,
+			t.ID, t.Type, string(params), t.Owner, t.Priority, t.Pool, deps,
+			t.MaxAttempts, t.MaxLost, t.Timeout.Milliseconds(), key, pending,
+			created, runAfter, updated)
+	}
+	if len(depTask) > 0 {
+		batch.Queue(`INSERT INTO task_deps (task_id, dep_id)
+			SELECT * FROM unnest($1::uuid[], $2::uuid[]) ON CONFLICT DO NOTHING`, depTask, depDep)
+	}
+	if len(owners) > 0 {
+		ownerList := make([]string, 0, len(owners))
+		for o := range owners {
+			ownerList = append(ownerList, o)
+		}
+		batch.Queue(`INSERT INTO owners (owner) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, ownerList)
+	}
+	if batch.Len() > 0 {
+		br := tx.SendBatch(ctx, batch)
+		for _, i := range newIdx {
+			tag, err := br.Exec()
+			if err != nil {
+				br.Close()
+				if isUniqueViolation(err) {
+					return nil, core.Invalid(field(i, "id"), "a task with this id already exists")
+				}
+				return nil, fmt.Errorf("insert task: %w", err)
+			}
+			if tag.RowsAffected() == 0 {
+				// A concurrent transaction took the idempotency key.
+				br.Close()
+				return nil, errRetryInsert
+			}
+		}
+		if err := br.Close(); err != nil {
+			return nil, fmt.Errorf("insert dependencies: %w", err)
+		}
+	}
+
+	// 4. Read back every task the caller gets.
+	all := make([]string, n)
+	for i := range finalID {
+		all[i] = finalID[i].String()
+	}
+	rows, err := tx.Query(ctx, `SELECT `+taskCols+` FROM tasks WHERE id = ANY($1::uuid[])`, all)
+	if err != nil {
+		return nil, fmt.Errorf("read inserted tasks: %w", err)
+	}
+	got, err := collectTasks(rows)
+	if err != nil {
+		return nil, fmt.Errorf("read inserted tasks: %w", err)
+	}
+	byID := make(map[uuid.UUID]*core.Task, len(got))
+	for _, t := range got {
+		byID[t.ID] = t
+	}
+	res := make([]store.TaskInsertResult, n)
+	for i := range tasks {
+		t := byID[finalID[i]]
+		if t == nil {
+			return nil, fmt.Errorf("read inserted tasks: task %s missing", finalID[i])
+		}
+		res[i] = store.TaskInsertResult{Task: t, Existing: !inserting(i)}
+	}
+	return res, nil
+}
+
+func orNow(t, now time.Time) time.Time {
+	if t.IsZero() {
+		return now
+	}
+	return t
+}
+
+// TaskGet returns one task or core.ErrNotFound.
+func (s *Store) TaskGet(ctx context.Context, id uuid.UUID) (*core.Task, error) {
+	t, err := scanTask(s.pool.QueryRow(ctx, `SELECT `+taskCols+` FROM tasks WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("get task %s: %w", id, core.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get task %s: %w", id, err)
+	}
+	return t, nil
+}
+
+// TaskList lists tasks matching the filter, newest first.
+func (s *Store) TaskList(ctx context.Context, params *store.TaskListParams) ([]*core.Task, error) {
+	limit := params.Limit
+	switch {
+	case limit < 0 || limit > 1000:
+		return nil, core.Invalid("limit", "must be between 1 and 1000 (0 means 100), got %d", limit)
+	case limit == 0:
+		limit = 100
+	}
+	var (
+		where []string
+		args  []any
+	)
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	if len(params.States) > 0 {
+		st := make([]string, len(params.States))
+		for i, s := range params.States {
+			st[i] = string(s)
+		}
+		where = append(where, "state = ANY("+arg(st)+"::text[])")
+	}
+	if params.Owner != "" {
+		where = append(where, "owner = "+arg(params.Owner))
+	}
+	if params.Pool != "" {
+		where = append(where, "pool = "+arg(params.Pool))
+	}
+	if params.Type != "" {
+		where = append(where, "type = "+arg(params.Type))
+	}
+	if params.WorkerID != nil {
+		where = append(where, "worker_id = "+arg(*params.WorkerID))
+	}
+	if params.BeforeID != nil {
+		where = append(where, "(created_at, id) < (SELECT created_at, id FROM tasks WHERE id = "+arg(*params.BeforeID)+")")
+	}
+	q := `SELECT ` + taskCols + ` FROM tasks`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY created_at DESC, id DESC LIMIT " + arg(limit)
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list tasks: %w", err)
+	}
+	out, err := collectTasks(rows)
+	if err != nil {
+		return nil, fmt.Errorf("list tasks: %w", err)
+	}
+	return out, nil
+}
+
+// TaskCountByState returns the number of tasks per state.
+func (s *Store) TaskCountByState(ctx context.Context) (map[core.TaskState]int, error) {
+	rows, err := s.pool.Query(ctx, `SELECT state, count(*) FROM tasks GROUP BY state`)
+	if err != nil {
+		return nil, fmt.Errorf("count tasks: %w", err)
+	}
+	defer rows.Close()
+	out := map[core.TaskState]int{}
+	for rows.Next() {
+		var (
+			st string
+			n  int
+		)
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, fmt.Errorf("count tasks: %w", err)
+		}
+		out[core.TaskState(st)] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count tasks: %w", err)
+	}
+	return out, nil
+}

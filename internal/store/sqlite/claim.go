@@ -1,0 +1,549 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/droverhq/drover/internal/core"
+	"github.com/droverhq/drover/internal/store"
+	"github.com/google/uuid"
+)
+
+// maxClaim is the largest TaskClaimParams.Max accepted.
+const maxClaim = 1000
+
+// TaskClaim claims up to Max claimable tasks for a worker in one
+// transaction; see store.Store.
+func (s *Store) TaskClaim(ctx context.Context, params *store.TaskClaimParams) ([]*core.Task, error) {
+	if params.Max < 1 || params.Max > maxClaim {
+		return nil, core.Invalid("max", "must be between 1 and %d, got %d", maxClaim, params.Max)
+	}
+	if params.LeaseDuration <= 0 {
+		return nil, core.Invalid("lease_duration", "must be positive, got %s", params.LeaseDuration)
+	}
+	if params.OwnerLimit < 0 {
+		return nil, core.Invalid("owner_limit", "must be 0 (unlimited) or more, got %d", params.OwnerLimit)
+	}
+	var out []*core.Task
+	err := s.inTx(ctx, "claim tasks", func(tx *sql.Tx) error {
+		rows, err := s.queryNamed(ctx, tx, "workerState", params.WorkerID.String())
+		if err != nil {
+			return fmt.Errorf("claim tasks: worker state: %w", err)
+		}
+		var state string
+		found := rows.Next()
+		if found {
+			err = rows.Scan(&state)
+		}
+		rows.Close()
+		if err != nil {
+			return fmt.Errorf("claim tasks: worker state: %w", err)
+		}
+		if !found || (state != string(core.WorkerBooting) && state != string(core.WorkerReady)) {
+			out = []*core.Task{}
+			return nil
+		}
+		now := micros(params.Now)
+		lease := micros(params.Now.Add(params.LeaseDuration))
+		if params.OwnerLimit == 0 {
+			out, err = collectTasks(s.queryNamed(ctx, tx, "claim",
+				params.WorkerID.String(), lease, now, now, params.Pool, now, params.Max))
+		} else {
+			out, err = s.claimOwnerLimited(ctx, tx, params, now, lease)
+		}
+		if err != nil {
+			return fmt.Errorf("claim tasks: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sortClaimOrder(out)
+	return out, nil
+}
+
+// claimOwnerLimited picks tasks in claim order while keeping every owner's
+// running count (all pools, plus this claim) at or below the limit. The
+// single-writer transaction makes the count exact.
+func (s *Store) claimOwnerLimited(ctx context.Context, tx *sql.Tx, params *store.TaskClaimParams, now, lease int64) ([]*core.Task, error) {
+	running := map[string]int{}
+	rows, err := tx.QueryContext(ctx, `SELECT owner, count(*) FROM tasks WHERE state = 'running' GROUP BY owner`)
+	if err != nil {
+		return nil, fmt.Errorf("running per owner: %w", err)
+	}
+	for rows.Next() {
+		var o string
+		var n int
+		if err := rows.Scan(&o, &n); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("running per owner: %w", err)
+		}
+		running[o] = n
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("running per owner: %w", err)
+	}
+	var blocked []any
+	for o, n := range running {
+		if n >= params.OwnerLimit {
+			blocked = append(blocked, o)
+		}
+	}
+	q := `SELECT id, owner FROM tasks WHERE state = 'queued' AND pool = ? AND run_after <= ? AND deps_pending = 0`
+	if len(blocked) > 0 {
+		q += ` AND owner NOT IN (` + placeholders(len(blocked)) + `)`
+	}
+	q += ` ORDER BY priority DESC, created_at, id LIMIT ? OFFSET ?`
+	page := max(4*params.Max, 256)
+	var picked []any
+	for offset := 0; len(picked) < params.Max; offset += page {
+		args := append(append([]any{params.Pool, now}, blocked...), page, offset)
+		rows, err := tx.QueryContext(ctx, q, args...)
+		if err != nil {
+			return nil, fmt.Errorf("candidates: %w", err)
+		}
+		n := 0
+		for rows.Next() {
+			n++
+			var id, owner string
+			if err := rows.Scan(&id, &owner); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("candidates: %w", err)
+			}
+			if len(picked) < params.Max && running[owner] < params.OwnerLimit {
+				running[owner]++
+				picked = append(picked, id)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("candidates: %w", err)
+		}
+		if n < page {
+			break
+		}
+	}
+	if len(picked) == 0 {
+		return []*core.Task{}, nil
+	}
+	args := append([]any{params.WorkerID.String(), lease, now, now}, picked...)
+	return collectTasks(tx.QueryContext(ctx, `UPDATE tasks SET state = 'running', attempt = attempt + 1, worker_id = ?,
+		lease_token = `+newTokenSQL+`, lease_expires_at = ?, started_at = ?, updated_at = ?, progress = NULL, progress_msg = ''
+		WHERE state = 'queued' AND id IN (`+placeholders(len(picked))+`) RETURNING `+taskCols, args...))
+}
+
+func sortClaimOrder(ts []*core.Task) {
+	sort.Slice(ts, func(i, j int) bool {
+		a, b := ts[i], ts[j]
+		if a.Priority != b.Priority {
+			return a.Priority > b.Priority
+		}
+		if !a.CreatedAt.Equal(b.CreatedAt) {
+			return a.CreatedAt.Before(b.CreatedAt)
+		}
+		return a.ID.String() < b.ID.String()
+	})
+}
+
+// TaskLeaseRenew extends every lease still held; see store.Store.
+func (s *Store) TaskLeaseRenew(ctx context.Context, params *store.TaskLeaseRenewParams) ([]core.Lease, error) {
+	lost := []core.Lease{}
+	if len(params.Leases) == 0 {
+		return lost, nil
+	}
+	err := s.inTx(ctx, "renew leases", func(tx *sql.Tx) error {
+		until := micros(params.Until)
+		for _, l := range params.Leases {
+			res, err := s.execNamed(ctx, tx, "renew", until, l.TaskID.String(), l.Token.String(), l.WorkerID.String())
+			if err != nil {
+				return fmt.Errorf("renew leases: %w", err)
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				lost = append(lost, l.Lease)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return lost, nil
+}
+
+// TaskProgress records progress under a held lease.
+func (s *Store) TaskProgress(ctx context.Context, params *store.TaskProgressParams) error {
+	var p any
+	if params.Progress != nil {
+		p = *params.Progress
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE tasks SET progress = coalesce(?, progress), progress_msg = ?, updated_at = ?
+		WHERE id = ? AND lease_token = ? AND state = 'running'`,
+		p, params.Message, micros(params.Now), params.Lease.TaskID.String(), params.Lease.Token.String())
+	if err != nil {
+		return fmt.Errorf("record progress: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return core.ErrLeaseLost
+	}
+	return nil
+}
+
+// TaskCompleteMany completes held tasks in one transaction; see store.Store.
+func (s *Store) TaskCompleteMany(ctx context.Context, params *store.TaskCompleteManyParams) ([]core.Lease, error) {
+	lost := []core.Lease{}
+	if len(params.Items) == 0 {
+		return lost, nil
+	}
+	now := micros(params.Now)
+	worker := params.WorkerID.String()
+	err := s.inTx(ctx, "complete tasks", func(tx *sql.Tx) error {
+		done := 0
+		for _, it := range params.Items {
+			id := it.Lease.TaskID.String()
+			res, err := s.execNamed(ctx, tx, "complete", nullJSON(it.Result), now, now, id, it.Lease.Token.String(), worker)
+			if err != nil {
+				return fmt.Errorf("complete tasks: %w", err)
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				lost = append(lost, it.Lease)
+				continue
+			}
+			done++
+			if _, err := s.execNamed(ctx, tx, "depsDone", now, id); err != nil {
+				return fmt.Errorf("complete tasks: release dependents: %w", err)
+			}
+		}
+		if done > 0 {
+			if _, err := s.execNamed(ctx, tx, "workerDone", done, now, worker); err != nil {
+				return fmt.Errorf("complete tasks: worker counters: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return lost, nil
+}
+
+// TaskFail records a handler failure under a held lease; see store.Store.
+func (s *Store) TaskFail(ctx context.Context, params *store.TaskFailParams) (*core.Task, error) {
+	var out *core.Task
+	err := s.inTx(ctx, "fail task", func(tx *sql.Tx) error {
+		var failures, maxAttempts int
+		err := tx.QueryRowContext(ctx, `SELECT failures, max_attempts FROM tasks
+			WHERE id = ? AND lease_token = ? AND worker_id = ? AND state = 'running'`,
+			params.Lease.TaskID.String(), params.Lease.Token.String(), params.WorkerID.String()).Scan(&failures, &maxAttempts)
+		if isNoRows(err) {
+			return core.ErrLeaseLost
+		}
+		if err != nil {
+			return fmt.Errorf("fail task: %w", err)
+		}
+		retry := params.Retryable && failures+1 < maxAttempts
+		out, err = failRunning(ctx, tx, params.Lease.TaskID.String(), params.Error, retry, params.RetryAt, params.Now)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE workers SET tasks_failed = tasks_failed + 1, last_task_at = ? WHERE id = ?`,
+			micros(params.Now), params.WorkerID.String()); err != nil {
+			return fmt.Errorf("fail task: worker counters: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// failRunning applies one handler failure to a running task: back to queued
+// at retryAt, or failed (with its dependents).
+func failRunning(ctx context.Context, tx *sql.Tx, id, msg string, retry bool, retryAt, now time.Time) (*core.Task, error) {
+	var row *sql.Row
+	if retry {
+		row = tx.QueryRowContext(ctx, `UPDATE tasks SET state = 'queued', failures = failures + 1, error = ?, run_after = ?,
+			worker_id = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = ?
+			WHERE id = ? RETURNING `+taskCols, msg, micros(retryAt), micros(now), id)
+	} else {
+		row = tx.QueryRowContext(ctx, `UPDATE tasks SET state = 'failed', failures = failures + 1, error = ?, finished_at = ?,
+			lease_token = NULL, lease_expires_at = NULL, updated_at = ?
+			WHERE id = ? RETURNING `+taskCols, msg, micros(now), micros(now), id)
+	}
+	t, err := scanTask(row)
+	if err != nil {
+		return nil, fmt.Errorf("fail task %s: %w", id, err)
+	}
+	if !retry {
+		if err := failDependents(ctx, tx, []string{id}, now); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// TaskRequeueLost requeues (or fails, when lost too often) running tasks
+// whose lease is lost; see store.Store.
+func (s *Store) TaskRequeueLost(ctx context.Context, params *store.TaskRequeueLostParams) ([]*core.Task, error) {
+	out := []*core.Task{}
+	if len(params.WorkerIDs) == 0 && params.ExpiredBefore.IsZero() {
+		return out, nil
+	}
+	var conds []string
+	var condArgs []any
+	if len(params.WorkerIDs) > 0 {
+		conds = append(conds, "worker_id IN ("+placeholders(len(params.WorkerIDs))+")")
+		condArgs = append(condArgs, uuidArgs(params.WorkerIDs)...)
+	}
+	if !params.ExpiredBefore.IsZero() {
+		conds = append(conds, "lease_expires_at < ?")
+		condArgs = append(condArgs, micros(params.ExpiredBefore))
+	}
+	cond := "state = 'running' AND (" + strings.Join(conds, " OR ") + ")"
+	now := micros(params.Now)
+	err := s.inTx(ctx, "requeue lost tasks", func(tx *sql.Tx) error {
+		failed, err := collectTasks(tx.QueryContext(ctx, `UPDATE tasks SET state = 'failed', lost = lost + 1,
+			error = printf(?, lost + 1), finished_at = ?, lease_token = NULL, lease_expires_at = NULL, updated_at = ?
+			WHERE `+cond+` AND lost + 1 >= max_lost RETURNING `+taskCols,
+			append([]any{core.ReasonLostFormat, now, now}, condArgs...)...))
+		if err != nil {
+			return fmt.Errorf("requeue lost tasks: fail poison tasks: %w", err)
+		}
+		requeued, err := collectTasks(tx.QueryContext(ctx, `UPDATE tasks SET state = 'queued', lost = lost + 1, run_after = ?,
+			worker_id = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = ?
+			WHERE `+cond+` RETURNING `+taskCols,
+			append([]any{now, now}, condArgs...)...))
+		if err != nil {
+			return fmt.Errorf("requeue lost tasks: %w", err)
+		}
+		if err := failDependents(ctx, tx, taskIDs(failed), params.Now); err != nil {
+			return err
+		}
+		out = append(failed, requeued...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sortClaimOrder(out)
+	return out, nil
+}
+
+// TaskTimeoutRunning fails every running task past its timeout as a
+// retryable handler failure; see store.Store.
+func (s *Store) TaskTimeoutRunning(ctx context.Context, now time.Time) ([]*core.Task, error) {
+	out := []*core.Task{}
+	err := s.inTx(ctx, "time out tasks", func(tx *sql.Tx) error {
+		type hit struct {
+			id, worker string
+			retry      bool
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT id, coalesce(worker_id, ''), failures + 1 < max_attempts FROM tasks
+			WHERE state = 'running' AND started_at + timeout_ms * 1000 < ?`, micros(now))
+		if err != nil {
+			return fmt.Errorf("time out tasks: %w", err)
+		}
+		var hits []hit
+		for rows.Next() {
+			var h hit
+			if err := rows.Scan(&h.id, &h.worker, &h.retry); err != nil {
+				rows.Close()
+				return fmt.Errorf("time out tasks: %w", err)
+			}
+			hits = append(hits, h)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("time out tasks: %w", err)
+		}
+		for _, h := range hits {
+			t, err := failRunning(ctx, tx, h.id, core.ReasonTimeout, h.retry, now, now)
+			if err != nil {
+				return err
+			}
+			out = append(out, t)
+			if h.worker != "" {
+				if _, err := tx.ExecContext(ctx, `UPDATE workers SET tasks_failed = tasks_failed + 1, last_task_at = ? WHERE id = ?`, micros(now), h.worker); err != nil {
+					return fmt.Errorf("time out tasks: worker counters: %w", err)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// TaskCancel cancels a queued or running task and fails its dependents.
+func (s *Store) TaskCancel(ctx context.Context, id uuid.UUID, now time.Time) (*core.Task, error) {
+	var out *core.Task
+	err := s.inTx(ctx, "cancel task", func(tx *sql.Tx) error {
+		var state string
+		err := tx.QueryRowContext(ctx, `SELECT state FROM tasks WHERE id = ?`, id.String()).Scan(&state)
+		if isNoRows(err) {
+			return core.ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("cancel task: %w", err)
+		}
+		if core.TaskState(state).Terminal() {
+			return fmt.Errorf("cancel task %s: it is already %s: %w", id, state, core.ErrConflict)
+		}
+		out, err = scanTask(tx.QueryRowContext(ctx, `UPDATE tasks SET state = 'cancelled', error = ?, finished_at = ?,
+			lease_token = NULL, lease_expires_at = NULL, updated_at = ? WHERE id = ? RETURNING `+taskCols,
+			core.ReasonCancelled, micros(now), micros(now), id.String()))
+		if err != nil {
+			return fmt.Errorf("cancel task: %w", err)
+		}
+		return failDependents(ctx, tx, []string{id.String()}, now)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// TaskRetry puts a failed or cancelled task back to queued with fresh
+// counters; see store.Store.
+func (s *Store) TaskRetry(ctx context.Context, id uuid.UUID, now time.Time) (*core.Task, error) {
+	var out *core.Task
+	err := s.inTx(ctx, "retry task", func(tx *sql.Tx) error {
+		var state string
+		err := tx.QueryRowContext(ctx, `SELECT state FROM tasks WHERE id = ?`, id.String()).Scan(&state)
+		if isNoRows(err) {
+			return core.ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("retry task: %w", err)
+		}
+		if st := core.TaskState(state); st != core.TaskFailed && st != core.TaskCancelled {
+			return fmt.Errorf("retry task %s: it is %s, not failed or cancelled: %w", id, state, core.ErrConflict)
+		}
+		out, err = scanTask(tx.QueryRowContext(ctx, `UPDATE tasks SET state = 'queued', failures = 0, lost = 0, error = '',
+			result = NULL, progress = NULL, progress_msg = '', worker_id = NULL, lease_token = NULL, lease_expires_at = NULL,
+			started_at = NULL, finished_at = NULL, run_after = ?, updated_at = ?,
+			deps_pending = (SELECT count(*) FROM task_deps d JOIN tasks p ON p.id = d.dep_id
+				WHERE d.task_id = tasks.id AND p.state <> 'succeeded')
+			WHERE id = ? RETURNING `+taskCols, micros(now), micros(now), id.String()))
+		if err != nil {
+			return fmt.Errorf("retry task: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// TaskExpireQueued fails queued tasks created before createdBefore with
+// reason "expired", and their dependents.
+func (s *Store) TaskExpireQueued(ctx context.Context, createdBefore, now time.Time) (int, error) {
+	var n int
+	err := s.inTx(ctx, "expire queued tasks", func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `UPDATE tasks SET state = 'failed', error = ?, finished_at = ?, updated_at = ?
+			WHERE state = 'queued' AND created_at < ? RETURNING id`,
+			core.ReasonExpired, micros(now), micros(now), micros(createdBefore))
+		if err != nil {
+			return fmt.Errorf("expire queued tasks: %w", err)
+		}
+		var ids []string
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return fmt.Errorf("expire queued tasks: %w", err)
+			}
+			ids = append(ids, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("expire queued tasks: %w", err)
+		}
+		n = len(ids)
+		return failDependents(ctx, tx, ids, now)
+	})
+	return n, err
+}
+
+// TaskDemand returns the per-pool demand signal; see store.Store. An
+// owner's free slots (limit minus running, all pools) are shared across
+// pools in pool-name order, so demand never counts a slot twice.
+func (s *Store) TaskDemand(ctx context.Context, params *store.TaskDemandParams) (map[string]store.PoolDemand, error) {
+	out := map[string]store.PoolDemand{}
+	type key struct{ pool, owner string }
+	ready := map[key]int{}
+	runningOwner := map[string]int{}
+	err := s.inTx(ctx, "task demand", func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT pool, owner, state, count(*),
+			sum(CASE WHEN state = 'queued' AND run_after <= ? AND deps_pending = 0 THEN 1 ELSE 0 END)
+			FROM tasks WHERE state IN ('queued', 'running') GROUP BY pool, owner, state`, micros(params.Now))
+		if err != nil {
+			return fmt.Errorf("task demand: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var pool, owner, state string
+			var n, r int
+			if err := rows.Scan(&pool, &owner, &state, &n, &r); err != nil {
+				return fmt.Errorf("task demand: %w", err)
+			}
+			d := out[pool]
+			if state == string(core.TaskRunning) {
+				d.Running += n
+				runningOwner[owner] += n
+			} else {
+				d.Queued += n
+				if r > 0 {
+					ready[key{pool, owner}] += r
+				}
+			}
+			out[pool] = d
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]key, 0, len(ready))
+	for k := range ready {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b key) int {
+		if c := strings.Compare(a.pool, b.pool); c != 0 {
+			return c
+		}
+		return strings.Compare(a.owner, b.owner)
+	})
+	free := map[string]int{}
+	for owner, n := range runningOwner {
+		free[owner] = params.OwnerLimit - n
+	}
+	for _, k := range keys {
+		n := ready[k]
+		d := out[k.pool]
+		if params.OwnerLimit <= 0 {
+			d.Claimable += n
+		} else {
+			f, ok := free[k.owner]
+			if !ok {
+				f = params.OwnerLimit
+			}
+			c := max(0, min(n, f))
+			free[k.owner] = f - c
+			d.Claimable += c
+			d.OwnerBlocked += n - c
+		}
+		out[k.pool] = d
+	}
+	return out, nil
+}

@@ -1,0 +1,290 @@
+package storetest
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/droverhq/drover/internal/core"
+	"github.com/droverhq/drover/internal/store"
+	"github.com/google/uuid"
+)
+
+func taskCases() []suiteCase {
+	return []suiteCase{
+		{"Backend", testBackend},
+		{"MigrateIdempotent", testMigrateIdempotent},
+		{"TaskInsertAndGet", testTaskInsertAndGet},
+		{"TaskGetNotFound", testTaskGetNotFound},
+		{"TaskInsertIdempotencyKey", testTaskInsertIdempotencyKey},
+		{"TaskInsertUnknownDependency", testTaskInsertUnknownDependency},
+		{"TaskInsertDependencyOnFinalTask", testTaskInsertDependencyOnFinalTask},
+		{"TaskDependenciesGateClaims", testTaskDependenciesGateClaims},
+		{"TaskDependencyFailurePropagates", testTaskDependencyFailurePropagates},
+		{"TaskDependencyCancelPropagates", testTaskDependencyCancelPropagates},
+		{"TaskListFiltersAndPaging", testTaskListFiltersAndPaging},
+		{"TaskCountByState", testTaskCountByState},
+	}
+}
+
+func testBackend(t *testing.T, s store.Store) {
+	if b := s.Backend(); b != "sqlite" && b != "postgres" {
+		t.Fatalf("Backend() = %q, want sqlite or postgres", b)
+	}
+}
+
+func testMigrateIdempotent(t *testing.T, s store.Store) {
+	applied, err := s.Migrate(t.Context())
+	noErr(t, "Migrate", err)
+	if len(applied) != 0 {
+		t.Fatalf("Migrate on a migrated store applied %v, want nothing", applied)
+	}
+}
+
+func testTaskInsertAndGet(t *testing.T, s store.Store) {
+	in := NewTask(func(task *core.Task) {
+		task.Type = "video.render"
+		task.Params = json.RawMessage(`{"prompt":"a cat","steps":30,"nested":{"x":[1,2]}}`)
+		task.Owner = "alice"
+		task.Priority = 7
+		task.Pool = "gpu-big"
+		task.MaxAttempts = 5
+		task.MaxLost = 2
+		task.Timeout = 90 * time.Minute
+		task.IdempotencyKey = "job-1"
+		task.RunAfter = At(time.Minute)
+	})
+	got := InsertTasks(t, s, in)[0]
+	for _, task := range []*core.Task{got, Get(t, s, in.ID)} {
+		eq(t, "ID", task.ID, in.ID)
+		eq(t, "Type", task.Type, "video.render")
+		jsonEq(t, "Params", task.Params, `{"prompt":"a cat","steps":30,"nested":{"x":[1,2]}}`)
+		eq(t, "Owner", task.Owner, "alice")
+		eq(t, "Priority", task.Priority, 7)
+		eq(t, "Pool", task.Pool, "gpu-big")
+		eq(t, "MaxAttempts", task.MaxAttempts, 5)
+		eq(t, "MaxLost", task.MaxLost, 2)
+		eq(t, "Timeout", task.Timeout, 90*time.Minute)
+		eq(t, "IdempotencyKey", task.IdempotencyKey, "job-1")
+		eq(t, "State", task.State, core.TaskQueued)
+		eq(t, "Attempt", task.Attempt, 0)
+		eq(t, "Failures", task.Failures, 0)
+		eq(t, "Lost", task.Lost, 0)
+		eq(t, "DepsPending", task.DepsPending, 0)
+		if task.WorkerID != nil || task.LeaseToken != nil || task.LeaseExpiresAt != nil || task.StartedAt != nil || task.FinishedAt != nil {
+			t.Fatalf("new task has run fields set: %s", taskSnapshot(task))
+		}
+		eq(t, "Error", task.Error, "")
+		if task.Progress != nil {
+			t.Fatalf("Progress = %v, want nil", *task.Progress)
+		}
+		timeEq(t, "CreatedAt", task.CreatedAt, Base)
+		timeEq(t, "RunAfter", task.RunAfter, At(time.Minute))
+		timeEq(t, "UpdatedAt", task.UpdatedAt, Base)
+	}
+}
+
+func testTaskGetNotFound(t *testing.T, s store.Store) {
+	_, err := s.TaskGet(t.Context(), uuid.New())
+	isErr(t, "TaskGet(unknown)", err, core.ErrNotFound)
+}
+
+func testTaskInsertIdempotencyKey(t *testing.T, s store.Store) {
+	first := InsertTasks(t, s, NewTask(Owner("alice"), func(task *core.Task) { task.IdempotencyKey = "k1" }))[0]
+
+	// Same owner and key: the existing task comes back, nothing is inserted.
+	dup := NewTask(Owner("alice"), func(task *core.Task) { task.IdempotencyKey = "k1"; task.Type = "other" })
+	other := NewTask(Owner("bob"), func(task *core.Task) { task.IdempotencyKey = "k1" })
+	res, err := s.TaskInsertMany(t.Context(), &store.TaskInsertManyParams{Now: At(time.Second), Tasks: []*core.Task{dup, other}})
+	noErr(t, "TaskInsertMany", err)
+	eq(t, "len(results)", len(res), 2)
+	eq(t, "dup.Existing", res[0].Existing, true)
+	eq(t, "dup.Task.ID", res[0].Task.ID, first.ID)
+	eq(t, "dup.Task.Type", res[0].Task.Type, "render")
+	eq(t, "other owner Existing", res[1].Existing, false)
+	eq(t, "other owner ID", res[1].Task.ID, other.ID)
+	_, err = s.TaskGet(t.Context(), dup.ID)
+	isErr(t, "TaskGet(duplicate)", err, core.ErrNotFound)
+	eq(t, "total tasks", totalTasks(t, s), 2)
+
+	// Tasks without a key never collide.
+	InsertTasks(t, s, NewTask(Owner("alice")), NewTask(Owner("alice")))
+	eq(t, "total tasks", totalTasks(t, s), 4)
+
+	// A duplicate key within one batch returns the batch's first task.
+	a := NewTask(Owner("carol"), func(task *core.Task) { task.IdempotencyKey = "same" })
+	b := NewTask(Owner("carol"), func(task *core.Task) { task.IdempotencyKey = "same" })
+	res, err = s.TaskInsertMany(t.Context(), &store.TaskInsertManyParams{Now: Base, Tasks: []*core.Task{a, b}})
+	noErr(t, "TaskInsertMany(batch duplicate)", err)
+	eq(t, "a.Existing", res[0].Existing, false)
+	eq(t, "b.Existing", res[1].Existing, true)
+	eq(t, "b.Task.ID", res[1].Task.ID, a.ID)
+	eq(t, "total tasks", totalTasks(t, s), 5)
+}
+
+func testTaskInsertUnknownDependency(t *testing.T, s store.Store) {
+	ok := NewTask()
+	bad := NewTask(DependsOn(ok.ID, uuid.New()))
+	_, err := s.TaskInsertMany(t.Context(), &store.TaskInsertManyParams{Now: Base, Tasks: []*core.Task{ok, bad}})
+	invalid(t, "TaskInsertMany(unknown dep)", err, "depends_on")
+	eq(t, "tasks written", totalTasks(t, s), 0)
+	_, err = s.TaskGet(t.Context(), ok.ID)
+	isErr(t, "TaskGet(first of rejected batch)", err, core.ErrNotFound)
+
+	// A dependency on a later task of the same batch is not allowed either.
+	later := NewTask()
+	first := NewTask(DependsOn(later.ID))
+	_, err = s.TaskInsertMany(t.Context(), &store.TaskInsertManyParams{Now: Base, Tasks: []*core.Task{first, later}})
+	invalid(t, "TaskInsertMany(forward dep)", err, "depends_on")
+	eq(t, "tasks written", totalTasks(t, s), 0)
+}
+
+func testTaskInsertDependencyOnFinalTask(t *testing.T, s store.Store) {
+	w := InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
+	tasks := InsertTasks(t, s, NewTask(MaxAttempts(1)), NewTask(Created(At(time.Second))), NewTask(Created(At(2*time.Second))))
+	claimed := Claim(t, s, w, At(time.Minute), 2, 0)
+	eq(t, "claimed", len(claimed), 2)
+	_, err := s.TaskFail(t.Context(), &store.TaskFailParams{Now: At(2 * time.Minute), WorkerID: w.ID, Lease: LeaseOf(t, claimed[0]), Error: "boom"})
+	noErr(t, "TaskFail", err)
+	Complete(t, s, w, At(2*time.Minute), claimed[1])
+	_, err = s.TaskCancel(t.Context(), tasks[2].ID, At(2*time.Minute))
+	noErr(t, "TaskCancel", err)
+
+	for _, dep := range []uuid.UUID{tasks[0].ID, tasks[2].ID} {
+		_, err = s.TaskInsertMany(t.Context(), &store.TaskInsertManyParams{Now: At(3 * time.Minute), Tasks: []*core.Task{NewTask(DependsOn(dep))}})
+		invalid(t, "TaskInsertMany(dep on failed/cancelled)", err, "depends_on")
+	}
+	eq(t, "total tasks", totalTasks(t, s), 3)
+
+	// A dependency that already succeeded is satisfied at once.
+	got := InsertTasks(t, s, NewTask(DependsOn(tasks[1].ID)))[0]
+	eq(t, "DepsPending", got.DepsPending, 0)
+	eq(t, "claimable", len(Claim(t, s, w, At(4*time.Minute), 5, 0)), 1)
+}
+
+func testTaskDependenciesGateClaims(t *testing.T, s store.Store) {
+	w := InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
+	a := NewTask(Priority(-5))
+	b := NewTask(DependsOn(a.ID), Priority(10))
+	c := NewTask(DependsOn(a.ID, b.ID), Priority(10))
+	got := InsertTasks(t, s, a, b, c)
+	eq(t, "a.DepsPending", got[0].DepsPending, 0)
+	eq(t, "b.DepsPending", got[1].DepsPending, 1)
+	eq(t, "c.DepsPending", got[2].DepsPending, 2)
+	sameIDs(t, "TaskGet(c).DependsOn", Get(t, s, c.ID).DependsOn, []uuid.UUID{a.ID, b.ID})
+
+	claimed := Claim(t, s, w, At(time.Second), 10, 0)
+	orderedIDs(t, "first claim", ids(claimed), []uuid.UUID{a.ID})
+	eq(t, "second claim while a runs", len(Claim(t, s, w, At(time.Second), 10, 0)), 0)
+
+	Complete(t, s, w, At(2*time.Second), claimed[0])
+	eq(t, "c.DepsPending", Get(t, s, c.ID).DepsPending, 1)
+	claimed = Claim(t, s, w, At(3*time.Second), 10, 0)
+	orderedIDs(t, "claim after a", ids(claimed), []uuid.UUID{b.ID})
+
+	Complete(t, s, w, At(4*time.Second), claimed[0])
+	eq(t, "c.DepsPending", Get(t, s, c.ID).DepsPending, 0)
+	claimed = Claim(t, s, w, At(5*time.Second), 10, 0)
+	orderedIDs(t, "claim after b", ids(claimed), []uuid.UUID{c.ID})
+}
+
+func testTaskDependencyFailurePropagates(t *testing.T, s store.Store) {
+	w := InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
+	a := NewTask(MaxAttempts(1))
+	b := NewTask(DependsOn(a.ID))
+	c := NewTask(DependsOn(b.ID))
+	d := NewTask(Created(At(time.Second)))
+	InsertTasks(t, s, a, b, c, d)
+	claimed := Claim(t, s, w, At(time.Second), 1, 0)
+	orderedIDs(t, "claim", ids(claimed), []uuid.UUID{a.ID})
+
+	got, err := s.TaskFail(t.Context(), &store.TaskFailParams{
+		Now: At(time.Minute), WorkerID: w.ID, Lease: LeaseOf(t, claimed[0]),
+		Error: "CUDA out of memory", Retryable: true, RetryAt: At(2 * time.Minute),
+	})
+	noErr(t, "TaskFail", err)
+	eq(t, "a.State", got.State, core.TaskFailed)
+	for _, id := range []uuid.UUID{b.ID, c.ID} {
+		task := Get(t, s, id)
+		eq(t, "dependent State", task.State, core.TaskFailed)
+		eq(t, "dependent Error", task.Error, core.ReasonDependency)
+		timePtrEq(t, "dependent FinishedAt", task.FinishedAt, At(time.Minute))
+	}
+	eq(t, "unrelated State", Get(t, s, d.ID).State, core.TaskQueued)
+}
+
+func testTaskDependencyCancelPropagates(t *testing.T, s store.Store) {
+	a := NewTask()
+	b := NewTask(DependsOn(a.ID))
+	c := NewTask(DependsOn(b.ID))
+	InsertTasks(t, s, a, b, c)
+	got, err := s.TaskCancel(t.Context(), a.ID, At(time.Minute))
+	noErr(t, "TaskCancel", err)
+	eq(t, "a.State", got.State, core.TaskCancelled)
+	for _, id := range []uuid.UUID{b.ID, c.ID} {
+		task := Get(t, s, id)
+		eq(t, "dependent State", task.State, core.TaskFailed)
+		eq(t, "dependent Error", task.Error, core.ReasonDependency)
+	}
+}
+
+func testTaskListFiltersAndPaging(t *testing.T, s store.Store) {
+	w := InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
+	var all []*core.Task
+	for i := range 10 {
+		mods := []func(*core.Task){Created(At(time.Duration(i) * time.Second))}
+		if i%2 == 0 {
+			mods = append(mods, Owner("alice"))
+		} else {
+			mods = append(mods, Owner("bob"))
+		}
+		if i == 9 {
+			mods = append(mods, Pool("other"), func(task *core.Task) { task.Type = "special" })
+		}
+		all = append(all, NewTask(mods...))
+	}
+	InsertTasks(t, s, all...)
+	// Claim the oldest default-pool task (index 0, alice).
+	claimed := Claim(t, s, w, At(time.Minute), 1, 0)
+	orderedIDs(t, "claim", ids(claimed), []uuid.UUID{all[0].ID})
+
+	list := func(p store.TaskListParams) []uuid.UUID {
+		t.Helper()
+		got, err := s.TaskList(t.Context(), &p)
+		noErr(t, "TaskList", err)
+		return ids(got)
+	}
+	rev := func(idx ...int) []uuid.UUID {
+		out := make([]uuid.UUID, len(idx))
+		for i, j := range idx {
+			out[i] = all[j].ID
+		}
+		return out
+	}
+	orderedIDs(t, "all newest first", list(store.TaskListParams{}), rev(9, 8, 7, 6, 5, 4, 3, 2, 1, 0))
+	orderedIDs(t, "owner alice", list(store.TaskListParams{Owner: "alice"}), rev(8, 6, 4, 2, 0))
+	orderedIDs(t, "pool other", list(store.TaskListParams{Pool: "other"}), rev(9))
+	orderedIDs(t, "type special", list(store.TaskListParams{Type: "special"}), rev(9))
+	orderedIDs(t, "state running", list(store.TaskListParams{States: []core.TaskState{core.TaskRunning}}), rev(0))
+	orderedIDs(t, "states running+queued bob", list(store.TaskListParams{States: []core.TaskState{core.TaskRunning, core.TaskQueued}, Owner: "bob"}), rev(9, 7, 5, 3, 1))
+	orderedIDs(t, "worker", list(store.TaskListParams{WorkerID: &w.ID}), rev(0))
+	orderedIDs(t, "limit", list(store.TaskListParams{Limit: 3}), rev(9, 8, 7))
+	orderedIDs(t, "page 2", list(store.TaskListParams{Limit: 3, BeforeID: &all[7].ID}), rev(6, 5, 4))
+	orderedIDs(t, "page with filter", list(store.TaskListParams{Owner: "alice", BeforeID: &all[4].ID}), rev(2, 0))
+}
+
+func testTaskCountByState(t *testing.T, s store.Store) {
+	w := InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
+	InsertN(t, s, 6)
+	claimed := Claim(t, s, w, At(time.Hour), 3, 0)
+	Complete(t, s, w, At(time.Hour), claimed[0])
+	_, err := s.TaskCancel(t.Context(), claimed[1].ID, At(time.Hour))
+	noErr(t, "TaskCancel", err)
+	m, err := s.TaskCountByState(t.Context())
+	noErr(t, "TaskCountByState", err)
+	eq(t, "queued", m[core.TaskQueued], 3)
+	eq(t, "running", m[core.TaskRunning], 1)
+	eq(t, "succeeded", m[core.TaskSucceeded], 1)
+	eq(t, "cancelled", m[core.TaskCancelled], 1)
+	eq(t, "failed", m[core.TaskFailed], 0)
+}
