@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 
 	"github.com/droverhq/drover/internal/bench"
 	"github.com/droverhq/drover/internal/store/dbopen"
@@ -52,6 +53,17 @@ other task is touched; the rows stay behind.`,
 			defer os.RemoveAll(dir)
 			url = "sqlite://" + filepath.Join(dir, "bench.db")
 		}
+		if path, _ := f.GetString("cpuprofile"); path != "" {
+			pf, err := os.Create(path)
+			if err != nil {
+				return fmt.Errorf("bench queue: cpu profile: %w", err)
+			}
+			defer pf.Close()
+			if err := pprof.StartCPUProfile(pf); err != nil {
+				return fmt.Errorf("bench queue: cpu profile: %w", err)
+			}
+			defer pprof.StopCPUProfile()
+		}
 		st, err := dbopen.Open(cmd.Context(), url, true)
 		if err != nil {
 			return err
@@ -75,6 +87,7 @@ func init() {
 	f.Int("batch", 1, "tasks per claim")
 	f.Int("owners", 1, "owners the tasks are spread over")
 	f.Int("owner-limit", 0, "running tasks per owner; 0 = unlimited")
+	f.String("cpuprofile", "", "write a CPU profile of the benchmark process to this file (go tool pprof)")
 	benchCmd.AddCommand(benchQueueCmd)
 	rootCmd.AddCommand(benchCmd)
 }

@@ -434,7 +434,7 @@ func (a *Agent) heartbeatLoop(bg, parent context.Context, interval time.Duration
 		case <-t.C:
 		}
 		req := a.heartbeatRequest(bg, interval)
-		hctx, cancel := context.WithTimeout(bg, max(interval*2, 2*time.Second))
+		hctx, cancel := context.WithTimeout(bg, max(interval*2, 10*time.Second))
 		reply, err := a.api.Heartbeat(hctx, a.opt.WorkerID, req)
 		cancel()
 		if err != nil {

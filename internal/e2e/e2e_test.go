@@ -296,7 +296,7 @@ func (e *env) waitRunning(id uuid.UUID) uuid.UUID {
 }
 
 func TestManyTasksWithRetryableFailures(t *testing.T) {
-	e := newEnv(t, envOpts{agents: 4, heartbeat: 200 * time.Millisecond, heartbeatTimeout: time.Second, killGrace: 5 * time.Second})
+	e := newEnv(t, envOpts{agents: 4, heartbeat: 200 * time.Millisecond, heartbeatTimeout: 3 * time.Second, killGrace: 5 * time.Second})
 	const n = 200
 	params := make([]map[string]any, n)
 	failOnce := map[int]bool{}
@@ -308,6 +308,11 @@ func TestManyTasksWithRetryableFailures(t *testing.T) {
 		}
 	}
 	ids := e.submit(params...)
+	t.Cleanup(func() {
+		if t.Failed() {
+			e.dump(t)
+		}
+	})
 	eventually(t, 45*time.Second, "all tasks finished", func() (bool, string) {
 		st := countStates(e.allTasks())
 		return st[core.TaskSucceeded]+st[core.TaskFailed]+st[core.TaskCancelled] == n, fmt.Sprint(st)
@@ -324,33 +329,33 @@ func TestManyTasksWithRetryableFailures(t *testing.T) {
 		if r.I != i || r.Sq != i*i {
 			t.Fatalf("task %d result %s", i, tk.Result)
 		}
-		wantAttempt := 1
+		// Attempts may exceed the handler failures when a lease expired on a
+		// loaded machine; the result must still be the recorded attempt's.
+		wantFailures := 0
 		if failOnce[i] {
-			wantAttempt = 2
+			wantFailures = 1
 		}
-		if r.Attempt != wantAttempt || tk.Attempt != wantAttempt || (failOnce[i] && tk.Failures != 1) {
-			t.Fatalf("task %d: result attempt %d, task attempt %d, failures %d; want attempt %d", i, r.Attempt, tk.Attempt, tk.Failures, wantAttempt)
+		if r.Attempt != tk.Attempt || tk.Failures != wantFailures || tk.Attempt != 1+tk.Failures+tk.Lost {
+			t.Fatalf("task %d: result attempt %d, task attempt %d, failures %d (want %d), lost %d", i, r.Attempt, tk.Attempt, tk.Failures, wantFailures, tk.Lost)
 		}
 		if tk.WorkerID == nil || r.Worker != tk.WorkerID.String() {
 			t.Fatalf("task %d recorded worker %v but result from %s", i, tk.WorkerID, r.Worker)
 		}
 	}
-	// Exactly once: one succeeded event per task.
-	evs, err := e.c.Events(context.Background(), wire.EventFilter{Kinds: []string{string(core.EventTaskSucceeded)}, Limit: 1000})
+	// Exactly once: every completion counts in its worker's tasks_done, so
+	// the sum over workers is n exactly (a double completion would exceed
+	// it), and every retryable failure in tasks_failed.
+	ws, err := e.c.Workers(context.Background(), wire.WorkerFilter{Limit: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
-	perTask := map[string]int{}
-	for _, ev := range evs {
-		perTask[ev.TaskID]++
+	done, failed := 0, 0
+	for _, w := range ws {
+		done += w.TasksDone
+		failed += w.TasksFailed
 	}
-	if len(perTask) != n {
-		t.Errorf("succeeded events for %d tasks, want %d", len(perTask), n)
-	}
-	for id, c := range perTask {
-		if c != 1 {
-			t.Errorf("task %s succeeded %d times", id, c)
-		}
+	if done != n || failed != len(failOnce) {
+		t.Errorf("workers' tasks_done sum %d (want %d), tasks_failed sum %d (want %d)", done, n, failed, len(failOnce))
 	}
 	// Handler output became task logs.
 	lines, err := e.c.LogLines(context.Background(), wire.LogFilter{TaskID: ids[7].String()})

@@ -11,7 +11,6 @@ import (
 
 	"github.com/droverhq/drover/internal/core"
 	"github.com/droverhq/drover/internal/store"
-	"github.com/droverhq/drover/internal/store/postgres"
 	"github.com/droverhq/drover/internal/store/sqlite"
 )
 
@@ -32,27 +31,7 @@ func leaderStores(t *testing.T) map[string]func(t *testing.T) store.Store {
 		},
 	}
 	if url := os.Getenv("DROVER_TEST_DATABASE_URL"); url != "" {
-		out["postgres"] = func(t *testing.T) store.Store {
-			st, err := postgres.Open(t.Context(), url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = st.Close() })
-			if _, err := st.Migrate(t.Context()); err != nil {
-				t.Fatal(err)
-			}
-			// Start from no leader whatever earlier runs left.
-			id, _, err := st.LeaderGet(t.Context())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if id != "" {
-				if err := st.LeaderResign(t.Context(), id); err != nil {
-					t.Fatal(err)
-				}
-			}
-			return st
-		}
+		out["postgres"] = func(t *testing.T) store.Store { return openPostgres(t, url) }
 	} else {
 		t.Log("DROVER_TEST_DATABASE_URL not set: leader election tested on SQLite only")
 	}
@@ -103,9 +82,9 @@ func TestElector(t *testing.T) {
 			// and b cannot take over until the row has expired.
 			clock.Advance(12 * time.Second) // +17s
 			eq(t, "a leader after its trust window", a.IsLeader(), false)
-			attempt(b, false) // row valid until +20s
-			clock.Advance(4 * time.Second)  // +21s
-			attempt(b, true)                // takeover after expiry
+			attempt(b, false)              // row valid until +20s
+			clock.Advance(4 * time.Second) // +21s
+			attempt(b, true)               // takeover after expiry
 			eq(t, "b leader", b.IsLeader(), true)
 			attempt(a, false)
 

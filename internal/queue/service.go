@@ -99,6 +99,18 @@ type MaintainReport struct {
 }
 
 // Service is the queue. It is safe for concurrent use.
+//
+// Events: the service writes an event for every task failure
+// (task.failed), retry (task.retried, including attempt timeouts and
+// operator retries), lease-loss requeue (task.requeued), cancel
+// (task.cancelled) and queue-TTL expiry (task.expired), batched with the
+// heartbeat group commit while Start is running. It deliberately writes no
+// event per submit, claim or success: those are the hot path (thousands per
+// second), and the task row already records who ran it and when.
+//
+// Heartbeats: with Start running, heartbeats are group-committed: every
+// HeartbeatFlush (or at once when 512 are pending) one worker-state read,
+// one TaskLeaseRenew and one WorkerHeartbeatMany serve every waiting agent.
 type Service struct {
 	st     store.Store
 	clock  core.Clock

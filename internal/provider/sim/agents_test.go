@@ -80,10 +80,13 @@ func (b *fleetBundle) submit(t *testing.T, params ...string) []uuid.UUID {
 
 // run advances the clock in steps of 1s for d, stepping the fleet, and
 // promotes registered workers to ready like the orchestrator would.
-func (b *fleetBundle) run(t *testing.T, d time.Duration) {
+func (b *fleetBundle) run(t *testing.T, d time.Duration) { b.runStep(t, d, time.Second) }
+
+// runStep is run with a coarser step.
+func (b *fleetBundle) runStep(t *testing.T, d, step time.Duration) {
 	t.Helper()
 	for end := b.clock.Now().Add(d); b.clock.Now().Before(end); {
-		b.clock.Advance(time.Second)
+		b.clock.Advance(step)
 		if err := b.fleet.Step(b.ctx); err != nil {
 			t.Fatalf("step: %v", err)
 		}
@@ -138,7 +141,8 @@ func TestFleetRunsTasks(t *testing.T) {
 	wid, iid := b.spawn(t, 2)
 	tasks := b.submit(t, `{"sim_duration":"30s"}`, `{"sim_duration":"30s"}`, `{"sim_duration":"30s"}`)
 
-	b.run(t, 2*time.Minute+58*time.Second)
+	b.runStep(t, 2*time.Minute+50*time.Second, 5*time.Second)
+	b.run(t, 8*time.Second)
 	if a, ok := b.fleet.Agent(iid); ok && a.Registered {
 		t.Fatalf("agent registered before provision+boot (3m): %+v", a)
 	}
@@ -264,7 +268,7 @@ func TestFleetHandlerErrorAndHang(t *testing.T) {
 	b := setupFleet(t, Script{}, FleetOptions{Concurrency: 2})
 	_, iid := b.spawn(t, 0)
 	ids := b.submit(t, `{"sim_duration":"5s","sim_outcome":"final"}`, `{"sim_outcome":"hang"}`)
-	b.run(t, 2*time.Minute)
+	b.runStep(t, 2*time.Minute, 5*time.Second)
 	if tk := b.task(t, ids[0]); tk.State != core.TaskFailed || tk.Error != "simulated handler error" {
 		t.Fatalf("final error task: %s %q", tk.State, tk.Error)
 	}
@@ -290,7 +294,7 @@ func TestFleetDeterministic(t *testing.T) {
 			_, iid := b.spawn(t, 1)
 			iids = append(iids, iid)
 		}
-		b.run(t, 3*time.Minute)
+		b.runStep(t, 3*time.Minute, 3*time.Second)
 		out := ""
 		for _, iid := range iids {
 			a := b.agent(t, iid)
@@ -301,5 +305,27 @@ func TestFleetDeterministic(t *testing.T) {
 	first, second := trace(), trace()
 	if first != second {
 		t.Fatalf("same seed, different runs:\n%s\n%s", first, second)
+	}
+}
+
+func TestFleetAbandonsLostLease(t *testing.T) {
+	b := setupFleet(t, Script{}, FleetOptions{})
+	_, iid := b.spawn(t, 1)
+	ids := b.submit(t, `{"sim_outcome":"hang"}`)
+	b.run(t, 3*time.Second)
+	if a := b.agent(t, iid); a.Running != 1 {
+		t.Fatalf("agent should hold the hanging task: %+v", a)
+	}
+	if _, err := b.q.Cancel(b.ctx, ids[0]); err != nil {
+		t.Fatalf("cancel: %v", err)
+	}
+	next := b.submit(t, `{"sim_duration":"5s"}`)[0]
+	b.run(t, 15*time.Second)
+	a := b.agent(t, iid)
+	if a.Stopped || a.Done != 1 {
+		t.Fatalf("after the lease was lost the agent should drop it and run the next task: %+v", a)
+	}
+	if tk := b.task(t, next); tk.State != core.TaskSucceeded {
+		t.Fatalf("next task %s", tk.State)
 	}
 }

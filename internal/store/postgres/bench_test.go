@@ -3,6 +3,8 @@ package postgres_test
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,6 +23,9 @@ import (
 // fixed count, for example
 //
 //	go test -run '^$' -bench ClaimComplete -benchtime 20000x ./internal/store/postgres/
+//
+// DROVER_BENCH_POOL=n overrides the connection pool size (default
+// DefaultMaxConns).
 func BenchmarkClaimComplete(b *testing.B) {
 	for _, bc := range []struct {
 		batch, ownerLimit int
@@ -32,7 +37,8 @@ func BenchmarkClaimComplete(b *testing.B) {
 }
 
 func benchClaimComplete(b *testing.B, claimers, batch, ownerLimit int) {
-	s := openFresh(b, 0)
+	conns, _ := strconv.Atoi(os.Getenv("DROVER_BENCH_POOL"))
+	s := openFresh(b, conns)
 	ctx := b.Context()
 	now := storetest.Base.Add(time.Hour)
 

@@ -73,3 +73,24 @@ func BenchmarkClaimComplete(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkTaskInsertMany measures submitting batches of 1000 tasks.
+func BenchmarkTaskInsertMany(b *testing.B) {
+	s := openTemp(b)
+	if _, err := s.Migrate(b.Context()); err != nil {
+		b.Fatalf("Migrate: %v", err)
+	}
+	const batch = 1000
+	seq := 0
+	inserted := 0
+	for b.Loop() {
+		tasks := make([]*core.Task, 0, batch)
+		for range batch {
+			seq++
+			tasks = append(tasks, storetest.NewTask(storetest.Created(storetest.At(time.Duration(seq)*time.Microsecond))))
+		}
+		storetest.InsertTasks(b, s, tasks...)
+		inserted += batch
+	}
+	b.ReportMetric(float64(inserted)/b.Elapsed().Seconds(), "tasks/s")
+}

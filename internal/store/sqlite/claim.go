@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
@@ -148,7 +149,7 @@ func sortClaimOrder(ts []*core.Task) {
 		if !a.CreatedAt.Equal(b.CreatedAt) {
 			return a.CreatedAt.Before(b.CreatedAt)
 		}
-		return a.ID.String() < b.ID.String()
+		return bytes.Compare(a.ID[:], b.ID[:]) < 0
 	})
 }
 
@@ -204,7 +205,7 @@ func (s *Store) TaskCompleteMany(ctx context.Context, params *store.TaskComplete
 	now := micros(params.Now)
 	worker := params.WorkerID.String()
 	err := s.inTx(ctx, "complete tasks", func(tx *sql.Tx) error {
-		done := 0
+		var done []any
 		for _, it := range params.Items {
 			id := it.Lease.TaskID.String()
 			res, err := s.execNamed(ctx, tx, "complete", nullJSON(it.Result), now, now, id, it.Lease.Token.String(), worker)
@@ -215,13 +216,24 @@ func (s *Store) TaskCompleteMany(ctx context.Context, params *store.TaskComplete
 				lost = append(lost, it.Lease)
 				continue
 			}
-			done++
-			if _, err := s.execNamed(ctx, tx, "depsDone", now, id); err != nil {
+			done = append(done, id)
+		}
+		// Release dependents once per batch. A dependent may wait on
+		// several tasks of this batch, so it loses one pending count per
+		// completed dependency, not one in total.
+		for start := 0; start < len(done); start += chunkSize {
+			chunk := done[start:min(start+chunkSize, len(done))]
+			in := placeholders(len(chunk))
+			args := append(append(append([]any{}, chunk...), now), chunk...)
+			if _, err := tx.ExecContext(ctx, `UPDATE tasks SET
+				deps_pending = deps_pending - (SELECT count(*) FROM task_deps d WHERE d.task_id = tasks.id AND d.dep_id IN (`+in+`)),
+				updated_at = ?
+				WHERE state = 'queued' AND id IN (SELECT task_id FROM task_deps WHERE dep_id IN (`+in+`))`, args...); err != nil {
 				return fmt.Errorf("complete tasks: release dependents: %w", err)
 			}
 		}
-		if done > 0 {
-			if _, err := s.execNamed(ctx, tx, "workerDone", done, now, worker); err != nil {
+		if len(done) > 0 {
+			if _, err := s.execNamed(ctx, tx, "workerDone", len(done), now, worker); err != nil {
 				return fmt.Errorf("complete tasks: worker counters: %w", err)
 			}
 		}

@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/droverhq/drover/internal/store"
@@ -34,8 +35,10 @@ var migrationFS embed.FS
 
 // Store is the SQLite implementation of store.Store.
 type Store struct {
-	db    *sql.DB
-	stmts map[string]*sql.Stmt
+	db *sql.DB
+	// stmts holds the prepared hot-path statements once the schema exists;
+	// it is replaced as a whole, never mutated.
+	stmts atomic.Pointer[map[string]*sql.Stmt]
 }
 
 var _ store.Store = (*Store)(nil)
@@ -66,7 +69,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	s := &Store{db: db, stmts: map[string]*sql.Stmt{}}
+	s := &Store{db: db}
 	// An already migrated database gets its hot-path statements prepared
 	// now; a fresh one after Migrate. Failure here only means "not yet".
 	_ = s.prepare(ctx)
@@ -78,8 +81,10 @@ func (s *Store) Backend() string { return "sqlite" }
 
 // Close closes the database.
 func (s *Store) Close() error {
-	for _, st := range s.stmts {
-		_ = st.Close()
+	if m := s.stmts.Swap(nil); m != nil {
+		for _, st := range *m {
+			_ = st.Close()
+		}
 	}
 	return s.db.Close()
 }
@@ -176,11 +181,11 @@ func (s *Store) inTx(ctx context.Context, what string, fn func(tx *sql.Tx) error
 // stmt returns the prepared statement named name bound to tx, or nil when
 // statements are not prepared yet (then callers run the SQL text).
 func (s *Store) stmt(ctx context.Context, tx *sql.Tx, name string) *sql.Stmt {
-	st := s.stmts[name]
-	if st == nil {
+	m := s.stmts.Load()
+	if m == nil {
 		return nil
 	}
-	return tx.StmtContext(ctx, st)
+	return tx.StmtContext(ctx, (*m)[name])
 }
 
 // hot-path statements, prepared once after Migrate.
@@ -188,8 +193,6 @@ var preparedSQL = map[string]string{
 	"complete": `UPDATE tasks SET state = 'succeeded', result = ?, error = '', finished_at = ?, updated_at = ?,
 		lease_token = NULL, lease_expires_at = NULL
 		WHERE id = ? AND lease_token = ? AND worker_id = ? AND state = 'running'`,
-	"depsDone": `UPDATE tasks SET deps_pending = deps_pending - 1, updated_at = ?
-		WHERE state = 'queued' AND id IN (SELECT task_id FROM task_deps WHERE dep_id = ?)`,
 	"workerDone": `UPDATE workers SET tasks_done = tasks_done + ?, last_task_at = ? WHERE id = ?`,
 	"renew": `UPDATE tasks SET lease_expires_at = ?
 		WHERE id = ? AND lease_token = ? AND worker_id = ? AND state = 'running'`,
@@ -199,19 +202,33 @@ var preparedSQL = map[string]string{
 		WHERE id IN (SELECT id FROM tasks WHERE state = 'queued' AND pool = ? AND run_after <= ? AND deps_pending = 0
 			ORDER BY priority DESC, created_at, id LIMIT ?)
 		RETURNING ` + taskCols,
-	"heartbeat": `UPDATE workers SET last_heartbeat_at = ?, metrics = coalesce(?, metrics) WHERE id = ?`,
+	"insertTask": `INSERT INTO tasks (id, type, params, owner, priority, pool, max_attempts, max_lost,
+		timeout_ms, idempotency_key, state, deps_pending, created_at, run_after, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)`,
+	"insertDep":   `INSERT INTO task_deps (task_id, dep_id) VALUES (?, ?)`,
+	"insertOwner": `INSERT INTO owners (owner) VALUES (?) ON CONFLICT DO NOTHING`,
+	"heartbeat":   `UPDATE workers SET last_heartbeat_at = ?, metrics = coalesce(?, metrics) WHERE id = ?`,
 }
 
 func (s *Store) prepare(ctx context.Context) error {
+	if s.stmts.Load() != nil {
+		return nil
+	}
+	m := make(map[string]*sql.Stmt, len(preparedSQL))
 	for name, q := range preparedSQL {
-		if s.stmts[name] != nil {
-			continue
-		}
 		st, err := s.db.PrepareContext(ctx, q)
 		if err != nil {
+			for _, p := range m {
+				_ = p.Close()
+			}
 			return fmt.Errorf("prepare %s: %w", name, err)
 		}
-		s.stmts[name] = st
+		m[name] = st
+	}
+	if !s.stmts.CompareAndSwap(nil, &m) {
+		for _, p := range m {
+			_ = p.Close()
+		}
 	}
 	return nil
 }

@@ -162,9 +162,7 @@ func (s *Store) TaskInsertMany(ctx context.Context, params *store.TaskInsertMany
 			}
 			t.CreatedAt, t.RunAfter, t.UpdatedAt = truncTime(t.CreatedAt), truncTime(t.RunAfter), truncTime(t.UpdatedAt)
 			t.Timeout = t.Timeout.Truncate(time.Millisecond)
-			_, err := tx.ExecContext(ctx, `INSERT INTO tasks (id, type, params, owner, priority, pool, max_attempts, max_lost,
-				timeout_ms, idempotency_key, state, deps_pending, created_at, run_after, updated_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)`,
+			_, err := s.execNamed(ctx, tx, "insertTask",
 				t.ID.String(), t.Type, string(t.Params), t.Owner, t.Priority, t.Pool, t.MaxAttempts, t.MaxLost,
 				t.Timeout.Milliseconds(), nullString(t.IdempotencyKey), pending,
 				micros(t.CreatedAt), micros(t.RunAfter), micros(t.UpdatedAt))
@@ -175,13 +173,13 @@ func (s *Store) TaskInsertMany(ctx context.Context, params *store.TaskInsertMany
 				return fmt.Errorf("insert tasks: insert %s: %w", t.ID, err)
 			}
 			for _, dep := range deps {
-				if _, err := tx.ExecContext(ctx, `INSERT INTO task_deps (task_id, dep_id) VALUES (?, ?)`, t.ID.String(), dep.String()); err != nil {
+				if _, err := s.execNamed(ctx, tx, "insertDep", t.ID.String(), dep.String()); err != nil {
 					return fmt.Errorf("insert tasks: insert dependency: %w", err)
 				}
 			}
 			if !owners[t.Owner] {
 				owners[t.Owner] = true
-				if _, err := tx.ExecContext(ctx, `INSERT INTO owners (owner) VALUES (?) ON CONFLICT DO NOTHING`, t.Owner); err != nil {
+				if _, err := s.execNamed(ctx, tx, "insertOwner", t.Owner); err != nil {
 					return fmt.Errorf("insert tasks: record owner: %w", err)
 				}
 			}

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
@@ -23,6 +24,7 @@ func claimCases() []suiteCase {
 		{"TaskClaimOwnerLimit", testTaskClaimOwnerLimit},
 		{"TaskClaimConcurrentExactlyOnce", testTaskClaimConcurrentExactlyOnce},
 		{"TaskClaimOwnerLimitConcurrent", testTaskClaimOwnerLimitConcurrent},
+		{"TaskConcurrentLifecycleCompletesOnce", testTaskConcurrentLifecycleCompletesOnce},
 		{"TaskDemand", testTaskDemand},
 		{"TaskDemandOwnerLimitBlocked", testTaskDemandOwnerLimitBlocked},
 	}
@@ -369,4 +371,99 @@ func testTaskDemandOwnerLimitBlocked(t *testing.T, s store.Store) {
 	d, err = s.TaskDemand(t.Context(), &store.TaskDemandParams{Now: At(time.Hour)})
 	noErr(t, "TaskDemand", err)
 	eq(t, "unlimited", d[core.DefaultPool], store.PoolDemand{Queued: 56, Claimable: 56, Running: 5})
+}
+
+// testTaskConcurrentLifecycleCompletesOnce runs claimers, completers and
+// lease losses at the same time: every task ends succeeded, and exactly one
+// completion per task is accepted.
+func testTaskConcurrentLifecycleCompletesOnce(t *testing.T, s store.Store) {
+	const total, normal, flaky = 600, 6, 2
+	InsertN(t, s, total, MaxLost(100))
+	workers := make([]*core.Worker, normal+flaky)
+	for i := range workers {
+		workers[i] = InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
+	}
+	now := At(time.Hour)
+	var (
+		mu       sync.Mutex
+		accepted = map[uuid.UUID]int{}
+		wg       sync.WaitGroup
+		errs     = make(chan error, len(workers))
+	)
+	for i, w := range workers {
+		wg.Go(func() {
+			ctx := ctxOf(t)
+			for iter := 0; ; iter++ {
+				if iter > 100000 {
+					errs <- fmt.Errorf("worker %d did not finish", i)
+					return
+				}
+				got, err := s.TaskClaim(ctx, &store.TaskClaimParams{Now: now, WorkerID: w.ID, Pool: core.DefaultPool, Max: 5, LeaseDuration: time.Minute})
+				if err != nil {
+					errs <- err
+					return
+				}
+				if len(got) == 0 {
+					m, err := s.TaskCountByState(ctx)
+					if err != nil {
+						errs <- err
+						return
+					}
+					if m[core.TaskQueued]+m[core.TaskRunning] == 0 {
+						return
+					}
+					continue
+				}
+				requeued := i >= normal && iter%2 == 0
+				if requeued {
+					// This worker "dies": its leases are recycled before it reports.
+					if _, err := s.TaskRequeueLost(ctx, &store.TaskRequeueLostParams{Now: now, WorkerIDs: []uuid.UUID{w.ID}}); err != nil {
+						errs <- err
+						return
+					}
+				}
+				items := make([]store.TaskCompletion, len(got))
+				for j, task := range got {
+					items[j] = store.TaskCompletion{Lease: core.Lease{TaskID: task.ID, Token: *task.LeaseToken}, Result: json.RawMessage(`{}`)}
+				}
+				lost, err := s.TaskCompleteMany(ctx, &store.TaskCompleteManyParams{Now: now, WorkerID: w.ID, Items: items})
+				if err != nil {
+					errs <- err
+					return
+				}
+				if requeued && len(lost) != len(items) {
+					errs <- fmt.Errorf("completion accepted after the lease was recycled: %d of %d lost", len(lost), len(items))
+					return
+				}
+				lostSet := map[uuid.UUID]bool{}
+				for _, l := range lost {
+					lostSet[l.TaskID] = true
+				}
+				mu.Lock()
+				for _, task := range got {
+					if !lostSet[task.ID] {
+						accepted[task.ID]++
+					}
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("concurrent lifecycle: %v", err)
+	}
+	eq(t, "tasks with an accepted completion", len(accepted), total)
+	for id, n := range accepted {
+		if n != 1 {
+			t.Fatalf("task %s completed %d times", id, n)
+		}
+	}
+	eq(t, "succeeded", countState(t, s, core.TaskSucceeded), total)
+	done := 0
+	for _, w := range workers {
+		done += GetWorker(t, s, w.ID).TasksDone
+	}
+	eq(t, "sum of worker tasks_done", done, total)
 }

@@ -27,17 +27,14 @@ import (
 // precision, so every time the suite uses is whole seconds from Base.
 var Base = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 
-// Opener returns a fresh, migrated, empty store for one subtest. It should
-// register its own cleanup (t.Cleanup) to close the store.
-type Opener func(t *testing.T) store.Store
-
 type suiteCase struct {
 	name string
 	fn   func(t *testing.T, s store.Store)
 }
 
 // Run runs every conformance check as a PascalCase subtest, each against a
-// store returned by open.
+// store returned by open. open must return a fresh, migrated, empty store
+// and register its own cleanup (t.Cleanup) to close it.
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Helper()
 	cases := slices.Concat(taskCases(), claimCases(), lifecycleCases(), workerCases(), miscCases())

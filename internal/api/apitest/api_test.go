@@ -1,4 +1,4 @@
-package api_test
+package apitest
 
 import (
 	"bytes"
@@ -574,17 +574,6 @@ func TestOpsEndpoints(t *testing.T) {
 	for _, want := range []string{"drover_api_requests_total", `drover_api_errors_total{code="unauthorized"} 1`} {
 		if !strings.Contains(string(body), want) {
 			t.Fatalf("/metrics lacks %q", want)
-		}
-	}
-}
-
-func TestStatusForCode(t *testing.T) {
-	for code, want := range map[string]int{
-		core.EINVALID: 400, core.ENOTFOUND: 404, core.ECONFLICT: 409, core.EUNAUTHORIZED: 401,
-		core.EFORBIDDEN: 403, core.ETOOLARGE: 413, core.EUNAVAILABLE: 503, core.EINTERNAL: 500, "bogus": 500,
-	} {
-		if got := api.StatusForCode(code); got != want {
-			t.Errorf("StatusForCode(%q) = %d, want %d", code, got, want)
 		}
 	}
 }
