@@ -18,9 +18,11 @@ var benchAPICmd = &cobra.Command{
 agents over real HTTP, each a registered worker with its own token:
 
   1. claim+complete: --tasks no-op tasks (submitted in batches of 1,000),
-     every agent looping claim → complete until all are done;
-  2. heartbeats: every agent holds one lease and heartbeats back to back for
-     --heartbeat-for;
+     every agent looping claim (up to --batch) → complete until all are
+     done; with --batch > 1 an agent completes what it claimed in one
+     POST /v1/workers/{id}/complete;
+  2. heartbeats: every agent holds one lease and runs --heartbeat-inflight
+     loops heartbeating back to back for --heartbeat-for;
   3. submit→start: every agent parks in a long-poll claim; one task is
      submitted at a time (--samples) and timed until an agent has it.
 
@@ -35,7 +37,9 @@ pool bench-api-<random>, so no other task is touched (the rows stay).`,
 		cfg.Agents, _ = f.GetInt("agents")
 		cfg.Tasks, _ = f.GetInt("tasks")
 		cfg.Samples, _ = f.GetInt("samples")
+		cfg.Batch, _ = f.GetInt("batch")
 		cfg.HeartbeatFor, _ = f.GetDuration("heartbeat-for")
+		cfg.HeartbeatInFlight, _ = f.GetInt("heartbeat-inflight")
 		if url == "" {
 			dir, err := os.MkdirTemp("", "drover-bench-api-")
 			if err != nil {
@@ -76,7 +80,9 @@ func init() {
 	f.Int("agents", 256, "simulated agents (registered workers) talking HTTP")
 	f.Int("tasks", 20000, "tasks of the claim+complete phase")
 	f.Int("samples", 200, "submit→start latency samples")
+	f.Int("batch", 1, "tasks per claim in the throughput phase (an agent with that many slots; completed with one batched request)")
 	f.Duration("heartbeat-for", 0, "length of the heartbeat phase (default 5s)")
+	f.Int("heartbeat-inflight", 8, "heartbeat loops per agent (a heartbeat waits for its group commit, so capacity needs many in flight)")
 	f.String("cpuprofile", "", "write a CPU profile of the benchmark process to this file")
 	benchCmd.AddCommand(benchAPICmd)
 }

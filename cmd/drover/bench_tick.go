@@ -14,7 +14,7 @@ var benchTickCmd = &cobra.Command{
 	Use:   "tick",
 	Short: "Measure one control-loop tick over a large simulated fleet",
 	Long: `Pre-load --tasks tasks and --workers ready workers (rows plus sim-provider
-instances, each worker running one task), then time --ticks orchestrator
+instances; --busy of them running one task each, all by default), then time --ticks orchestrator
 ticks (after one warm-up) on a fixed fake clock, so every tick is the same
 steady-state pass: observe, reconcile, advance, decide. Then run the loop and
 time --wakes submits to the spawn decision of the tick each submit wakes.
@@ -31,6 +31,7 @@ every worker row it sees): use a fresh database. The rows stay behind.`,
 		cfg.Tasks, _ = f.GetInt("tasks")
 		cfg.Ticks, _ = f.GetInt("ticks")
 		cfg.Wakes, _ = f.GetInt("wakes")
+		cfg.Busy, _ = f.GetInt("busy")
 		for name, v := range map[string]int{"workers": cfg.Workers, "tasks": cfg.Tasks, "ticks": cfg.Ticks} {
 			if v < 1 {
 				return fmt.Errorf("--%s must be at least 1 (got %d)", name, v)
@@ -66,7 +67,8 @@ every worker row it sees): use a fresh database. The rows stay behind.`,
 func init() {
 	f := benchTickCmd.Flags()
 	f.String("db", "", "database URL (default: a fresh SQLite file in a temporary directory)")
-	f.Int("workers", 10000, "ready workers (and sim instances), each running one task")
+	f.Int("workers", 10000, "ready workers (and sim instances)")
+	f.Int("busy", -1, "workers running one task each (claimed during set-up); -1 = all")
 	f.Int("tasks", 1000000, "tasks to pre-load (the rest beyond --workers stay queued)")
 	f.Int("ticks", 10, "ticks to time after one warm-up tick")
 	f.Int("wakes", 5, "submits whose wake-up → spawn decision latency is timed")

@@ -103,7 +103,7 @@ func (r *Runner) Run(ctx context.Context, job Job) Outcome {
 	resFile.Close()
 	defer os.Remove(resPath)
 
-	cmd := exec.Command("/bin/sh", "-c", r.Command)
+	cmd := exec.Command("/bin/sh", "-c", handlerWrapper, "drover-handler", r.Command)
 	cmd.Dir = r.Dir
 	cmd.Env = append(handlerEnv(os.Environ()), r.Env...)
 	cmd.Env = append(cmd.Env,
@@ -242,6 +242,26 @@ func (r *Runner) Run(ctx context.Context, job Job) Outcome {
 	return out
 }
 
+// handlerWrapper runs the handler command ($1) in a subshell and waits for
+// it. It exists so that a handler outlives no agent: the kernel sends the
+// wrapper SIGUSR2 when the agent dies (Pdeathsig, Linux), and the wrapper
+// then SIGKILLs its whole process group, handler and grandchildren
+// included. SIGTERM and SIGINT (from a cancel or timeout, sent to the whole
+// group) do not end the wrapper: it keeps waiting so that the handler gets
+// its grace period. The handler's stdin is passed through fd 3 because an
+// asynchronous list otherwise reads /dev/null.
+const handlerWrapper = `trap 'kill -KILL 0' USR2
+trap ':' TERM INT
+exec 3<&0
+( trap - TERM INT USR2; exec 3<&-; eval "$1" ) <&3 &
+pid=$!
+exec 3<&-
+while :; do
+	wait "$pid"; st=$?
+	kill -0 "$pid" 2>/dev/null || break
+done
+exit "$st"`
+
 // terminate sends SIGTERM to the process group, then SIGKILL after grace,
 // and waits up to another grace for the exit.
 func terminate(pgid int, exited <-chan error, grace time.Duration) (error, bool) {
@@ -342,6 +362,9 @@ func describeExit(err error) string {
 	if errors.As(err, &ee) {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			return "killed by signal " + ws.Signal().String()
+		}
+		if c := ee.ExitCode(); c > 128 && c < 160 {
+			return fmt.Sprintf("killed by signal %s (exit code %d)", syscall.Signal(c-128), c)
 		}
 		return fmt.Sprintf("exited with code %d", ee.ExitCode())
 	}

@@ -43,6 +43,9 @@ const (
 )
 
 type claimWaiter struct {
+	// ctx is the claimer's request context: a claimer that went away is
+	// not claimed for.
+	ctx      context.Context
 	workerID uuid.UUID
 	pool     string
 	max      int
@@ -70,8 +73,8 @@ func (d *claimDispatcher) wake() {
 func (d *claimDispatcher) run(ctx context.Context) {
 	t := time.NewTicker(d.poll)
 	defer t.Stop()
+	notify := d.q.Notify()
 	for {
-		notify := d.q.Notify()
 		select {
 		case <-ctx.Done():
 			d.releaseAll()
@@ -80,6 +83,10 @@ func (d *claimDispatcher) run(ctx context.Context) {
 		case <-d.kick:
 		case <-t.C:
 		}
+		// Take the next generation before serving: a submit during the
+		// pass closes it, and the next select fires at once instead of
+		// waiting for the poll.
+		notify = d.q.Notify()
 		d.serve(ctx)
 	}
 }
@@ -118,6 +125,10 @@ func (d *claimDispatcher) serve(ctx context.Context) {
 	for _, w := range batch {
 		if exhausted[w.pool] || ctx.Err() != nil {
 			keep = append(keep, w)
+			continue
+		}
+		if w.ctx.Err() != nil {
+			d.finish(w, claimResult{})
 			continue
 		}
 		tasks, err := d.q.Claim(ctx, w.workerID, w.max)
@@ -159,7 +170,7 @@ func (d *claimDispatcher) finish(w *claimWaiter, r claimResult) {
 // (empty) claim attempt: if it has fired since, a pass runs at once so a
 // submit between that attempt and parking is not missed.
 func (d *claimDispatcher) wait(ctx context.Context, workerID uuid.UUID, pool string, max int, wait time.Duration, notified <-chan struct{}, stop <-chan struct{}) ([]*core.Task, error) {
-	w := &claimWaiter{workerID: workerID, pool: pool, max: max, result: make(chan claimResult, 1)}
+	w := &claimWaiter{ctx: ctx, workerID: workerID, pool: pool, max: max, result: make(chan claimResult, 1)}
 	d.mu.Lock()
 	d.waiters = append(d.waiters, w)
 	d.mu.Unlock()

@@ -96,3 +96,14 @@ func FuzzDecodeLogs(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeCompleteBatch(f *testing.F) {
+	f.Add([]byte(`{"items":[{"task_id":"0190c8a4-0000-7000-8000-000000000001","lease_token":"0190c8a4-0000-7000-8000-000000000002","result":{}}]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := DecodeCompleteBatch(body)
+		checkDecodeErr(t, err)
+		if err == nil {
+			roundTrip(t, req, DecodeCompleteBatch)
+		}
+	})
+}

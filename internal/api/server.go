@@ -38,6 +38,7 @@ type Queue interface {
 	Heartbeat(ctx context.Context, workerID uuid.UUID, hb queue.HeartbeatInfo) (queue.HeartbeatReply, error)
 	Claim(ctx context.Context, workerID uuid.UUID, max int) ([]*core.Task, error)
 	Complete(ctx context.Context, workerID uuid.UUID, lease core.Lease, result json.RawMessage) error
+	CompleteMany(ctx context.Context, workerID uuid.UUID, items []store.TaskCompletion) ([]core.Lease, error)
 	Fail(ctx context.Context, workerID uuid.UUID, lease core.Lease, msg string, retryable bool) (*core.Task, error)
 	Progress(ctx context.Context, workerID uuid.UUID, lease core.Lease, progress *float64, msg string) error
 	Logs(ctx context.Context, workerID uuid.UUID, lines []*core.LogLine) error
@@ -189,6 +190,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /v1/workers/{id}/heartbeat", s.handleWorkerHeartbeat)
 	mux.HandleFunc("POST /v1/workers/{id}/claim", s.handleTaskClaim)
 	mux.HandleFunc("POST /v1/workers/{id}/logs", s.handleWorkerLogs)
+	mux.HandleFunc("POST /v1/workers/{id}/complete", s.handleTaskCompleteBatch)
 	mux.HandleFunc("POST /v1/tasks/{id}/complete", s.handleTaskComplete)
 	mux.HandleFunc("POST /v1/tasks/{id}/fail", s.handleTaskFail)
 	mux.HandleFunc("POST /v1/tasks/{id}/progress", s.handleTaskProgress)

@@ -9,6 +9,7 @@ import (
 	"github.com/droverhq/drover/internal/api/wire"
 	"github.com/droverhq/drover/internal/core"
 	"github.com/droverhq/drover/internal/queue"
+	"github.com/droverhq/drover/internal/store"
 	"github.com/google/uuid"
 )
 
@@ -379,6 +380,68 @@ func (s *Server) handleTaskComplete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, wire.OK{OK: true})
+}
+
+// DecodeCompleteBatch decodes and validates a batched completion.
+func DecodeCompleteBatch(body []byte) (*wire.CompleteBatchRequest, error) {
+	var req wire.CompleteBatchRequest
+	if err := decodeJSON(bytesReader(body), wire.MaxCompleteBatchBody, &req, false); err != nil {
+		return nil, err
+	}
+	switch {
+	case len(req.Items) == 0:
+		return nil, core.Invalid("items", "at least one item is required")
+	case len(req.Items) > wire.MaxClaim:
+		return nil, &core.Error{Code: core.ETOOLARGE, Field: "items", Message: fmt.Sprintf("%d items; at most %d per request", len(req.Items), wire.MaxClaim)}
+	}
+	seen := make(map[uuid.UUID]bool, len(req.Items))
+	for i, it := range req.Items {
+		f := fmt.Sprintf("items[%d].", i)
+		switch {
+		case it.TaskID == uuid.Nil:
+			return nil, core.Invalid(f+"task_id", "required")
+		case it.LeaseToken == uuid.Nil:
+			return nil, core.Invalid(f+"lease_token", "required")
+		case seen[it.TaskID]:
+			return nil, core.Invalid(f+"task_id", "task %s appears twice", it.TaskID)
+		case len(it.Result) > core.MaxResultBytes:
+			return nil, &core.Error{Code: core.ETOOLARGE, Field: f + "result", Message: fmt.Sprintf("longer than %d bytes", core.MaxResultBytes)}
+		case len(it.Result) > 0 && string(it.Result) != "null" && it.Result[0] != '{':
+			return nil, core.Invalid(f+"result", "want a JSON object")
+		}
+		seen[it.TaskID] = true
+	}
+	return &req, nil
+}
+
+func (s *Server) handleTaskCompleteBatch(w http.ResponseWriter, r *http.Request) {
+	id, _, ok := s.workerRequest(w, r)
+	if !ok {
+		return
+	}
+	body, err := readBody(r, wire.MaxCompleteBatchBody)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	req, err := DecodeCompleteBatch(body)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	items := make([]store.TaskCompletion, len(req.Items))
+	for i, it := range req.Items {
+		items[i] = store.TaskCompletion{Lease: core.Lease{TaskID: it.TaskID, Token: it.LeaseToken}, Result: it.Result}
+	}
+	lost, err := s.queue.CompleteMany(r.Context(), id, items)
+	if err != nil {
+		s.writeError(w, r, fmt.Errorf("complete %d tasks of worker %s: %w", len(items), id, err))
+		return
+	}
+	if lost == nil {
+		lost = []core.Lease{}
+	}
+	writeJSON(w, http.StatusOK, wire.CompleteBatchResponse{Lost: lost})
 }
 
 // authThenError answers a body error, but an unauthenticated caller learns

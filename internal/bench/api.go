@@ -32,8 +32,17 @@ type APIConfig struct {
 	// Tasks is the number of no-op tasks of the claim+complete phase
 	// (20,000).
 	Tasks int
+	// Batch is how many tasks an agent claims at once in the throughput
+	// phase (an agent with that many slots); above 1 it completes them with
+	// one batched completion (1).
+	Batch int
 	// HeartbeatFor is how long the heartbeat phase runs (5s).
 	HeartbeatFor time.Duration
+	// HeartbeatInFlight is the number of heartbeat loops per agent (8). A
+	// heartbeat waits for its group commit, so one loop per agent measures
+	// latency, not capacity: Agents×HeartbeatInFlight loops stand in for
+	// that many agents beating at once.
+	HeartbeatInFlight int
 	// Samples is the number of submit→start latency samples (200).
 	Samples int
 	// Pool is the pool used; default a fresh "bench-api-<random>" pool so a
@@ -48,6 +57,7 @@ type APIResult struct {
 	Backend string
 	Agents  int
 	Tasks   int
+	Batch   int
 	// SubmitPerSec is the rate of the batch submits (1,000 per request) that
 	// pre-loaded the tasks.
 	SubmitPerSec float64
@@ -60,6 +70,7 @@ type APIResult struct {
 	// Heartbeats in the heartbeat phase, each agent holding one lease and
 	// beating back to back.
 	Heartbeats       int
+	HeartbeatLoops   int
 	HeartbeatsPerSec float64
 	HeartbeatP50     time.Duration
 	HeartbeatP99     time.Duration
@@ -73,9 +84,10 @@ type APIResult struct {
 func (r *APIResult) Print(w io.Writer) {
 	fmt.Fprintf(w, "backend %s: %d agents over HTTP (loopback), %d tasks\n", r.Backend, r.Agents, r.Tasks)
 	fmt.Fprintf(w, "submit:        %.0f tasks/s (batches of %d)\n", r.SubmitPerSec, wire.MaxBatchTasks)
-	fmt.Fprintf(w, "claim+complete: %.0f tasks/s in %s; claim p50 %s p99 %s; complete p50 %s p99 %s\n",
-		r.TasksPerSec, r.Elapsed.Round(time.Millisecond), fmtDur(r.ClaimP50), fmtDur(r.ClaimP99), fmtDur(r.CompleteP50), fmtDur(r.CompleteP99))
-	fmt.Fprintf(w, "heartbeats:    %.0f/s (%d), p50 %s p99 %s\n", r.HeartbeatsPerSec, r.Heartbeats, fmtDur(r.HeartbeatP50), fmtDur(r.HeartbeatP99))
+	fmt.Fprintf(w, "claim+complete: %.0f tasks/s (batch %d) in %s; claim p50 %s p99 %s; complete p50 %s p99 %s\n",
+		r.TasksPerSec, r.Batch, r.Elapsed.Round(time.Millisecond), fmtDur(r.ClaimP50), fmtDur(r.ClaimP99), fmtDur(r.CompleteP50), fmtDur(r.CompleteP99))
+	fmt.Fprintf(w, "heartbeats:    %.0f/s (%d from %d loops, each holding a lease), p50 %s p99 %s\n",
+		r.HeartbeatsPerSec, r.Heartbeats, r.HeartbeatLoops, fmtDur(r.HeartbeatP50), fmtDur(r.HeartbeatP99))
 	fmt.Fprintf(w, "submit→start:  p50 %s p99 %s max %s over %d samples (idle agents long-polling)\n",
 		fmtDur(r.StartP50), fmtDur(r.StartP99), fmtDur(r.StartMax), r.Samples)
 	fmt.Fprintf(w, "verified:      every task succeeded exactly once\n")
@@ -95,6 +107,8 @@ func RunAPI(ctx context.Context, st store.Store, cfg APIConfig) (*APIResult, err
 	cfg.Agents = cmp.Or(cfg.Agents, 256)
 	cfg.Tasks = cmp.Or(cfg.Tasks, 20000)
 	cfg.HeartbeatFor = cmp.Or(cfg.HeartbeatFor, 5*time.Second)
+	cfg.HeartbeatInFlight = cmp.Or(cfg.HeartbeatInFlight, 8)
+	cfg.Batch = cmp.Or(cfg.Batch, 1)
 	cfg.Samples = cmp.Or(cfg.Samples, 200)
 	if cfg.Pool == "" {
 		cfg.Pool = "bench-api-" + uuid.NewString()[:8]
@@ -109,6 +123,8 @@ func RunAPI(ctx context.Context, st store.Store, cfg APIConfig) (*APIResult, err
 		return nil, core.Invalid("tasks", "must be positive")
 	case cfg.Samples < 1:
 		return nil, core.Invalid("samples", "must be positive")
+	case cfg.Batch < 1 || cfg.Batch > wire.MaxClaim:
+		return nil, core.Invalid("batch", "must be between 1 and %d", wire.MaxClaim)
 	}
 	clock := core.SystemClock{}
 	q := queue.New(st, clock, queue.Config{OwnerLimit: 0, LeaseDuration: time.Hour}, cfg.Logger)
@@ -144,6 +160,21 @@ func RunAPI(ctx context.Context, st store.Store, cfg APIConfig) (*APIResult, err
 
 	// Workers, each with its own token, registered over HTTP.
 	agents := make([]benchAgent, cfg.Agents)
+	// Leave no live bench workers behind on a shared database: an
+	// orchestrator would otherwise see ready workers without instances.
+	defer func() {
+		cctx := context.WithoutCancel(ctx)
+		term, reason := core.WorkerTerminated, "bench finished"
+		for _, a := range agents {
+			if a.id == uuid.Nil {
+				continue
+			}
+			t := clock.Now()
+			if _, err := st.WorkerUpdate(cctx, &store.WorkerUpdateParams{Now: t, ID: a.id, State: &term, Reason: &reason, TerminatedAt: &t}); err != nil {
+				cfg.Logger.Warn("bench api: retire worker", "worker", a.id.String(), "error", err.Error())
+			}
+		}
+	}()
 	now := clock.Now()
 	for i := range agents {
 		id := uuid.Must(uuid.NewV7())
@@ -155,6 +186,7 @@ func RunAPI(ctx context.Context, st store.Store, cfg APIConfig) (*APIResult, err
 		}); err != nil {
 			return nil, fmt.Errorf("bench api: insert worker %d: %w", i, err)
 		}
+		agents[i].id = id
 		c, err := client.New(base, tok, client.WithHTTPClient(hc))
 		if err != nil {
 			return nil, err
@@ -164,7 +196,7 @@ func RunAPI(ctx context.Context, st store.Store, cfg APIConfig) (*APIResult, err
 			return nil, fmt.Errorf("bench api: register agent %d: %w", i, err)
 		}
 	}
-	res := &APIResult{Backend: st.Backend(), Agents: cfg.Agents, Tasks: cfg.Tasks}
+	res := &APIResult{Backend: st.Backend(), Agents: cfg.Agents, Tasks: cfg.Tasks, Batch: cfg.Batch}
 	seen := make(map[uuid.UUID]int, cfg.Tasks)
 	var seenMu sync.Mutex
 	var ids []uuid.UUID
@@ -197,7 +229,7 @@ func RunAPI(ctx context.Context, st store.Store, cfg APIConfig) (*APIResult, err
 		g.Go(func() error {
 			for done.Load() < int64(cfg.Tasks) {
 				c0 := time.Now()
-				tasks, err := a.c.Claim(gctx, a.id, 1, time.Second)
+				tasks, err := a.c.Claim(gctx, a.id, cfg.Batch, time.Second)
 				if err != nil {
 					return fmt.Errorf("agent %d: %w", i, err)
 				}
@@ -206,16 +238,30 @@ func RunAPI(ctx context.Context, st store.Store, cfg APIConfig) (*APIResult, err
 				}
 				c1 := time.Now()
 				claimLat[i] = append(claimLat[i], c1.Sub(c0))
-				t := tasks[0]
-				if err := a.c.Complete(gctx, a.id, t.Lease(), json.RawMessage(`{}`)); err != nil {
+				if len(tasks) == 1 {
+					err = a.c.Complete(gctx, a.id, tasks[0].Lease(), json.RawMessage(`{}`))
+				} else {
+					items := make([]wire.CompleteItem, len(tasks))
+					for j, t := range tasks {
+						items[j] = wire.CompleteItem{TaskID: t.ID, LeaseToken: t.LeaseToken, Result: json.RawMessage(`{}`)}
+					}
+					var lost []wire.Lease
+					lost, err = a.c.CompleteBatch(gctx, a.id, items)
+					if err == nil && len(lost) > 0 {
+						err = fmt.Errorf("%d of %d completions lost their lease", len(lost), len(items))
+					}
+				}
+				if err != nil {
 					return fmt.Errorf("agent %d: %w", i, err)
 				}
 				c2 := time.Now()
 				completeLat[i] = append(completeLat[i], c2.Sub(c1))
 				seenMu.Lock()
-				seen[t.ID]++
+				for _, t := range tasks {
+					seen[t.ID]++
+				}
 				seenMu.Unlock()
-				done.Add(1)
+				done.Add(int64(len(tasks)))
 				lastDone.Store(int64(c2.Sub(start)))
 			}
 			return nil
@@ -251,11 +297,12 @@ func RunAPI(ctx context.Context, st store.Store, cfg APIConfig) (*APIResult, err
 		}
 		hold[i] = tasks[0]
 	}
-	hbLat := make([][]time.Duration, cfg.Agents)
+	hbLat := make([][]time.Duration, cfg.Agents*cfg.HeartbeatInFlight)
 	hctx, cancel := context.WithTimeout(ctx, cfg.HeartbeatFor)
 	g, gctx = errgroup.WithContext(hctx)
 	hbStart := time.Now()
-	for i, a := range agents {
+	for k := range cfg.Agents * cfg.HeartbeatInFlight {
+		i, a := k%cfg.Agents, agents[k%cfg.Agents]
 		g.Go(func() error {
 			req := &wire.HeartbeatRequest{Leases: []wire.Lease{hold[i].Lease()}, Metrics: json.RawMessage(`{"gpu_util":97}`)}
 			for gctx.Err() == nil {
@@ -270,7 +317,7 @@ func RunAPI(ctx context.Context, st store.Store, cfg APIConfig) (*APIResult, err
 				if len(reply.LostLeases) > 0 || reply.Drain || reply.Stop {
 					return fmt.Errorf("agent %d heartbeat: unexpected reply %+v", i, reply)
 				}
-				hbLat[i] = append(hbLat[i], time.Since(h0))
+				hbLat[k] = append(hbLat[k], time.Since(h0))
 			}
 			return nil
 		})
@@ -283,6 +330,7 @@ func RunAPI(ctx context.Context, st store.Store, cfg APIConfig) (*APIResult, err
 	}
 	all := flatten(hbLat)
 	res.Heartbeats = len(all)
+	res.HeartbeatLoops = cfg.Agents * cfg.HeartbeatInFlight
 	res.HeartbeatsPerSec = float64(len(all)) / hbElapsed.Seconds()
 	res.HeartbeatP50, res.HeartbeatP99 = percentile(all, 50), percentile(all, 99)
 	for i, a := range agents {

@@ -25,10 +25,13 @@ import (
 
 // TickConfig is the workload of the tick benchmark.
 type TickConfig struct {
-	// Workers is the number of ready workers (sim instances and rows),
-	// each running one task (10,000).
+	// Workers is the number of ready workers (sim instances and rows)
+	// (10,000).
 	Workers int
-	// Tasks is the number of tasks pre-loaded (1,000,000); Workers of them
+	// Busy is how many of them run one task each (claimed during set-up);
+	// a negative value means all of them.
+	Busy int
+	// Tasks is the number of tasks pre-loaded (1,000,000); Busy of them
 	// are running, the rest queued and claimable.
 	Tasks int
 	// Ticks is how many ticks are measured after one warm-up tick (10).
@@ -45,6 +48,7 @@ type TickConfig struct {
 type TickResult struct {
 	Backend string
 	Workers int
+	Busy    int
 	Tasks   int
 	// Load is the time taken to pre-load tasks, workers and instances.
 	Load time.Duration
@@ -61,7 +65,7 @@ type TickResult struct {
 
 // Print writes the result as a short report.
 func (r *TickResult) Print(w io.Writer) {
-	fmt.Fprintf(w, "backend %s: %d ready workers (each running a task), %d tasks (%d queued)\n", r.Backend, r.Workers, r.Tasks, r.Tasks-r.Workers)
+	fmt.Fprintf(w, "backend %s: %d ready workers (%d running a task), %d tasks (%d queued)\n", r.Backend, r.Workers, r.Busy, r.Tasks, r.Tasks-r.Busy)
 	fmt.Fprintf(w, "pre-load:  %s\n", r.Load.Round(time.Millisecond))
 	fmt.Fprintf(w, "tick:      p50 %s  min %s  max %s  over %d ticks (%d store calls per tick)\n", fmtDur(r.TickP50), fmtDur(r.TickMin), fmtDur(r.TickMax), len(r.Ticks), r.StoreCalls)
 	fmt.Fprintf(w, "wake-up:   submit → spawn decision p50 %s  max %s  over %d submits\n", fmtDur(r.WakeP50), fmtDur(r.WakeMax), len(r.Wakes))
@@ -87,6 +91,9 @@ func RunTick(ctx context.Context, st store.Store, cfg TickConfig) (*TickResult, 
 	cfg.Wakes = cmp.Or(cfg.Wakes, 5)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Busy < 0 || cfg.Busy > cfg.Workers {
+		cfg.Busy = cfg.Workers
 	}
 	progress := func(format string, args ...any) {
 		if cfg.Progress != nil {
@@ -115,7 +122,7 @@ func RunTick(ctx context.Context, st store.Store, cfg TickConfig) (*TickResult, 
 	// measured tick is the same steady-state pass.
 	clock := core.NewFakeClock(time.Now().UTC().Truncate(time.Second))
 	now := clock.Now()
-	res := &TickResult{Backend: st.Backend(), Workers: cfg.Workers, Tasks: cfg.Tasks}
+	res := &TickResult{Backend: st.Backend(), Workers: cfg.Workers, Busy: cfg.Busy, Tasks: cfg.Tasks}
 	prov := sim.New(clock, sim.Options{})
 	pl := provider.Placement{GPU: "bench-gpu", Region: "local"}
 	start := cfg.Now()
@@ -146,10 +153,10 @@ func RunTick(ctx context.Context, st store.Store, cfg TickConfig) (*TickResult, 
 			return nil, fmt.Errorf("bench tick: insert worker: %w", err)
 		}
 	}
-	progress("claiming one task per worker…")
+	progress("claiming one task for each of %d busy workers…", cfg.Busy)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
-	for _, id := range ids {
+	for _, id := range ids[:cfg.Busy] {
 		g.Go(func() error {
 			got, err := st.TaskClaim(gctx, &store.TaskClaimParams{Now: now, WorkerID: id, Pool: benchPool, Max: 1, LeaseDuration: time.Hour})
 			if err != nil {

@@ -38,7 +38,7 @@ func checkTick(t *testing.T, st store.Store, res *TickResult, cfg TickConfig) {
 
 func TestRunTickSQLite(t *testing.T) {
 	st := openSQLite(t)
-	cfg := TickConfig{Workers: 30, Tasks: 300, Ticks: 3, Wakes: 2}
+	cfg := TickConfig{Workers: 30, Busy: -1, Tasks: 300, Ticks: 3, Wakes: 2}
 	res, err := RunTick(t.Context(), st, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +78,7 @@ func TestRunTickPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := TickConfig{Workers: 20, Tasks: 200, Ticks: 2, Wakes: 1}
+	cfg := TickConfig{Workers: 20, Busy: 10, Tasks: 200, Ticks: 2, Wakes: 1}
 	res, err := RunTick(t.Context(), st, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +90,7 @@ func TestRunTickPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if after[core.TaskRunning]-before[core.TaskRunning] != 20 {
+	if after[core.TaskRunning]-before[core.TaskRunning] != 10 {
 		t.Fatalf("running before %v after %v", before, after)
 	}
 }

@@ -275,6 +275,17 @@ func (c *Client) Complete(ctx context.Context, workerID uuid.UUID, lease wire.Le
 	return c.do(ctx, "complete task", http.MethodPost, taskPath(lease.TaskID, "complete"), nil, req, nil, 0)
 }
 
+// CompleteBatch reports success of several held tasks in one request (and
+// one transaction). It returns the leases that were stale: those changed
+// nothing; every other item succeeded.
+func (c *Client) CompleteBatch(ctx context.Context, workerID uuid.UUID, items []wire.CompleteItem) ([]wire.Lease, error) {
+	var out wire.CompleteBatchResponse
+	if err := c.do(ctx, "complete tasks", http.MethodPost, workerPath(workerID, "complete"), nil, &wire.CompleteBatchRequest{Items: items}, &out, 0); err != nil {
+		return nil, err
+	}
+	return out.Lost, nil
+}
+
 // Fail reports a handler failure of a held task; retryable lets the server
 // requeue it while attempts are left. It returns the task after the change.
 func (c *Client) Fail(ctx context.Context, workerID uuid.UUID, lease wire.Lease, msg string, retryable bool) (*wire.Task, error) {

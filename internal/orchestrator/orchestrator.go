@@ -23,6 +23,7 @@ import (
 	"github.com/droverhq/drover/internal/store"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 )
 
 // Deps are the orchestrator's collaborators.
@@ -282,67 +283,102 @@ func (o *Orchestrator) Tick(ctx context.Context) (*TickReport, error) {
 
 // observe reads everything the tick needs in a constant number of queries.
 func (o *Orchestrator) observe(ctx context.Context, t *tick) error {
-	// Worker rows first: their Running counts show the leases held before
-	// maintenance requeues expired ones, which tells a worker that died
-	// holding a task (not a start failure) from one that never worked.
-	ws, err := o.st.WorkerList(ctx, &store.WorkerListParams{LiveOnly: true})
-	if err != nil {
-		return fmt.Errorf("tick: list workers: %w", err)
+	// The database reads and the provider lists run concurrently: a tick
+	// costs the slowest of them, not their sum (a provider API call can
+	// take hundreds of milliseconds).
+	var (
+		maint    queue.MaintainReport
+		maintErr error
+		bs       []*core.BreakerState
+	)
+	names := map[string]bool{}
+	for _, pc := range o.cfg.Pools {
+		names[pc.Provider] = true
 	}
-	t.workers = ws
-	for _, w := range ws {
+	type listResult struct {
+		insts []*provider.Instance
+		err   error
+	}
+	lists := map[string]*listResult{}
+	for name := range names {
+		if _, ok := o.providers[name]; ok {
+			lists[name] = &listResult{}
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		// Worker rows first: their Running counts show the leases held
+		// before maintenance requeues expired ones, which tells a worker
+		// that died holding a task (not a start failure) from one that
+		// never worked.
+		ws, err := o.st.WorkerList(gctx, &store.WorkerListParams{LiveOnly: true})
+		if err != nil {
+			return fmt.Errorf("tick: list workers: %w", err)
+		}
+		t.workers = ws
+		if o.q != nil {
+			maint, maintErr = o.q.Maintain(gctx)
+			t.demand, err = o.q.Demand(gctx)
+		} else {
+			t.demand, err = o.st.TaskDemand(gctx, &store.TaskDemandParams{Now: t.now, OwnerLimit: o.cfg.Tasks.OwnerLimit})
+		}
+		if err != nil {
+			return fmt.Errorf("tick: read demand: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		var err error
+		if bs, err = o.st.BreakerGetAll(gctx); err != nil {
+			return fmt.Errorf("tick: load breakers: %w", err)
+		}
+		return nil
+	})
+	for name, res := range lists {
+		p := o.providers[name]
+		g.Go(func() error {
+			res.insts, res.err = p.List(gctx)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+
+	for _, w := range t.workers {
 		t.byID[w.ID] = w
-	}
-	if o.q != nil {
-		mr, err := o.q.Maintain(ctx)
-		if err != nil {
-			o.log.Error("queue maintenance failed", "err", err)
-		} else if len(mr.Requeued)+len(mr.TimedOut)+mr.Expired > 0 {
-			t.event(core.EventTick, "", "", fmt.Sprintf("maintenance: %d expired leases requeued, %d attempts timed out, %d queued tasks expired",
-				len(mr.Requeued), len(mr.TimedOut), mr.Expired), nil)
-		}
-		t.demand, err = o.q.Demand(ctx)
-		if err != nil {
-			return fmt.Errorf("tick: read demand: %w", err)
-		}
-	} else {
-		t.demand, err = o.st.TaskDemand(ctx, &store.TaskDemandParams{Now: t.now, OwnerLimit: o.cfg.Tasks.OwnerLimit})
-		if err != nil {
-			return fmt.Errorf("tick: read demand: %w", err)
+		if w.Provider != "" {
+			names[w.Provider] = true
 		}
 	}
-	bs, err := o.st.BreakerGetAll(ctx)
-	if err != nil {
-		return fmt.Errorf("tick: load breakers: %w", err)
+	if maintErr != nil {
+		o.log.Error("queue maintenance failed", "err", maintErr)
+	} else if len(maint.Requeued)+len(maint.TimedOut)+maint.Expired > 0 {
+		t.event(core.EventTick, "", "", fmt.Sprintf("maintenance: %d expired leases requeued, %d attempts timed out, %d queued tasks expired",
+			len(maint.Requeued), len(maint.TimedOut), maint.Expired), nil)
 	}
 	t.breakers = make(map[string]*core.BreakerState, len(bs))
 	for _, b := range bs {
 		t.breakers[b.Key] = b
 	}
-
-	names := map[string]bool{}
-	for _, pc := range o.cfg.Pools {
-		names[pc.Provider] = true
-	}
-	for _, w := range ws {
-		if w.Provider != "" {
-			names[w.Provider] = true
-		}
-	}
 	for _, name := range slices.Sorted(maps.Keys(names)) {
-		p, ok := o.providers[name]
+		res, ok := lists[name]
+		if p, configured := o.providers[name]; !ok && configured {
+			// A provider no pool uses any more still has workers.
+			res, ok = &listResult{}, true
+			res.insts, res.err = p.List(ctx)
+		}
 		if !ok {
 			t.rep.ListErrors[name] = "provider not configured"
 			continue
 		}
-		insts, err := p.List(ctx)
-		if err != nil {
-			t.rep.ListErrors[name] = err.Error()
-			t.event(core.EventProviderError, "", "", fmt.Sprintf("provider %s: list failed, skipping orphan and vanished checks this tick: %v", name, err), nil)
+		if res.err != nil {
+			t.rep.ListErrors[name] = res.err.Error()
+			t.event(core.EventProviderError, "", "", fmt.Sprintf("provider %s: list failed, skipping orphan and vanished checks this tick: %v", name, res.err), nil)
 			continue
 		}
-		m := make(map[string]*provider.Instance, len(insts))
-		for _, in := range insts {
+		m := make(map[string]*provider.Instance, len(res.insts))
+		for _, in := range res.insts {
 			if in.State == provider.InstanceGone {
 				continue
 			}

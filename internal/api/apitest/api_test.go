@@ -577,3 +577,86 @@ func TestOpsEndpoints(t *testing.T) {
 		}
 	}
 }
+
+func TestLongPollServesSeveralWaiters(t *testing.T) {
+	b := setup(t)
+	ctx := t.Context()
+	type result struct {
+		tasks []wire.ClaimedTask
+		err   error
+	}
+	ch := make(chan result, 3)
+	for range 3 {
+		w := b.addWorker(t, "default")
+		go func() {
+			tasks, err := w.c.Claim(ctx, w.id, 1, 20*time.Second)
+			ch <- result{tasks, err}
+		}()
+	}
+	waitFor(t, func() bool { return metricValue(t, b, "drover_api_claim_waiters") == 3 })
+	res, err := b.op.SubmitBatch(ctx, []wire.SubmitRequest{{Type: "a"}, {Type: "b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[uuid.UUID]bool{}
+	for range 2 {
+		select {
+		case r := <-ch:
+			if r.err != nil || len(r.tasks) != 1 {
+				t.Fatalf("claim: %+v %v", r.tasks, r.err)
+			}
+			got[r.tasks[0].ID] = true
+		case <-time.After(10 * time.Second):
+			t.Fatal("parked claims were not served")
+		}
+	}
+	if !got[res[0].Task.ID] || !got[res[1].Task.ID] {
+		t.Fatalf("claimed %v, want both submitted tasks once each", got)
+	}
+	// The third claimer keeps waiting; closing the server releases it empty.
+	waitFor(t, func() bool { return metricValue(t, b, "drover_api_claim_waiters") == 1 })
+	b.api.Close()
+	if r := <-ch; r.err != nil || len(r.tasks) != 0 {
+		t.Fatalf("third claim: %+v %v", r.tasks, r.err)
+	}
+}
+
+func TestCompleteBatch(t *testing.T) {
+	b := setup(t)
+	ctx := t.Context()
+	w := b.addWorker(t, "default")
+	if _, err := b.op.SubmitBatch(ctx, []wire.SubmitRequest{{Type: "a"}, {Type: "b"}, {Type: "c"}}); err != nil {
+		t.Fatal(err)
+	}
+	tasks, err := w.c.Claim(ctx, w.id, 3, 0)
+	if err != nil || len(tasks) != 3 {
+		t.Fatalf("claim 3: %d %v", len(tasks), err)
+	}
+	stale := wire.CompleteItem{TaskID: tasks[2].ID, LeaseToken: uuid.New()}
+	lost, err := w.c.CompleteBatch(ctx, w.id, []wire.CompleteItem{
+		{TaskID: tasks[0].ID, LeaseToken: tasks[0].LeaseToken, Result: json.RawMessage(`{"n":0}`)},
+		{TaskID: tasks[1].ID, LeaseToken: tasks[1].LeaseToken},
+		stale,
+	})
+	if err != nil {
+		t.Fatalf("complete batch: %v", err)
+	}
+	if len(lost) != 1 || lost[0].TaskID != stale.TaskID {
+		t.Fatalf("lost = %+v, want only the stale item", lost)
+	}
+	for i, want := range []core.TaskState{core.TaskSucceeded, core.TaskSucceeded, core.TaskRunning} {
+		got, err := b.op.Task(ctx, tasks[i].ID)
+		if err != nil || got.State != want {
+			t.Fatalf("task %d: %v %v, want %s", i, got.State, err, want)
+		}
+	}
+	// Bad batches change nothing.
+	status, detail := b.raw(t, "POST", "/v1/workers/"+w.id.String()+"/complete", w.token,
+		[]byte(`{"items":[{"task_id":"`+tasks[2].ID.String()+`","lease_token":"`+tasks[2].LeaseToken.String()+`","result":"x"}]}`))
+	if status != 400 || detail.Field != "items[0].result" {
+		t.Fatalf("bad batch: %d %+v", status, detail)
+	}
+	if got, _ := b.op.Task(ctx, tasks[2].ID); got.State != core.TaskRunning {
+		t.Fatalf("rejected batch changed the task: %s", got.State)
+	}
+}

@@ -71,7 +71,10 @@ const (
 	MaxLogLines = 10000
 	// MaxLogLineBytes is the longest accepted log line.
 	MaxLogLineBytes = 64 << 10
-	// MaxClaim is the most tasks one claim may ask for.
+	// MaxCompleteBatchBody bounds POST /v1/workers/{id}/complete.
+	MaxCompleteBatchBody = 64 << 20
+	// MaxClaim is the most tasks one claim (or one batched completion) may
+	// carry.
 	MaxClaim = 100
 	// MaxClaimWait is the longest a claim long-poll waits.
 	MaxClaimWait = 30 * time.Second
@@ -214,6 +217,26 @@ type CompleteRequest struct {
 	WorkerID   uuid.UUID       `json:"worker_id"`
 	LeaseToken uuid.UUID       `json:"lease_token"`
 	Result     json.RawMessage `json:"result,omitempty"`
+}
+
+// CompleteItem is one task of a batched completion.
+type CompleteItem struct {
+	TaskID     uuid.UUID       `json:"task_id"`
+	LeaseToken uuid.UUID       `json:"lease_token"`
+	Result     json.RawMessage `json:"result,omitempty"`
+}
+
+// CompleteBatchRequest is the body of POST /v1/workers/{id}/complete: a
+// worker with several slots completes what it finished in one request (and
+// one transaction).
+type CompleteBatchRequest struct {
+	Items []CompleteItem `json:"items"`
+}
+
+// CompleteBatchResponse lists the items whose lease was stale; they changed
+// nothing, every other item succeeded.
+type CompleteBatchResponse struct {
+	Lost []Lease `json:"lost"`
 }
 
 // FailRequest is the body of POST /v1/tasks/{id}/fail.

@@ -65,7 +65,10 @@ func claimOrder(a, b *core.Task) int {
 }
 
 // claimUnlimited is the one-statement claim without an owner limit. The
-// worker row is locked FOR SHARE in the same statement.
+// worker row is locked FOR SHARE in the same statement. The outer UPDATE
+// finds the picked rows through id = ANY(ARRAY(...)), which always plans as
+// a primary-key lookup (a join with the CTE can plan as a scan of the whole
+// table when statistics are stale).
 func (s *Store) claimUnlimited(ctx context.Context, p *store.TaskClaimParams) ([]*core.Task, error) {
 	rows, err := s.pool.Query(ctx, `WITH w AS (
 			SELECT id FROM workers WHERE id = @worker AND state IN ('booting', 'ready') FOR SHARE
@@ -78,7 +81,7 @@ func (s *Store) claimUnlimited(ctx context.Context, p *store.TaskClaimParams) ([
 			FOR UPDATE SKIP LOCKED
 		)
 		UPDATE tasks t SET `+claimSet+`
-		FROM picked WHERE t.id = picked.id
+		WHERE t.id = ANY(ARRAY(SELECT id FROM picked))
 		RETURNING `+taskColsT, pgx.NamedArgs{
 		"worker": p.WorkerID, "pool": p.Pool, "now": p.Now, "max": p.Max,
 		"expires": p.Now.Add(p.LeaseDuration),

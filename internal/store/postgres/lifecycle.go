@@ -74,11 +74,11 @@ func (s *Store) TaskLeaseRenew(ctx context.Context, params *store.TaskLeaseRenew
 		), locked AS (
 			SELECT t.id FROM tasks t JOIN input i
 			  ON t.id = i.id AND t.lease_token = i.token AND t.worker_id = i.worker_id
-			WHERE t.state = 'running'
+			WHERE t.id = ANY($2::uuid[]) AND t.state = 'running'
 			ORDER BY t.id FOR UPDATE OF t
 		), renewed AS (
 			UPDATE tasks t SET lease_expires_at = $4
-			FROM locked l WHERE t.id = l.id
+			WHERE t.id = ANY(ARRAY(SELECT id FROM locked))
 			RETURNING t.id, t.lease_token, t.worker_id
 		)
 		SELECT i.id, i.token FROM input i
@@ -123,7 +123,8 @@ func (s *Store) TaskProgress(ctx context.Context, params *store.TaskProgressPara
 }
 
 // TaskCompleteMany marks held tasks succeeded in one statement; see
-// store.Store.
+// store.Store. A task is held when it is running under the presented token
+// by params.WorkerID: a token presented by another worker is stale too.
 func (s *Store) TaskCompleteMany(ctx context.Context, params *store.TaskCompleteManyParams) ([]core.Lease, error) {
 	if len(params.Items) == 0 {
 		return nil, nil
@@ -142,12 +143,12 @@ func (s *Store) TaskCompleteMany(ctx context.Context, params *store.TaskComplete
 			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[]) WITH ORDINALITY AS i(id, token, result, ord)
 		), locked AS (
 			SELECT t.id, i.token, i.result FROM tasks t JOIN input i ON t.id = i.id AND t.lease_token = i.token
-			WHERE t.state = 'running'
+			WHERE t.id = ANY($1::uuid[]) AND t.state = 'running' AND t.worker_id = $5
 			ORDER BY t.id FOR UPDATE OF t
 		), done AS (
 			UPDATE tasks t SET state = 'succeeded', result = l.result::json, error = '',
 				finished_at = $4, updated_at = $4, lease_token = NULL, lease_expires_at = NULL
-			FROM locked l WHERE t.id = l.id
+			FROM locked l WHERE t.id = l.id AND t.id = ANY($1::uuid[])
 			RETURNING t.id, t.worker_id
 		), deps AS (
 			UPDATE tasks d SET deps_pending = d.deps_pending - c.n, updated_at = $4
@@ -163,7 +164,7 @@ func (s *Store) TaskCompleteMany(ctx context.Context, params *store.TaskComplete
 		)
 		SELECT i.id, i.token FROM input i
 		WHERE NOT EXISTS (SELECT 1 FROM locked l WHERE l.id = i.id AND l.token = i.token)
-		ORDER BY i.ord`, ids, tokens, results, params.Now)
+		ORDER BY i.ord`, ids, tokens, results, params.Now, params.WorkerID)
 	if err != nil {
 		return nil, fmt.Errorf("complete tasks: %w", err)
 	}
