@@ -450,6 +450,10 @@ func (a *Agent) heartbeatLoop(bg, parent context.Context, interval time.Duration
 			if failing == 1 || failing%10 == 0 {
 				a.log.Warn("heartbeat failed; tasks keep running", "err", err, "failures", failing)
 			}
+			if !client.IsRetryable(err) {
+				a.log.Warn("heartbeat rejected", "err", err)
+				continue
+			}
 			// Put the progress back for the next beat.
 			a.mu.Lock()
 			for _, p := range req.Progress {

@@ -34,6 +34,9 @@ const (
 	// ProgressPrefix starts a stdout line that reports progress:
 	// "DROVER_PROGRESS 0.42 optional message". Such lines are not logged.
 	ProgressPrefix = "DROVER_PROGRESS "
+	// MaxProgressMessageBytes caps a progress message (the API's limit is
+	// 1 KiB).
+	MaxProgressMessageBytes = 1000
 )
 
 // Job is one task attempt for the runner.
@@ -330,7 +333,11 @@ func parseProgress(line string) (float64, string, bool) {
 	if err != nil || f < 0 || f > 1 {
 		return 0, "", false
 	}
-	return f, strings.TrimSpace(msg), true
+	msg = strings.TrimSpace(msg)
+	if len(msg) > MaxProgressMessageBytes {
+		msg = msg[:MaxProgressMessageBytes]
+	}
+	return f, msg, true
 }
 
 // handlerEnv is the agent's environment without the worker's credentials:

@@ -51,6 +51,10 @@ type claimWaiter struct {
 	max      int
 	state    waiterState      // guarded by claimDispatcher.mu
 	result   chan claimResult // buffered 1
+	// abandoned is set (under mu) by a claimer whose wait ended while the
+	// dispatcher held it; the dispatcher then answers it instead of parking
+	// it again.
+	abandoned bool
 }
 
 type claimResult struct {
@@ -148,13 +152,23 @@ func (d *claimDispatcher) serve(ctx context.Context) {
 		tail = append(tail, w)
 	}
 	keep = append(keep, tail...)
+	parked := keep[:0]
+	var released int
 	d.mu.Lock()
 	for _, w := range keep {
+		if w.abandoned {
+			w.state = done
+			w.result <- claimResult{} // buffered: never blocks
+			released++
+			continue
+		}
 		w.state = waiting
+		parked = append(parked, w)
 	}
 	// Claims parked during this pass go after the ones that waited longer.
-	d.waiters = append(keep, d.waiters...)
+	d.waiters = append(parked, d.waiters...)
 	d.mu.Unlock()
+	d.metrics.claimWaiters.Sub(float64(released))
 }
 
 func (d *claimDispatcher) finish(w *claimWaiter, r claimResult) {
@@ -202,8 +216,10 @@ func (d *claimDispatcher) wait(ctx context.Context, workerID uuid.UUID, pool str
 		d.metrics.claimWaiters.Dec()
 		return nil, nil
 	}
+	// The dispatcher is claiming for us right now: take what it gets (it
+	// answers at once with nothing if it gets nothing).
+	w.abandoned = true
 	d.mu.Unlock()
-	// The dispatcher is claiming for us right now: take what it gets.
 	r := <-w.result
 	if len(r.tasks) > 0 && ctx.Err() != nil {
 		d.logger.WarnContext(context.WithoutCancel(ctx), "claimed tasks for a claimer that went away; their leases will expire and be requeued",

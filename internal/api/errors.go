@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -37,6 +38,13 @@ func StatusForCode(code string) int {
 // every error is counted by code.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code := core.ErrorCode(err)
+	if code == core.EINTERNAL && r.Context().Err() != nil &&
+		(errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		// The caller went away (or its deadline passed) mid-request: not a
+		// server fault, nothing to log.
+		err = core.Errorf(core.EUNAVAILABLE, "request cancelled")
+		code = core.EUNAVAILABLE
+	}
 	status := StatusForCode(code)
 	detail := wire.ErrorDetail{Code: code, Message: core.ErrorMessage(err)}
 	if e, ok := errorsAsCore(err); ok {

@@ -64,8 +64,10 @@ type Summary struct {
 	// KilledTaskAttempts is the attempt that finished the killed task.
 	KilledTaskAttempts int
 	KilledTaskFinisher string
-	Image              string
-	Elapsed            time.Duration
+	// KilledWorkerFate is how the server classified the killed worker.
+	KilledWorkerFate string
+	Image            string
+	Elapsed          time.Duration
 }
 
 // MaxTasks bounds --tasks.
@@ -228,6 +230,14 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 	workers, err := c.Workers(ctx, wire.WorkerFilter{Limit: 1000})
 	if err == nil {
 		sum.WorkersSpawned = len(workers)
+		for _, w := range workers {
+			if w.ID.String() == sum.KilledWorker {
+				sum.KilledWorkerFate = string(w.State)
+				if w.Failure != "" {
+					sum.KilledWorkerFate += ", failure class " + string(w.Failure)
+				}
+			}
+		}
 	}
 	if sum.Failed == 0 {
 		img := filepath.Join(opt.Dir, "mandelbrot.png")
@@ -382,8 +392,8 @@ func (s *Summary) print(out io.Writer, tiles string) {
 		if s.KilledTaskFinisher == s.KilledWorker || s.KilledTaskFinisher == "" {
 			verdict = "NOT finished elsewhere"
 		}
-		fmt.Fprintf(out, "  killed worker %s: its task %s was %s by worker %s (attempt %d)\n",
-			short(s.KilledWorker), short(s.KilledTask), verdict, short(s.KilledTaskFinisher), s.KilledTaskAttempts)
+		fmt.Fprintf(out, "  killed worker %s (now %s): its task %s was %s by worker %s (attempt %d)\n",
+			short(s.KilledWorker), s.KilledWorkerFate, short(s.KilledTask), verdict, short(s.KilledTaskFinisher), s.KilledTaskAttempts)
 	}
 	fmt.Fprintf(out, "  tiles: %s\n", tiles)
 	if s.Image != "" {

@@ -23,6 +23,7 @@ import (
 	"github.com/droverhq/drover/internal/client"
 	"github.com/droverhq/drover/internal/config"
 	"github.com/droverhq/drover/internal/core"
+	"github.com/droverhq/drover/internal/provider/local"
 	"github.com/droverhq/drover/internal/server"
 	"github.com/google/uuid"
 )
@@ -77,6 +78,10 @@ type env struct {
 	done   chan error
 	grace  time.Duration
 	logger *slog.Logger
+	// proc: the server runs as a `drover serve` process.
+	proc    *exec.Cmd
+	procN   int
+	procTok string
 }
 
 type envOpts struct {
@@ -84,6 +89,9 @@ type envOpts struct {
 	heartbeat        time.Duration
 	heartbeatTimeout time.Duration
 	killGrace        time.Duration
+	// serveProcess runs the server as a `drover serve` process instead of
+	// in-process.
+	serveProcess bool
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -127,13 +135,79 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if testing.Verbose() {
 		e.logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	e.start(ln)
+	if o.serveProcess {
+		ln.Close()
+		e.procTok = tok
+		e.writeYAML(o)
+		e.startProc()
+	} else {
+		e.start(ln)
+	}
 	e.c, err = client.New(cfg.PublicURL, tok)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if o.serveProcess {
+		eventually(t, 60*time.Second, "drover serve ready", func() (bool, string) {
+			err := e.c.Ready(context.Background())
+			return err == nil, fmt.Sprint(err)
+		})
+	}
 	t.Cleanup(e.close)
 	return e
+}
+
+// writeYAML writes the env's configuration as drover.yaml for `drover serve`.
+func (e *env) writeYAML(o envOpts) {
+	e.t.Helper()
+	c, p := e.cfg, e.cfg.Pools[core.DefaultPool]
+	y := fmt.Sprintf(`listen: %s
+database: %s
+tick: %s
+heartbeat_interval: %s
+heartbeat_timeout: %s
+log_level: warn
+tasks:
+  owner_limit: 0
+  backoff_base: %s
+  backoff_max: %s
+pools:
+  default:
+    provider: local
+    min: %d
+    max: %d
+    concurrency: 1
+    requires_gpu: false
+    boot_timeout: 30s
+    orphan_grace: 30s
+    exec: %q
+providers:
+  local:
+    dir: %s
+`, c.Listen, c.Database, c.Tick.D(), c.HeartbeatInterval.D(), c.HeartbeatTimeout.D(),
+		c.Tasks.BackoffBase.D(), c.Tasks.BackoffMax.D(), p.Min, p.Max, p.Exec, c.Providers.Local.Dir)
+	if err := os.WriteFile(filepath.Join(e.dir, "drover.yaml"), []byte(y), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// startProc starts `drover serve` with the env's drover.yaml; the operator
+// token travels in the environment.
+func (e *env) startProc() {
+	e.t.Helper()
+	e.procN++
+	logf, err := os.Create(filepath.Join(e.dir, fmt.Sprintf("serve-%d.log", e.procN)))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cmd := exec.Command(droverBin, "serve", "--config", filepath.Join(e.dir, "drover.yaml"))
+	cmd.Env = append(os.Environ(), "DROVER_OPERATOR_TOKEN="+e.procTok)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	logf.Close()
+	e.proc = cmd
 }
 
 // start builds and runs a server on ln (a new process's worth of state:
@@ -155,6 +229,17 @@ func (e *env) start(ln net.Listener) {
 // the same address, database and agent directory.
 func (e *env) restart() {
 	e.t.Helper()
+	if e.proc != nil {
+		// A crash, not a shutdown: nothing gets a chance to clean up.
+		_ = e.proc.Process.Kill()
+		_ = e.proc.Wait()
+		e.startProc()
+		eventually(e.t, 60*time.Second, "restarted drover serve ready", func() (bool, string) {
+			err := e.c.Ready(context.Background())
+			return err == nil, fmt.Sprint(err)
+		})
+		return
+	}
 	e.stop()
 	if err := <-e.done; err != nil {
 		e.t.Fatalf("server stopped with: %v", err)
@@ -169,6 +254,20 @@ func (e *env) restart() {
 func (e *env) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	if e.proc != nil {
+		// Stop the agents through a provider adopting them from the state
+		// dir, then the server.
+		lp, err := local.New(local.Options{Dir: e.cfg.Providers.Local.Dir, KillGrace: 5 * time.Second})
+		if err == nil {
+			err = lp.Shutdown(ctx)
+		}
+		if err != nil {
+			e.t.Errorf("stop agents: %v", err)
+		}
+		_ = e.proc.Process.Signal(syscall.SIGTERM)
+		_ = e.proc.Wait()
+		return
+	}
 	if e.srv.Local != nil {
 		if err := e.srv.Local.Shutdown(ctx); err != nil {
 			e.t.Errorf("stop agents: %v", err)
@@ -460,8 +559,12 @@ func TestStaleLeaseGets409(t *testing.T) {
 	}
 }
 
+// TestServerRestartLosesNothing runs `drover serve` as a process, SIGKILLs
+// it mid-run and starts it again on the same SQLite file: every task
+// finishes, the agents carry on with the new server (the held task finishes
+// on its original worker and lease) and no worker is lost.
 func TestServerRestartLosesNothing(t *testing.T) {
-	e := newEnv(t, envOpts{agents: 3, heartbeat: 200 * time.Millisecond, heartbeatTimeout: 5 * time.Second, killGrace: 5 * time.Second})
+	e := newEnv(t, envOpts{agents: 3, heartbeat: 200 * time.Millisecond, heartbeatTimeout: 5 * time.Second, killGrace: 5 * time.Second, serveProcess: true})
 	const n = 60
 	gate := filepath.Join(e.dir, "gate")
 	if err := syscall.Mkfifo(gate, 0o600); err != nil {

@@ -61,9 +61,6 @@ func benchClaimComplete(b *testing.B, claimers, batch, ownerLimit int) {
 	for i := range workers {
 		workers[i] = storetest.InsertWorker(b, s, core.DefaultPool, core.WorkerReady)
 	}
-	if os.Getenv("B_DROP_CREATED") != "" {
-		s.Pool().Exec(ctx, "DROP INDEX tasks_created")
-	}
 	if _, err := s.Pool().Exec(ctx, "VACUUM ANALYZE tasks"); err != nil {
 		b.Fatalf("vacuum: %v", err)
 	}

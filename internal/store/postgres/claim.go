@@ -111,8 +111,9 @@ func (s *Store) claimUnlimited(ctx context.Context, p *store.TaskClaimParams) ([
 // concurrency:
 //
 //  1. lock the worker row FOR SHARE and check its state;
-//  2. read the owners already at their limit (a snapshot; only a
-//     pre-filter, so a saturated owner's tasks do not crowd out others);
+//  2. read which owners at the head of the queue are already at their
+//     limit (a snapshot; only a pre-filter, so a saturated owner's tasks do
+//     not crowd out others);
 //  3. lock candidate tasks FOR UPDATE SKIP LOCKED, excluding those owners;
 //  4. lock the candidates' owner rows, sorted, FOR UPDATE (later rounds use
 //     SKIP LOCKED so they never wait while holding locks out of order);
@@ -137,8 +138,20 @@ func (s *Store) claimOwnerLimited(ctx context.Context, p *store.TaskClaimParams)
 			return nil
 		}
 
-		rows, err := tx.Query(ctx, `SELECT owner FROM tasks WHERE state = 'running'
-			GROUP BY owner HAVING count(*) >= $1`, p.OwnerLimit)
+		// Owners at their limit among those at the head of the queue (twice
+		// the claim's size); each count stops at the limit, so this costs
+		// O(head owners × limit) whatever the size of the running set.
+		rows, err := tx.Query(ctx, `SELECT h.owner FROM (
+				SELECT DISTINCT owner FROM (
+					SELECT owner FROM tasks
+					WHERE state = 'queued' AND pool = $1 AND run_after <= $2 AND deps_pending = 0
+					ORDER BY priority DESC, created_at, id
+					LIMIT $3
+				) head
+			) h
+			WHERE (SELECT count(*) FROM (
+				SELECT 1 FROM tasks r WHERE r.state = 'running' AND r.owner = h.owner LIMIT $4
+			) c) >= $4`, p.Pool, p.Now, 2*p.Max, p.OwnerLimit)
 		if err != nil {
 			return fmt.Errorf("read saturated owners: %w", err)
 		}

@@ -40,11 +40,15 @@ CREATE INDEX tasks_claim ON tasks (pool, priority DESC, created_at, id)
     WHERE state = 'queued';
 CREATE INDEX tasks_queued_created ON tasks (created_at)
     WHERE state = 'queued';
--- One partial index covers every running-set query (by worker, by owner,
--- by lease expiry): the running set is bounded by the fleet's concurrency,
--- and every extra index costs an insert on each claim (these updates are
--- never HOT because state is in the partial predicates).
+-- Running-set indexes: by worker (leases, worker lists, lost workers; also
+-- scanned whole for lease expiry and timeouts, since the running set is
+-- bounded by the fleet's concurrency) and by owner (owner-limited claims
+-- count an owner's running tasks). Every index costs an insert on each
+-- claim (these updates are never HOT: state is in the partial predicates),
+-- so there are no more of them.
 CREATE INDEX tasks_running ON tasks (worker_id)
+    WHERE state = 'running';
+CREATE INDEX tasks_running_owner ON tasks (owner)
     WHERE state = 'running';
 CREATE INDEX tasks_created ON tasks (created_at DESC, id DESC);
 
