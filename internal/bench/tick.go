@@ -61,6 +61,9 @@ type TickResult struct {
 	// Wakes are submit → spawn-decision latencies through Run's wake-up.
 	Wakes            []time.Duration
 	WakeP50, WakeMax time.Duration
+	// SubmitP50 is the submit call's own share of the wake-up latency;
+	// WokenTickP50 the duration of the tick that made the decision.
+	SubmitP50, WokenTickP50 time.Duration
 }
 
 // Print writes the result as a short report.
@@ -68,7 +71,8 @@ func (r *TickResult) Print(w io.Writer) {
 	fmt.Fprintf(w, "backend %s: %d ready workers (%d running a task), %d tasks (%d queued)\n", r.Backend, r.Workers, r.Busy, r.Tasks, r.Tasks-r.Busy)
 	fmt.Fprintf(w, "pre-load:  %s\n", r.Load.Round(time.Millisecond))
 	fmt.Fprintf(w, "tick:      p50 %s  min %s  max %s  over %d ticks (%d store calls per tick)\n", fmtDur(r.TickP50), fmtDur(r.TickMin), fmtDur(r.TickMax), len(r.Ticks), r.StoreCalls)
-	fmt.Fprintf(w, "wake-up:   submit → spawn decision p50 %s  max %s  over %d submits\n", fmtDur(r.WakeP50), fmtDur(r.WakeMax), len(r.Wakes))
+	fmt.Fprintf(w, "wake-up:   submit → spawn decision p50 %s  max %s  over %d submits (submit call p50 %s, woken tick p50 %s)\n",
+		fmtDur(r.WakeP50), fmtDur(r.WakeMax), len(r.Wakes), fmtDur(r.SubmitP50), fmtDur(r.WokenTickP50))
 }
 
 // benchPool is the pool of the pre-loaded fleet; wakePool the empty pool
@@ -226,16 +230,20 @@ func RunTick(ctx context.Context, st store.Store, cfg TickConfig) (*TickResult, 
 			cancel()
 			return nil, err
 		}
+		var submits, woken []time.Duration
 		for range cfg.Wakes {
 			t0 := cfg.Now()
 			if _, err := q.Submit(ctx, []queue.SubmitRequest{{Type: "bench", Pool: wakePool}}); err != nil {
 				cancel()
 				return nil, fmt.Errorf("bench tick: submit: %w", err)
 			}
+			submits = append(submits, cfg.Now().Sub(t0))
 			for spawned := false; !spawned; {
 				select {
 				case r := <-reports:
-					spawned = len(r.Spawned) > 0
+					if spawned = len(r.Spawned) > 0; spawned {
+						woken = append(woken, r.Duration)
+					}
 				case <-time.After(30 * time.Second):
 					cancel()
 					return nil, fmt.Errorf("bench tick: no spawn decision 30s after a submit")
@@ -248,6 +256,7 @@ func RunTick(ctx context.Context, st store.Store, cfg TickConfig) (*TickResult, 
 			return nil, fmt.Errorf("bench tick: run: %w", err)
 		}
 		res.WakeP50, res.WakeMax = tickPercentile(res.Wakes, 50), slices.Max(res.Wakes)
+		res.SubmitP50, res.WokenTickP50 = tickPercentile(submits, 50), tickPercentile(woken, 50)
 	}
 	return res, nil
 }

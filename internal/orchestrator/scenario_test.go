@@ -93,6 +93,14 @@ func TestScenarioSeedIncident(t *testing.T) {
 		f, ok := failures(h.breakerState(keyA))
 		eq(t, "breaker failures", f, 0)
 		eq(t, "breaker successes", ok, 3)
+		st, err := BuildStatus(h.ctx, h.raw, h.cfg, h.clock.Now())
+		if err != nil {
+			t.Fatalf("status: %v", err)
+		}
+		eq(t, "verdict", st.Verdict, VerdictHealthy)
+		eq(t, "recent completions", st.RecentCompletions, 3)
+		eq(t, "worker rows", len(st.WorkerTable), 3)
+		contains(t, "health", st.WorkerTable[0].Health, "HEALTHY")
 	})
 }
 
@@ -134,6 +142,57 @@ func TestScenarioPlacementBreakerIsolated(t *testing.T) {
 		eq(t, "spawn after A opened", h.worker(id).Placement, keyB)
 	}
 	eq(t, "ready workers", len(h.workersIn(core.WorkerReady)), 4)
+	st, err := BuildStatus(h.ctx, h.raw, h.cfg, h.clock.Now())
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	eq(t, "verdict with one of two candidates open", st.Verdict, VerdictDegraded)
+}
+
+// Stage timeouts: provisioning that never finishes, and a draining worker
+// past drain_timeout.
+func TestScenarioStageTimeouts(t *testing.T) {
+	t.Run("provision_timeout", func(t *testing.T) {
+		h := newHarness(t, harnessOpts{cfg: func(c *config.Config) {
+			onlyA(c)
+			c.Pools["default"].Max = 1
+		}})
+		h.prov.SetScript(keyA, sim.Script{ProvisionTime: time.Hour})
+		h.submit(1, "", params(time.Minute, "succeed"))
+		first := h.tick().Spawned[0]
+		h.runUntil(11*time.Minute, "provision timeout", func() bool { return h.worker(first).Failure != "" })
+		w := h.worker(first)
+		eq(t, "class", w.Failure, core.FailProvisionTimeout)
+		if age := h.clock.Now().Sub(w.CreatedAt); age <= DefaultProvisionTimeout || age > DefaultProvisionTimeout+h.cfg.Tick.D() {
+			t.Fatalf("failed at age %s, want just past provision_timeout %s", age, DefaultProvisionTimeout)
+		}
+		f, _ := failures(h.breakerState(keyA))
+		eq(t, "breaker failures", f, 1)
+	})
+	t.Run("drain_timeout requeues the held task", func(t *testing.T) {
+		h := newHarness(t, harnessOpts{cfg: func(c *config.Config) {
+			c.Pools["default"].Max = 1
+			c.Pools["default"].DrainTimeout = config.Duration(time.Minute)
+		}})
+		h.prov.SetScript(keyA, sim.Script{ProvisionTime: 10 * time.Second, BootTime: 20 * time.Second})
+		task := h.submit(1, "", params(time.Hour, "succeed"))[0]
+		h.runUntil(5*time.Minute, "task running", func() bool { return h.task(task).State == core.TaskRunning })
+		w := h.workersIn(core.WorkerReady)[0]
+		// An operator drains it (what `drover workers drain` writes).
+		if _, err := h.raw.WorkerUpdate(h.ctx, &store.WorkerUpdateParams{Now: h.clock.Now(), ID: w.ID,
+			FromStates: []core.WorkerState{core.WorkerReady}, State: new(core.WorkerDraining)}); err != nil {
+			t.Fatal(err)
+		}
+		h.run(50 * time.Second)
+		eq(t, "still draining within drain_timeout", h.worker(w.ID).State, core.WorkerDraining)
+		eq(t, "task still running", h.task(task).State, core.TaskRunning)
+		h.runUntil(time.Minute, "terminating", func() bool { return h.worker(w.ID).State != core.WorkerDraining })
+		tk := h.task(task)
+		if tk.Lost != 1 {
+			t.Fatalf("task lost = %d, want 1 (requeued by the drain timeout)", tk.Lost)
+		}
+		eq(t, "drained worker has no failure", h.worker(w.ID).Failure, core.FailureClass(""))
+	})
 }
 
 // Scenario 3: a poison task kills every worker that runs it.

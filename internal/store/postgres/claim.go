@@ -40,11 +40,15 @@ func (s *Store) TaskClaim(ctx context.Context, params *store.TaskClaimParams) ([
 		out []*core.Task
 		err error
 	)
-	if params.OwnerLimit > 0 {
-		out, err = s.claimOwnerLimited(ctx, params)
-	} else {
-		out, err = s.claimUnlimited(ctx, params)
-	}
+	err = retryDeadlock(ctx, func() error {
+		var err error
+		if params.OwnerLimit > 0 {
+			out, err = s.claimOwnerLimited(ctx, params)
+		} else {
+			out, err = s.claimUnlimited(ctx, params)
+		}
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("claim tasks for worker %s: %w", params.WorkerID, err)
 	}
@@ -70,6 +74,13 @@ func claimOrder(a, b *core.Task) int {
 // a primary-key lookup (a join with the CTE can plan as a scan of the whole
 // table when statistics are stale).
 func (s *Store) claimUnlimited(ctx context.Context, p *store.TaskClaimParams) ([]*core.Task, error) {
+	// A claim of one task (agents that run one task at a time) finds its
+	// row with a plain primary-key lookup, which is cheaper to set up
+	// than an array scan.
+	pickedMatch := "t.id = ANY(ARRAY(SELECT id FROM picked))"
+	if p.Max == 1 {
+		pickedMatch = "t.id = (SELECT id FROM picked)"
+	}
 	rows, err := s.pool.Query(ctx, `WITH w AS (
 			SELECT id FROM workers WHERE id = @worker AND state IN ('booting', 'ready') FOR SHARE
 		), picked AS (
@@ -81,7 +92,7 @@ func (s *Store) claimUnlimited(ctx context.Context, p *store.TaskClaimParams) ([
 			FOR UPDATE SKIP LOCKED
 		)
 		UPDATE tasks t SET `+claimSet+`
-		WHERE t.id = ANY(ARRAY(SELECT id FROM picked))
+		WHERE `+pickedMatch+`
 		RETURNING `+taskColsT, pgx.NamedArgs{
 		"worker": p.WorkerID, "pool": p.Pool, "now": p.Now, "max": p.Max,
 		"expires": p.Now.Add(p.LeaseDuration),
@@ -108,26 +119,46 @@ func (s *Store) claimUnlimited(ctx context.Context, p *store.TaskClaimParams) ([
 }
 
 // claimOwnerLimited claims under a per-owner running limit, exactly under
-// concurrency:
+// concurrency, in one transaction:
 //
-//  1. lock the worker row FOR SHARE and check its state;
-//  2. read which owners at the head of the queue are already at their
-//     limit (a snapshot; only a pre-filter, so a saturated owner's tasks do
-//     not crowd out others);
-//  3. lock candidate tasks FOR UPDATE SKIP LOCKED, excluding those owners;
-//  4. lock the candidates' owner rows, sorted, FOR UPDATE (later rounds use
+//  1. lock the worker row FOR SHARE and check its state; in the same
+//     statement, read which owners at the head of the queue are already at
+//     their limit (a snapshot, only a pre-filter, so a saturated owner's
+//     tasks do not crowd out others);
+//  2. lock candidate tasks FOR UPDATE SKIP LOCKED, excluding those owners;
+//  3. lock the candidates' owner rows, sorted, FOR UPDATE (later rounds use
 //     SKIP LOCKED so they never wait while holding locks out of order);
-//  5. count the running tasks of those owners in a new statement: under
-//     READ COMMITTED it sees every commit of a previous lock holder;
-//  6. grant at most limit-running per owner, in claim order.
+//  4. in a new statement (under READ COMMITTED it sees every commit of a
+//     previous holder of those owner locks) count the owners' running
+//     tasks and grant at most limit-running per owner, in claim order.
 //
-// Owners that hit their limit are excluded and the claim goes round again
-// until it has Max tasks or the queue has nothing more.
+// Owners left with an ungranted candidate are excluded and the claim goes
+// round again until it has Max tasks or the queue has nothing more.
 func (s *Store) claimOwnerLimited(ctx context.Context, p *store.TaskClaimParams) ([]*core.Task, error) {
 	var out []*core.Task
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var st string
-		err := tx.QueryRow(ctx, `SELECT state FROM workers WHERE id = $1 FOR SHARE`, p.WorkerID).Scan(&st)
+		// Lock the worker row and, in the same round trip, read which owners
+		// at the head of the queue (twice the claim's size) are already at
+		// their limit; each count stops at the limit, so this costs
+		// O(head owners × limit) whatever the size of the running set.
+		var (
+			st       string
+			excluded []string
+		)
+		err := tx.QueryRow(ctx, `SELECT w.state, ARRAY(
+				SELECT h.owner FROM (
+					SELECT DISTINCT owner FROM (
+						SELECT owner FROM tasks
+						WHERE state = 'queued' AND pool = $2 AND run_after <= $3 AND deps_pending = 0
+						ORDER BY priority DESC, created_at, id
+						LIMIT $4
+					) head
+				) h
+				WHERE (SELECT count(*) FROM (
+					SELECT 1 FROM tasks r WHERE r.state = 'running' AND r.owner = h.owner LIMIT $5
+				) c) >= $5)
+			FROM workers w WHERE w.id = $1 FOR SHARE OF w`,
+			p.WorkerID, p.Pool, p.Now, 2*p.Max, p.OwnerLimit).Scan(&st, &excluded)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return core.ErrNotFound
 		}
@@ -136,28 +167,6 @@ func (s *Store) claimOwnerLimited(ctx context.Context, p *store.TaskClaimParams)
 		}
 		if ws := core.WorkerState(st); ws != core.WorkerBooting && ws != core.WorkerReady {
 			return nil
-		}
-
-		// Owners at their limit among those at the head of the queue (twice
-		// the claim's size); each count stops at the limit, so this costs
-		// O(head owners × limit) whatever the size of the running set.
-		rows, err := tx.Query(ctx, `SELECT h.owner FROM (
-				SELECT DISTINCT owner FROM (
-					SELECT owner FROM tasks
-					WHERE state = 'queued' AND pool = $1 AND run_after <= $2 AND deps_pending = 0
-					ORDER BY priority DESC, created_at, id
-					LIMIT $3
-				) head
-			) h
-			WHERE (SELECT count(*) FROM (
-				SELECT 1 FROM tasks r WHERE r.state = 'running' AND r.owner = h.owner LIMIT $4
-			) c) >= $4`, p.Pool, p.Now, 2*p.Max, p.OwnerLimit)
-		if err != nil {
-			return fmt.Errorf("read saturated owners: %w", err)
-		}
-		excluded, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return fmt.Errorf("read saturated owners: %w", err)
 		}
 		if excluded == nil {
 			excluded = []string{}
@@ -222,62 +231,57 @@ func (s *Store) claimOwnerLimited(ctx context.Context, p *store.TaskClaimParams)
 				}
 			}
 
-			candOwners := make([]string, 0, len(lockedOwners))
-			for o := range lockedOwners {
-				candOwners = append(candOwners, o)
-			}
-			running := map[string]int{}
-			rows, err = tx.Query(ctx, `SELECT owner, count(*)::int FROM tasks
-				WHERE state = 'running' AND owner = ANY($1::text[]) GROUP BY owner`, candOwners)
-			if err != nil {
-				return fmt.Errorf("count running per owner: %w", err)
-			}
-			for rows.Next() {
-				var (
-					o string
-					n int
-				)
-				if err := rows.Scan(&o, &n); err != nil {
-					rows.Close()
-					return fmt.Errorf("count running per owner: %w", err)
-				}
-				running[o] = n
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return fmt.Errorf("count running per owner: %w", err)
-			}
-
-			var grant []string
-			blocked := false
+			// Count and grant in one new statement: its snapshot is taken
+			// after the owner locks were granted, so it sees every commit
+			// of a previous holder (and this claim's earlier rounds).
+			var ids, owners []string
 			for _, c := range cands {
-				if !lockedOwners[c.owner] || running[c.owner] >= p.OwnerLimit {
-					if !slices.Contains(excluded, c.owner) {
-						excluded = append(excluded, c.owner)
-					}
-					blocked = true
-					continue
+				if lockedOwners[c.owner] {
+					ids = append(ids, c.id.String())
+					owners = append(owners, c.owner)
 				}
-				running[c.owner]++
-				grant = append(grant, c.id.String())
 			}
-			if len(grant) > 0 {
-				rows, err := tx.Query(ctx, `UPDATE tasks t SET `+claimSet+`
-					WHERE t.id = ANY(@ids::uuid[])
+			var got []*core.Task
+			if len(ids) > 0 {
+				rows, err := tx.Query(ctx, `WITH cand AS (
+						SELECT * FROM unnest(@ids::uuid[], @owners::text[]) WITH ORDINALITY AS c(id, owner, ord)
+					), running AS (
+						SELECT owner, count(*)::int AS n FROM tasks
+						WHERE state = 'running' AND owner = ANY(@owners::text[]) GROUP BY owner
+					), granted AS (
+						SELECT r.id FROM (
+							SELECT id, owner, row_number() OVER (PARTITION BY owner ORDER BY ord) AS rn FROM cand
+						) r LEFT JOIN running ru ON ru.owner = r.owner
+						WHERE r.rn <= @limit::int - COALESCE(ru.n, 0)
+					)
+					UPDATE tasks t SET `+claimSet+`
+					WHERE t.id = ANY(ARRAY(SELECT id FROM granted))
 					RETURNING `+taskColsT, pgx.NamedArgs{
-					"ids": grant, "worker": p.WorkerID, "now": p.Now, "expires": expires,
+					"ids": ids, "owners": owners, "limit": p.OwnerLimit,
+					"worker": p.WorkerID, "now": p.Now, "expires": expires,
 				})
 				if err != nil {
 					return fmt.Errorf("grant tasks: %w", err)
 				}
-				got, err := collectTasks(rows)
+				got, err = collectTasks(rows)
 				if err != nil {
 					return fmt.Errorf("grant tasks: %w", err)
 				}
 				out = append(out, got...)
 			}
-			if len(cands) < want || !blocked {
+			if len(got) == len(cands) || len(cands) < want {
 				break
+			}
+			// Owners with a candidate left ungranted (at their limit, or
+			// locked by another claim) are excluded from the next round.
+			granted := make(map[uuid.UUID]bool, len(got))
+			for _, t := range got {
+				granted[t.ID] = true
+			}
+			for _, c := range cands {
+				if !granted[c.id] && !slices.Contains(excluded, c.owner) {
+					excluded = append(excluded, c.owner)
+				}
 			}
 		}
 		return nil

@@ -69,7 +69,9 @@ func (s *Store) TaskLeaseRenew(ctx context.Context, params *store.TaskLeaseRenew
 	}
 	// Rows are locked in id order first, so two overlapping renewals (or a
 	// renewal and a batched completion) cannot deadlock.
-	rows, err := s.pool.Query(ctx, `WITH input AS (
+	var lost []core.Lease
+	err := retryDeadlock(ctx, func() error {
+		rows, err := s.pool.Query(ctx, `WITH input AS (
 			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) WITH ORDINALITY AS i(worker_id, id, token, ord)
 		), locked AS (
 			SELECT t.id FROM tasks t JOIN input i
@@ -84,10 +86,12 @@ func (s *Store) TaskLeaseRenew(ctx context.Context, params *store.TaskLeaseRenew
 		SELECT i.id, i.token FROM input i
 		WHERE NOT EXISTS (SELECT 1 FROM renewed r WHERE r.id = i.id AND r.lease_token = i.token AND r.worker_id = i.worker_id)
 		ORDER BY i.ord`, workers, tasks, tokens, params.Until)
-	if err != nil {
-		return nil, fmt.Errorf("renew leases: %w", err)
-	}
-	lost, err := collectLeases(rows)
+		if err != nil {
+			return err
+		}
+		lost, err = collectLeases(rows)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("renew leases: %w", err)
 	}
@@ -126,8 +130,11 @@ func (s *Store) TaskProgress(ctx context.Context, params *store.TaskProgressPara
 // store.Store. A task is held when it is running under the presented token
 // by params.WorkerID: a token presented by another worker is stale too.
 func (s *Store) TaskCompleteMany(ctx context.Context, params *store.TaskCompleteManyParams) ([]core.Lease, error) {
-	if len(params.Items) == 0 {
+	switch len(params.Items) {
+	case 0:
 		return nil, nil
+	case 1:
+		return s.completeOne(ctx, params)
 	}
 	ids := make([]string, len(params.Items))
 	tokens := make([]string, len(params.Items))
@@ -139,7 +146,9 @@ func (s *Store) TaskCompleteMany(ctx context.Context, params *store.TaskComplete
 			results[i] = &r
 		}
 	}
-	rows, err := s.pool.Query(ctx, `WITH input AS (
+	var lost []core.Lease
+	err := retryDeadlock(ctx, func() error {
+		rows, err := s.pool.Query(ctx, `WITH input AS (
 			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[]) WITH ORDINALITY AS i(id, token, result, ord)
 		), locked AS (
 			SELECT t.id, i.token, i.result FROM tasks t JOIN input i ON t.id = i.id AND t.lease_token = i.token
@@ -165,14 +174,50 @@ func (s *Store) TaskCompleteMany(ctx context.Context, params *store.TaskComplete
 		SELECT i.id, i.token FROM input i
 		WHERE NOT EXISTS (SELECT 1 FROM locked l WHERE l.id = i.id AND l.token = i.token)
 		ORDER BY i.ord`, ids, tokens, results, params.Now, params.WorkerID)
-	if err != nil {
-		return nil, fmt.Errorf("complete tasks: %w", err)
-	}
-	lost, err := collectLeases(rows)
+		if err != nil {
+			return err
+		}
+		lost, err = collectLeases(rows)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("complete tasks: %w", err)
 	}
 	return lost, nil
+}
+
+// completeOne is TaskCompleteMany for one item: the same effects in a
+// smaller statement (no arrays, no lock ordering to take care of), which
+// matters for agents that run one task at a time.
+func (s *Store) completeOne(ctx context.Context, params *store.TaskCompleteManyParams) ([]core.Lease, error) {
+	it := params.Items[0]
+	var done int
+	err := retryDeadlock(ctx, func() error {
+		return s.pool.QueryRow(ctx, `WITH done AS (
+				UPDATE tasks SET state = 'succeeded', result = $3::json, error = '',
+					finished_at = $4, updated_at = $4, lease_token = NULL, lease_expires_at = NULL
+				WHERE id = $1 AND lease_token = $2 AND worker_id = $5 AND state = 'running'
+				RETURNING id, worker_id
+			), deps AS (
+				UPDATE tasks d SET deps_pending = d.deps_pending - 1, updated_at = $4
+				FROM task_deps td, done
+				WHERE td.dep_id = done.id AND d.id = td.task_id AND d.state = 'queued'
+				RETURNING d.id
+			), wk AS (
+				UPDATE workers w SET tasks_done = w.tasks_done + 1, last_task_at = $4
+				FROM done WHERE w.id = done.worker_id
+				RETURNING w.id
+			)
+			SELECT count(*)::int FROM done`,
+			it.Lease.TaskID, it.Lease.Token, jsonArg(it.Result), params.Now, params.WorkerID).Scan(&done)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("complete task %s: %w", it.Lease.TaskID, err)
+	}
+	if done == 0 {
+		return []core.Lease{it.Lease}, nil
+	}
+	return nil, nil
 }
 
 // TaskFail records a handler failure for a held lease; see store.Store.
@@ -182,8 +227,9 @@ func (s *Store) TaskFail(ctx context.Context, params *store.TaskFailParams) (*co
 		retryAt = params.Now
 	}
 	var out *core.Task
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		t, err := scanTask(tx.QueryRow(ctx, `WITH old AS (
+	err := retryDeadlock(ctx, func() error {
+		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			t, err := scanTask(tx.QueryRow(ctx, `WITH old AS (
 				SELECT id, worker_id FROM tasks
 				WHERE id = $1 AND lease_token = $2 AND state = 'running'
 				FOR UPDATE
@@ -203,20 +249,21 @@ func (s *Store) TaskFail(ctx context.Context, params *store.TaskFailParams) (*co
 				RETURNING w.id
 			)
 			SELECT `+taskCols+` FROM upd`,
-			params.Lease.TaskID, params.Lease.Token, params.Retryable, retryAt, params.Now, params.Error))
-		if errors.Is(err, pgx.ErrNoRows) {
-			return core.ErrLeaseLost
-		}
-		if err != nil {
-			return err
-		}
-		if t.State == core.TaskFailed {
-			if err := failDependents(ctx, tx, []uuid.UUID{t.ID}, params.Now); err != nil {
+				params.Lease.TaskID, params.Lease.Token, params.Retryable, retryAt, params.Now, params.Error))
+			if errors.Is(err, pgx.ErrNoRows) {
+				return core.ErrLeaseLost
+			}
+			if err != nil {
 				return err
 			}
-		}
-		out = t
-		return nil
+			if t.State == core.TaskFailed {
+				if err := failDependents(ctx, tx, []uuid.UUID{t.ID}, params.Now); err != nil {
+					return err
+				}
+			}
+			out = t
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fail task %s: %w", params.Lease.TaskID, err)
@@ -231,8 +278,9 @@ func (s *Store) TaskRequeueLost(ctx context.Context, params *store.TaskRequeueLo
 		return nil, nil
 	}
 	var out []*core.Task
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `UPDATE tasks SET
+	err := retryDeadlock(ctx, func() error {
+		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			rows, err := tx.Query(ctx, `UPDATE tasks SET
 				lost = lost + 1,
 				state = CASE WHEN lost + 1 >= max_lost THEN 'failed' ELSE 'queued' END,
 				error = CASE WHEN lost + 1 >= max_lost THEN format($3::text, lost + 1) ELSE error END,
@@ -242,15 +290,16 @@ func (s *Store) TaskRequeueLost(ctx context.Context, params *store.TaskRequeueLo
 				lease_token = NULL, lease_expires_at = NULL, updated_at = $1
 			WHERE state = 'running' AND (worker_id = ANY($2::uuid[]) OR lease_expires_at < $4::timestamptz)
 			RETURNING `+taskCols,
-			params.Now, uuidStrings(params.WorkerIDs), lostReasonFormat, nullTime(params.ExpiredBefore))
-		if err != nil {
-			return err
-		}
-		out, err = collectTasks(rows)
-		if err != nil {
-			return err
-		}
-		return failDependents(ctx, tx, failedIDs(out), params.Now)
+				params.Now, uuidStrings(params.WorkerIDs), lostReasonFormat, nullTime(params.ExpiredBefore))
+			if err != nil {
+				return err
+			}
+			out, err = collectTasks(rows)
+			if err != nil {
+				return err
+			}
+			return failDependents(ctx, tx, failedIDs(out), params.Now)
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("requeue lost tasks: %w", err)
@@ -267,8 +316,9 @@ func sortByID(tasks []*core.Task) {
 // retryable handler failure; see store.Store.
 func (s *Store) TaskTimeoutRunning(ctx context.Context, now time.Time) ([]*core.Task, error) {
 	var out []*core.Task
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `WITH old AS (
+	err := retryDeadlock(ctx, func() error {
+		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			rows, err := tx.Query(ctx, `WITH old AS (
 				SELECT id, worker_id FROM tasks
 				WHERE state = 'running' AND started_at + timeout_ms * interval '1 millisecond' < $1
 				ORDER BY id FOR UPDATE
@@ -289,14 +339,15 @@ func (s *Store) TaskTimeoutRunning(ctx context.Context, now time.Time) ([]*core.
 				RETURNING w.id
 			)
 			SELECT `+taskCols+` FROM upd`, now, core.ReasonTimeout)
-		if err != nil {
-			return err
-		}
-		out, err = collectTasks(rows)
-		if err != nil {
-			return err
-		}
-		return failDependents(ctx, tx, failedIDs(out), now)
+			if err != nil {
+				return err
+			}
+			out, err = collectTasks(rows)
+			if err != nil {
+				return err
+			}
+			return failDependents(ctx, tx, failedIDs(out), now)
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("time out running tasks: %w", err)
@@ -318,21 +369,23 @@ func lockTaskState(ctx context.Context, tx pgx.Tx, id uuid.UUID) (core.TaskState
 // TaskCancel cancels a queued or running task and fails its dependents.
 func (s *Store) TaskCancel(ctx context.Context, id uuid.UUID, now time.Time) (*core.Task, error) {
 	var out *core.Task
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		st, err := lockTaskState(ctx, tx, id)
-		if err != nil {
-			return err
-		}
-		if st.Terminal() {
-			return fmt.Errorf("%w: task is already %s", core.ErrConflict, st)
-		}
-		out, err = scanTask(tx.QueryRow(ctx, `UPDATE tasks SET state = 'cancelled', error = $2,
+	err := retryDeadlock(ctx, func() error {
+		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			st, err := lockTaskState(ctx, tx, id)
+			if err != nil {
+				return err
+			}
+			if st.Terminal() {
+				return fmt.Errorf("%w: task is already %s", core.ErrConflict, st)
+			}
+			out, err = scanTask(tx.QueryRow(ctx, `UPDATE tasks SET state = 'cancelled', error = $2,
 				finished_at = $3, updated_at = $3, lease_token = NULL, lease_expires_at = NULL
 			WHERE id = $1 RETURNING `+taskCols, id, core.ReasonCancelled, now))
-		if err != nil {
-			return err
-		}
-		return failDependents(ctx, tx, []uuid.UUID{id}, now)
+			if err != nil {
+				return err
+			}
+			return failDependents(ctx, tx, []uuid.UUID{id}, now)
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cancel task %s: %w", id, err)
@@ -344,22 +397,24 @@ func (s *Store) TaskCancel(ctx context.Context, id uuid.UUID, now time.Time) (*c
 // counters. deps_pending is recomputed from the dependencies' states.
 func (s *Store) TaskRetry(ctx context.Context, id uuid.UUID, now time.Time) (*core.Task, error) {
 	var out *core.Task
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		st, err := lockTaskState(ctx, tx, id)
-		if err != nil {
-			return err
-		}
-		if st != core.TaskFailed && st != core.TaskCancelled {
-			return fmt.Errorf("%w: only failed or cancelled tasks can be retried, task is %s", core.ErrConflict, st)
-		}
-		out, err = scanTask(tx.QueryRow(ctx, `UPDATE tasks SET state = 'queued', failures = 0, lost = 0,
+	err := retryDeadlock(ctx, func() error {
+		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			st, err := lockTaskState(ctx, tx, id)
+			if err != nil {
+				return err
+			}
+			if st != core.TaskFailed && st != core.TaskCancelled {
+				return fmt.Errorf("%w: only failed or cancelled tasks can be retried, task is %s", core.ErrConflict, st)
+			}
+			out, err = scanTask(tx.QueryRow(ctx, `UPDATE tasks SET state = 'queued', failures = 0, lost = 0,
 				error = '', result = NULL, progress = NULL, progress_msg = '', worker_id = NULL,
 				lease_token = NULL, lease_expires_at = NULL, started_at = NULL, finished_at = NULL,
 				run_after = $2, updated_at = $2,
 				deps_pending = (SELECT count(*) FROM task_deps td JOIN tasks d ON d.id = td.dep_id
 				                WHERE td.task_id = $1 AND d.state <> 'succeeded')
 			WHERE id = $1 RETURNING `+taskCols, id, now))
-		return err
+			return err
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("retry task %s: %w", id, err)
@@ -371,18 +426,20 @@ func (s *Store) TaskRetry(ctx context.Context, id uuid.UUID, now time.Time) (*co
 // reason "expired", and their dependents.
 func (s *Store) TaskExpireQueued(ctx context.Context, createdBefore, now time.Time) (int, error) {
 	var n int
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `UPDATE tasks SET state = 'failed', error = $2, finished_at = $3, updated_at = $3
+	err := retryDeadlock(ctx, func() error {
+		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			rows, err := tx.Query(ctx, `UPDATE tasks SET state = 'failed', error = $2, finished_at = $3, updated_at = $3
 			WHERE state = 'queued' AND created_at < $1 RETURNING id`, createdBefore, core.ReasonExpired, now)
-		if err != nil {
-			return err
-		}
-		expired, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
-		if err != nil {
-			return err
-		}
-		n = len(expired)
-		return failDependents(ctx, tx, expired, now)
+			if err != nil {
+				return err
+			}
+			expired, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+			if err != nil {
+				return err
+			}
+			n = len(expired)
+			return failDependents(ctx, tx, expired, now)
+		})
 	})
 	if err != nil {
 		return 0, fmt.Errorf("expire queued tasks: %w", err)

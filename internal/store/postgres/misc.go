@@ -269,8 +269,10 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (int, error) {
 				DELETE FROM tasks
 				WHERE state IN ('succeeded', 'failed', 'cancelled') AND finished_at < $1
 				RETURNING id
-			), edges AS (
-				DELETE FROM task_deps td USING gone WHERE td.task_id = gone.id OR td.dep_id = gone.id
+			), edges_from AS (
+				DELETE FROM task_deps WHERE task_id IN (SELECT id FROM gone)
+			), edges_to AS (
+				DELETE FROM task_deps WHERE dep_id IN (SELECT id FROM gone)
 			)
 			SELECT count(*)::int FROM gone`, before).Scan(&n)
 		if err != nil {

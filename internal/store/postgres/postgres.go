@@ -18,6 +18,18 @@
 //
 // Leader election is River's single-row lease table (INSERT ... ON CONFLICT
 // ... DO UPDATE WHERE the row is ours or has expired).
+//
+// # Performance
+//
+// Batch operations are single statements over unnest($1::uuid[], ...)
+// arrays, and the statements that join such arrays with tasks look rows up
+// by id = ANY(...), so their plans never degrade into scans of the whole
+// table. Sessions use plan_cache_mode=force_generic_plan: the CTEs cost
+// more to plan than to run. Commits are synchronous. A deployment that
+// accepts losing the last few hundred milliseconds of acknowledged claims
+// and completions when the database server crashes (not when Drover
+// crashes) can add synchronous_commit=off to the database URL; pgx passes
+// unknown URL parameters to the server as session settings.
 package postgres
 
 import (
@@ -180,4 +192,31 @@ func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 func isUniqueViolation(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}
+
+// maxDeadlockRetries bounds how often a statement that PostgreSQL aborted
+// to break a deadlock is run again.
+const maxDeadlockRetries = 5
+
+// retryDeadlock runs fn, a whole transaction or a single statement, again
+// when PostgreSQL aborted it with deadlock_detected or
+// serialization_failure: the attempt changed nothing, so running it again
+// is safe. Such deadlocks are rare but possible even though every batch
+// locks rows in id order: FOR UPDATE SKIP LOCKED still waits (without
+// skipping) when it follows the update chain of a row that another
+// transaction has locked, and an owner-limited claim waits for owner rows
+// while holding task rows.
+func retryDeadlock(ctx context.Context, fn func() error) error {
+	var err error
+	for range maxDeadlockRetries {
+		err = fn()
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || (pgErr.Code != "40P01" && pgErr.Code != "40001") {
+			return err
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
 }

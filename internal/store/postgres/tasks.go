@@ -24,10 +24,12 @@ func (s *Store) TaskInsertMany(ctx context.Context, params *store.TaskInsertMany
 	}
 	for range 3 {
 		var res []store.TaskInsertResult
-		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-			var err error
-			res, err = s.insertTasks(ctx, tx, params)
-			return err
+		err := retryDeadlock(ctx, func() error {
+			return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+				var err error
+				res, err = s.insertTasks(ctx, tx, params)
+				return err
+			})
 		})
 		if errors.Is(err, errRetryInsert) {
 			continue
@@ -213,9 +215,9 @@ func (s *Store) insertTasks(ctx context.Context, tx pgx.Tx, params *store.TaskIn
 		owners[t.Owner] = true
 		newIdx = append(newIdx, i)
 		created, runAfter, updated := orNow(t.CreatedAt, params.Now), orNow(t.RunAfter, params.Now), orNow(t.UpdatedAt, params.Now)
-		params := t.Params
-		if params == nil {
-			params = []byte("{}")
+		body := t.Params
+		if body == nil {
+			body = []byte("{}")
 		}
 		var key any
 		if t.IdempotencyKey != "" {
@@ -226,7 +228,7 @@ func (s *Store) insertTasks(ctx context.Context, tx pgx.Tx, params *store.TaskIn
 				created_at, run_after, updated_at)
 			VALUES ($1, $2, $3::json, $4, $5, $6, $7::uuid[], $8, $9, $10, $11, 'queued', $12, $13, $14, $15)
 			ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`,
-			t.ID, t.Type, string(params), t.Owner, t.Priority, t.Pool, deps,
+			t.ID, t.Type, string(body), t.Owner, t.Priority, t.Pool, deps,
 			t.MaxAttempts, t.MaxLost, t.Timeout.Milliseconds(), key, pending,
 			created, runAfter, updated)
 	}
