@@ -32,7 +32,15 @@ CREATE TABLE tasks (
     finished_at      timestamptz,
     updated_at       timestamptz NOT NULL,
     CONSTRAINT tasks_state_check CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled'))
-) WITH (fillfactor = 80); -- room on each page for the new row versions of claims and completions
+) WITH (
+    -- Room on each page for the new row versions of claims and completions.
+    fillfactor = 80,
+    -- A queue table churns: every task is updated at least twice. Vacuum
+    -- early so dead index entries do not pile up at the head of tasks_claim
+    -- (claims walk past them). This needs autovacuum on, as it is by default.
+    autovacuum_vacuum_scale_factor = 0.02,
+    autovacuum_analyze_scale_factor = 0.05
+);
 
 CREATE UNIQUE INDEX tasks_owner_idempotency_key ON tasks (owner, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
