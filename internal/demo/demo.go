@@ -18,7 +18,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -170,9 +169,18 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 	cols := int(math.Ceil(math.Sqrt(float64(opt.Tasks) * 1.5)))
 	rows := (opt.Tasks + cols - 1) / cols
 	reqs := make([]wire.SubmitRequest, opt.Tasks)
+	// The victim tile is claimed first (priority 1) and holds its worker
+	// for a few seconds, so the SIGKILL always lands mid-task however fast
+	// the machine renders.
+	const victim = 0
 	for i := range reqs {
-		p, _ := json.Marshal(Tile{Index: i, Cols: cols, Rows: rows, Size: opt.Size, Iter: opt.Iter, Samples: opt.Samples, Out: tiles})
-		reqs[i] = wire.SubmitRequest{Type: TaskType, Params: p, Owner: "demo", IdempotencyKey: "demo-tile-" + strconv.Itoa(i)}
+		t := Tile{Index: i, Cols: cols, Rows: rows, Size: opt.Size, Iter: opt.Iter, Samples: opt.Samples, Out: tiles}
+		prio := 0
+		if opt.Kill && i == victim {
+			t.HoldMS, prio = 3000, 1
+		}
+		p, _ := json.Marshal(t)
+		reqs[i] = wire.SubmitRequest{Type: TaskType, Params: p, Owner: "demo", Priority: &prio, IdempotencyKey: "demo-tile-" + strconv.Itoa(i)}
 	}
 	start := time.Now()
 	res, err := c.SubmitBatch(ctx, reqs)
@@ -180,24 +188,31 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 		return nil, fmt.Errorf("demo: submit: %w", err)
 	}
 	fmt.Fprintf(out, "submitted %d tasks (%d×%d tiles of %dpx)\n", len(res), cols, rows, opt.Size)
+	victimID := res[victim].Task.ID.String()
 
 	sum := &Summary{Dir: opt.Dir}
-	killAt := max(1, opt.Tasks/4)
-	tick := time.NewTicker(time.Second)
+	// Sample every 200 ms (to catch the victim while it runs), print a
+	// progress line every second.
+	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
+	var lastLine time.Time
 	for {
 		snap, err := snapshot(ctx, c)
 		if err != nil {
 			fmt.Fprintf(out, "  (status unavailable: %v)\n", err)
 		} else {
-			fmt.Fprintf(out, "[%5.1fs] %s\n", time.Since(start).Seconds(), snap.line())
-			if opt.Kill && sum.KilledWorker == "" && snap.done >= killAt {
-				if w, tk, err := killOne(ctx, c, srv, snap); err == nil {
+			finished := snap.done+snap.failed >= opt.Tasks
+			if finished || time.Since(lastLine) >= time.Second {
+				lastLine = time.Now()
+				fmt.Fprintf(out, "[%5.1fs] %s\n", time.Since(start).Seconds(), snap.line())
+			}
+			if opt.Kill && sum.KilledWorker == "" {
+				if w, tk, err := killOne(srv, snap, victimID); err == nil {
 					sum.KilledWorker, sum.KilledTask = w, tk
 					fmt.Fprintf(out, "  ✗ SIGKILL agent of worker %s while it runs task %s: the task must be requeued and finished elsewhere\n", short(w), short(tk))
 				}
 			}
-			if snap.done+snap.failed >= opt.Tasks {
+			if finished {
 				break
 			}
 		}
@@ -353,8 +368,9 @@ func (s *snap) line() string {
 		s.queued, s.running, s.done, s.failed, strings.Join(ws, ", "))
 }
 
-// killOne SIGKILLs the agent of a worker that is running a task.
-func killOne(ctx context.Context, c *client.Client, srv *server.Server, s *snap) (string, string, error) {
+// killOne SIGKILLs the agent of the ready worker that is running task
+// taskID, if it is running now.
+func killOne(srv *server.Server, s *snap, taskID string) (string, string, error) {
 	if srv.Local == nil {
 		return "", "", errors.New("no local provider")
 	}
@@ -362,9 +378,8 @@ func killOne(ctx context.Context, c *client.Client, srv *server.Server, s *snap)
 	for _, w := range s.live {
 		byID[w.ID] = w
 	}
-	sort.Slice(s.runningTasks, func(i, j int) bool { return s.runningTasks[i].ID.String() < s.runningTasks[j].ID.String() })
 	for _, t := range s.runningTasks {
-		if t.WorkerID == nil {
+		if t.ID.String() != taskID || t.WorkerID == nil {
 			continue
 		}
 		w := byID[*t.WorkerID]

@@ -29,6 +29,10 @@ type Tile struct {
 	Iter    int    `json:"iter"`
 	Samples int    `json:"samples"`
 	Out     string `json:"out"`
+	// HoldMS keeps the handler alive this long after rendering, reporting
+	// progress; the demo gives its "victim" tile a hold so that killing the
+	// worker that runs it always happens mid-task.
+	HoldMS int `json:"hold_ms,omitempty"`
 }
 
 // Validate checks the params, naming the field and its limit.
@@ -46,6 +50,8 @@ func (t *Tile) Validate() error {
 		return fmt.Errorf("iter: %d out of range 1..100000", t.Iter)
 	case t.Samples < 1 || t.Samples > 8:
 		return fmt.Errorf("samples: %d out of range 1..8", t.Samples)
+	case t.HoldMS < 0 || t.HoldMS > 60000:
+		return fmt.Errorf("hold_ms: %d out of range 0..60000", t.HoldMS)
 	case t.Out == "" || !filepath.IsAbs(t.Out):
 		return fmt.Errorf("out: %q must be an absolute directory", t.Out)
 	}
@@ -138,6 +144,10 @@ func RunHandler(stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "rendering tile %d of %d×%d (%dpx, %d iterations, %d² samples)\n", t.Index, t.Cols, t.Rows, t.Size, t.Iter, t.Samples)
 	img := t.Render(func(f float64) { fmt.Fprintf(stdout, "DROVER_PROGRESS %.3f rows\n", f) })
+	if t.HoldMS > 0 {
+		fmt.Fprintf(stdout, "holding %d ms before writing the tile\n", t.HoldMS)
+		time.Sleep(time.Duration(t.HoldMS) * time.Millisecond)
+	}
 	if err := writePNG(t.Path(), img); err != nil {
 		fmt.Fprintf(stderr, "demo-handler: %v\n", err)
 		return 1

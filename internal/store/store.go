@@ -62,6 +62,15 @@ type Store interface {
 	// lease_expires_at = Now+LeaseDuration. Returns an empty slice when
 	// nothing is claimable.
 	TaskClaim(ctx context.Context, params *TaskClaimParams) ([]*core.Task, error)
+	// TaskClaimBatch runs several claims, possibly for different workers and
+	// pools, in ONE transaction (one commit), so a server can serve many
+	// agents at the cost of one. Each item has the semantics of TaskClaim,
+	// applied in input order: the owner limit counts the tasks granted to
+	// earlier items of the batch, and no task is granted twice. Results are
+	// in input order (an empty slice for an item that got nothing, including
+	// a worker that is unknown or not booting/ready). An invalid item fails
+	// the whole batch before anything changes.
+	TaskClaimBatch(ctx context.Context, params []*TaskClaimParams) ([][]*core.Task, error)
 	// TaskLeaseRenew extends lease_expires_at to Until for each lease that is
 	// still held by its worker (task running, token and worker match), for
 	// many workers in one round trip. It returns the leases that are no
@@ -74,6 +83,10 @@ type Store interface {
 	// dependents and increments the worker's tasks_done and last_task_at.
 	// Items whose lease is stale change nothing and are returned in lost.
 	TaskCompleteMany(ctx context.Context, params *TaskCompleteManyParams) (lost []core.Lease, err error)
+	// TaskCompleteBatch runs several TaskCompleteMany calls, possibly for
+	// different workers, in ONE transaction (one commit). lost[i] holds the
+	// stale leases of params[i] (never nil); nothing changes for those.
+	TaskCompleteBatch(ctx context.Context, params []*TaskCompleteManyParams) (lost [][]core.Lease, err error)
 	// TaskFail records a handler failure for a held lease (ErrLeaseLost if
 	// stale): failures+1; when Retryable and failures+1 < max_attempts the
 	// task returns to queued with run_after = RetryAt, else it becomes failed
@@ -106,7 +119,11 @@ type Store interface {
 	TaskExpireQueued(ctx context.Context, createdBefore, now time.Time) (int, error)
 	// TaskDemand returns per pool the number of tasks claimable now (queued,
 	// run_after <= Now, deps done, honouring OwnerLimit against each owner's
-	// running count across all pools) and the number running.
+	// running count across all pools) and the number running. With
+	// params.Cap > 0 the queued-side counts (Queued, Claimable,
+	// OwnerBlocked) are exact below Cap and reported as Cap when they are at
+	// least Cap, so the cost does not grow with the backlog; Running is
+	// always exact (it is bounded by the fleet).
 	TaskDemand(ctx context.Context, params *TaskDemandParams) (map[string]PoolDemand, error)
 
 	// --- workers ---
@@ -271,6 +288,12 @@ type TaskRequeueLostParams struct {
 type TaskDemandParams struct {
 	Now        time.Time
 	OwnerLimit int
+	// Cap, when > 0, bounds the counting: per pool, Queued, Claimable and
+	// OwnerBlocked are exact up to Cap and a value equal to Cap means "at
+	// least Cap". Owner limits are still honoured exactly: an owner's free
+	// slots are consumed across pools as without a cap. The control loop
+	// only needs demand up to each pool's max × concurrency. 0 = exact.
+	Cap int
 }
 
 // PoolDemand is the demand signal of one pool, in task slots.

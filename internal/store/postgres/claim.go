@@ -43,9 +43,13 @@ func (s *Store) TaskClaim(ctx context.Context, params *store.TaskClaimParams) ([
 	err = retryDeadlock(ctx, func() error {
 		var err error
 		if params.OwnerLimit > 0 {
-			out, err = s.claimOwnerLimited(ctx, params)
+			err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+				var err error
+				out, err = s.claimOwnerLimited(ctx, tx, params)
+				return err
+			})
 		} else {
-			out, err = s.claimUnlimited(ctx, params)
+			out, err = s.claimUnlimited(ctx, s.pool, params, true)
 		}
 		return err
 	})
@@ -53,6 +57,56 @@ func (s *Store) TaskClaim(ctx context.Context, params *store.TaskClaimParams) ([
 		return nil, fmt.Errorf("claim tasks for worker %s: %w", params.WorkerID, err)
 	}
 	slices.SortFunc(out, claimOrder)
+	return out, nil
+}
+
+// TaskClaimBatch runs several claims in one transaction; see store.Store.
+// Each item runs the statements of TaskClaim inside the shared
+// transaction: later items see the tasks earlier ones were granted (so the
+// owner limit counts them) and never pick them again.
+func (s *Store) TaskClaimBatch(ctx context.Context, params []*store.TaskClaimParams) ([][]*core.Task, error) {
+	for i, p := range params {
+		if p.Max < 1 || p.Max > MaxClaim {
+			return nil, core.Invalid(fmt.Sprintf("claims[%d].max", i), "must be between 1 and %d, got %d", MaxClaim, p.Max)
+		}
+		if p.LeaseDuration <= 0 {
+			return nil, core.Invalid(fmt.Sprintf("claims[%d].lease_duration", i), "must be positive, got %s", p.LeaseDuration)
+		}
+	}
+	out := make([][]*core.Task, len(params))
+	if len(params) == 0 {
+		return out, nil
+	}
+	err := retryDeadlock(ctx, func() error {
+		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			for i, p := range params {
+				var (
+					ts  []*core.Task
+					err error
+				)
+				if p.OwnerLimit > 0 {
+					ts, err = s.claimOwnerLimited(ctx, tx, p)
+					if errors.Is(err, core.ErrNotFound) {
+						ts, err = nil, nil
+					}
+				} else {
+					ts, err = s.claimUnlimited(ctx, tx, p, false)
+				}
+				if err != nil {
+					return fmt.Errorf("claim for worker %s: %w", p.WorkerID, err)
+				}
+				if ts == nil {
+					ts = []*core.Task{}
+				}
+				slices.SortFunc(ts, claimOrder)
+				out[i] = ts
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim tasks for %d claims: %w", len(params), err)
+	}
 	return out, nil
 }
 
@@ -73,7 +127,10 @@ func claimOrder(a, b *core.Task) int {
 // finds the picked rows through id = ANY(ARRAY(...)), which always plans as
 // a primary-key lookup (a join with the CTE can plan as a scan of the whole
 // table when statistics are stale).
-func (s *Store) claimUnlimited(ctx context.Context, p *store.TaskClaimParams) ([]*core.Task, error) {
+//
+// checkWorker asks, when nothing was claimed, whether the worker exists
+// (core.ErrNotFound if not); a batch skips that round trip.
+func (s *Store) claimUnlimited(ctx context.Context, q querier, p *store.TaskClaimParams, checkWorker bool) ([]*core.Task, error) {
 	// A claim of one task (agents that run one task at a time) finds its
 	// row with a plain primary-key lookup, which is cheaper to set up
 	// than an array scan.
@@ -81,7 +138,7 @@ func (s *Store) claimUnlimited(ctx context.Context, p *store.TaskClaimParams) ([
 	if p.Max == 1 {
 		pickedMatch = "t.id = (SELECT id FROM picked)"
 	}
-	rows, err := s.pool.Query(ctx, `WITH w AS (
+	rows, err := q.Query(ctx, `WITH w AS (
 			SELECT id FROM workers WHERE id = @worker AND state IN ('booting', 'ready') FOR SHARE
 		), picked AS (
 			SELECT id FROM tasks
@@ -104,10 +161,10 @@ func (s *Store) claimUnlimited(ctx context.Context, p *store.TaskClaimParams) ([
 	if err != nil {
 		return nil, err
 	}
-	if len(out) == 0 {
+	if len(out) == 0 && checkWorker {
 		// Tell an unknown worker apart from an idle queue.
 		var st string
-		err := s.pool.QueryRow(ctx, `SELECT state FROM workers WHERE id = $1`, p.WorkerID).Scan(&st)
+		err := q.QueryRow(ctx, `SELECT state FROM workers WHERE id = $1`, p.WorkerID).Scan(&st)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, core.ErrNotFound
 		}
@@ -134,9 +191,9 @@ func (s *Store) claimUnlimited(ctx context.Context, p *store.TaskClaimParams) ([
 //
 // Owners left with an ungranted candidate are excluded and the claim goes
 // round again until it has Max tasks or the queue has nothing more.
-func (s *Store) claimOwnerLimited(ctx context.Context, p *store.TaskClaimParams) ([]*core.Task, error) {
+func (s *Store) claimOwnerLimited(ctx context.Context, tx pgx.Tx, p *store.TaskClaimParams) ([]*core.Task, error) {
 	var out []*core.Task
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := func() error {
 		// Lock the worker row and, in the same round trip, read which owners
 		// at the head of the queue (twice the claim's size) are already at
 		// their limit; each count stops at the limit, so this costs
@@ -285,7 +342,7 @@ func (s *Store) claimOwnerLimited(ctx context.Context, p *store.TaskClaimParams)
 			}
 		}
 		return nil
-	})
+	}()
 	return out, err
 }
 

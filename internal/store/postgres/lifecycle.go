@@ -136,54 +136,110 @@ func (s *Store) TaskCompleteMany(ctx context.Context, params *store.TaskComplete
 	case 1:
 		return s.completeOne(ctx, params)
 	}
-	ids := make([]string, len(params.Items))
-	tokens := make([]string, len(params.Items))
-	results := make([]*string, len(params.Items))
-	for i, it := range params.Items {
-		ids[i], tokens[i] = it.Lease.TaskID.String(), it.Lease.Token.String()
-		if it.Result != nil {
-			r := string(it.Result)
-			results[i] = &r
-		}
-	}
 	var lost []core.Lease
 	err := retryDeadlock(ctx, func() error {
-		rows, err := s.pool.Query(ctx, `WITH input AS (
-			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[]) WITH ORDINALITY AS i(id, token, result, ord)
-		), locked AS (
-			SELECT t.id, i.token, i.result FROM tasks t JOIN input i ON t.id = i.id AND t.lease_token = i.token
-			WHERE t.id = ANY($1::uuid[]) AND t.state = 'running' AND t.worker_id = $5
-			ORDER BY t.id FOR UPDATE OF t
-		), done AS (
-			UPDATE tasks t SET state = 'succeeded', result = l.result::json, error = '',
-				finished_at = $4, updated_at = $4, lease_token = NULL, lease_expires_at = NULL
-			FROM locked l WHERE t.id = l.id AND t.id = ANY($1::uuid[])
-			RETURNING t.id, t.worker_id
-		), deps AS (
-			UPDATE tasks d SET deps_pending = d.deps_pending - c.n, updated_at = $4
-			FROM (SELECT td.task_id, count(*)::int AS n FROM task_deps td JOIN done ON td.dep_id = done.id
-			      GROUP BY td.task_id) c
-			WHERE d.id = c.task_id AND d.state = 'queued'
-			RETURNING d.id
-		), wk AS (
-			UPDATE workers w SET tasks_done = w.tasks_done + c.n, last_task_at = $4
-			FROM (SELECT worker_id, count(*)::int AS n FROM done WHERE worker_id IS NOT NULL GROUP BY worker_id) c
-			WHERE w.id = c.worker_id
-			RETURNING w.id
-		)
-		SELECT i.id, i.token FROM input i
-		WHERE NOT EXISTS (SELECT 1 FROM locked l WHERE l.id = i.id AND l.token = i.token)
-		ORDER BY i.ord`, ids, tokens, results, params.Now, params.WorkerID)
-		if err != nil {
-			return err
+		got, err := completeItems(ctx, s.pool, []*store.TaskCompleteManyParams{params})
+		if err == nil {
+			lost = got[0]
 		}
-		lost, err = collectLeases(rows)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("complete tasks: %w", err)
 	}
 	return lost, nil
+}
+
+// TaskCompleteBatch completes several workers' held tasks in one statement
+// (one transaction); see store.Store.
+func (s *Store) TaskCompleteBatch(ctx context.Context, params []*store.TaskCompleteManyParams) ([][]core.Lease, error) {
+	var out [][]core.Lease
+	err := retryDeadlock(ctx, func() error {
+		var err error
+		out, err = completeItems(ctx, s.pool, params)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("complete tasks of %d workers: %w", len(params), err)
+	}
+	return out, nil
+}
+
+// completeItems is the statement behind TaskCompleteMany and
+// TaskCompleteBatch: every item of every params in one statement, rows
+// locked in id order. It returns the stale leases of each params, in input
+// order (never nil).
+func completeItems(ctx context.Context, q querier, params []*store.TaskCompleteManyParams) ([][]core.Lease, error) {
+	out := make([][]core.Lease, len(params))
+	var (
+		ids, tokens, workers []string
+		results              []*string
+		nows                 []time.Time
+		owner                []int // index into params of each flattened item
+		items                []core.Lease
+	)
+	for pi, p := range params {
+		out[pi] = []core.Lease{}
+		for _, it := range p.Items {
+			ids = append(ids, it.Lease.TaskID.String())
+			tokens = append(tokens, it.Lease.Token.String())
+			workers = append(workers, p.WorkerID.String())
+			nows = append(nows, p.Now)
+			var r *string
+			if it.Result != nil {
+				str := string(it.Result)
+				r = &str
+			}
+			results = append(results, r)
+			owner = append(owner, pi)
+			items = append(items, it.Lease)
+		}
+	}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := q.Query(ctx, `WITH input AS (
+			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::timestamptz[])
+				WITH ORDINALITY AS i(id, token, result, worker, now, ord)
+		), locked AS (
+			SELECT t.id, i.token, i.result, i.worker, i.now FROM tasks t
+			JOIN input i ON t.id = i.id AND t.lease_token = i.token AND t.worker_id = i.worker
+			WHERE t.id = ANY($1::uuid[]) AND t.state = 'running'
+			ORDER BY t.id FOR UPDATE OF t
+		), done AS (
+			UPDATE tasks t SET state = 'succeeded', result = l.result::json, error = '',
+				finished_at = l.now, updated_at = l.now, lease_token = NULL, lease_expires_at = NULL
+			FROM locked l WHERE t.id = l.id AND t.id = ANY($1::uuid[])
+			RETURNING t.id, t.worker_id, l.now
+		), deps AS (
+			UPDATE tasks d SET deps_pending = d.deps_pending - c.n, updated_at = c.at
+			FROM (SELECT td.task_id, count(*)::int AS n, max(done.now) AS at
+			      FROM task_deps td JOIN done ON td.dep_id = done.id
+			      GROUP BY td.task_id) c
+			WHERE d.id = c.task_id AND d.state = 'queued'
+			RETURNING d.id
+		), wk AS (
+			UPDATE workers w SET tasks_done = w.tasks_done + c.n, last_task_at = c.at
+			FROM (SELECT worker_id, count(*)::int AS n, max(now) AS at FROM done
+			      WHERE worker_id IS NOT NULL GROUP BY worker_id) c
+			WHERE w.id = c.worker_id
+			RETURNING w.id
+		)
+		SELECT i.ord FROM input i
+		WHERE NOT EXISTS (SELECT 1 FROM locked l WHERE l.id = i.id AND l.token = i.token AND l.worker = i.worker)
+		ORDER BY i.ord`, ids, tokens, results, workers, nows)
+	if err != nil {
+		return nil, err
+	}
+	ords, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range ords {
+		k := int(o) - 1
+		out[owner[k]] = append(out[owner[k]], items[k])
+	}
+	return out, nil
 }
 
 // completeOne is TaskCompleteMany for one item: the same effects in a

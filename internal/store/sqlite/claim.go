@@ -5,7 +5,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -21,49 +20,96 @@ const maxClaim = 1000
 // TaskClaim claims up to Max claimable tasks for a worker in one
 // transaction; see store.Store.
 func (s *Store) TaskClaim(ctx context.Context, params *store.TaskClaimParams) ([]*core.Task, error) {
-	if params.Max < 1 || params.Max > maxClaim {
-		return nil, core.Invalid("max", "must be between 1 and %d, got %d", maxClaim, params.Max)
-	}
-	if params.LeaseDuration <= 0 {
-		return nil, core.Invalid("lease_duration", "must be positive, got %s", params.LeaseDuration)
-	}
-	if params.OwnerLimit < 0 {
-		return nil, core.Invalid("owner_limit", "must be 0 (unlimited) or more, got %d", params.OwnerLimit)
+	if err := checkClaim(params); err != nil {
+		return nil, err
 	}
 	var out []*core.Task
 	err := s.inTx(ctx, "claim tasks", func(tx *sql.Tx) error {
-		rows, err := s.queryNamed(ctx, tx, "workerState", params.WorkerID.String())
-		if err != nil {
-			return fmt.Errorf("claim tasks: worker state: %w", err)
+		var err error
+		out, err = s.claimTx(ctx, tx, params)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// TaskClaimBatch runs several claims in one transaction; see store.Store.
+func (s *Store) TaskClaimBatch(ctx context.Context, params []*store.TaskClaimParams) ([][]*core.Task, error) {
+	for i, p := range params {
+		if err := checkClaim(p); err != nil {
+			return nil, fmt.Errorf("claim batch item %d: %w", i, err)
 		}
-		var state string
-		found := rows.Next()
-		if found {
-			err = rows.Scan(&state)
-		}
-		rows.Close()
-		if err != nil {
-			return fmt.Errorf("claim tasks: worker state: %w", err)
-		}
-		if !found || (state != string(core.WorkerBooting) && state != string(core.WorkerReady)) {
-			out = []*core.Task{}
-			return nil
-		}
-		now := micros(params.Now)
-		lease := micros(params.Now.Add(params.LeaseDuration))
-		if params.OwnerLimit == 0 {
-			out, err = collectTasks(s.queryNamed(ctx, tx, "claim",
-				params.WorkerID.String(), lease, now, now, params.Pool, now, params.Max))
-		} else {
-			out, err = s.claimOwnerLimited(ctx, tx, params, now, lease)
-		}
-		if err != nil {
-			return fmt.Errorf("claim tasks: %w", err)
+	}
+	out := make([][]*core.Task, len(params))
+	if len(params) == 0 {
+		return out, nil
+	}
+	err := s.inTx(ctx, "claim tasks", func(tx *sql.Tx) error {
+		for i, p := range params {
+			ts, err := s.claimTx(ctx, tx, p)
+			if err != nil {
+				return fmt.Errorf("claim batch item %d: %w", i, err)
+			}
+			out[i] = ts
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	return out, nil
+}
+
+// checkClaim validates the parameters of one claim.
+func checkClaim(params *store.TaskClaimParams) error {
+	if params.Max < 1 || params.Max > maxClaim {
+		return core.Invalid("max", "must be between 1 and %d, got %d", maxClaim, params.Max)
+	}
+	if params.LeaseDuration <= 0 {
+		return core.Invalid("lease_duration", "must be positive, got %s", params.LeaseDuration)
+	}
+	if params.OwnerLimit < 0 {
+		return core.Invalid("owner_limit", "must be 0 (unlimited) or more, got %d", params.OwnerLimit)
+	}
+	return nil
+}
+
+// claimTx is one claim inside tx, its result in claim order. Within one
+// transaction it sees the tasks granted by earlier claims of the same
+// transaction, so owner limits hold across a batch.
+func (s *Store) claimTx(ctx context.Context, tx *sql.Tx, params *store.TaskClaimParams) ([]*core.Task, error) {
+	rows, err := s.queryNamed(ctx, tx, "workerState", params.WorkerID.String())
+	if err != nil {
+		return nil, fmt.Errorf("claim tasks: worker state: %w", err)
+	}
+	var state string
+	found := rows.Next()
+	if found {
+		err = rows.Scan(&state)
+	}
+	rows.Close()
+	if err != nil {
+		return nil, fmt.Errorf("claim tasks: worker state: %w", err)
+	}
+	if !found || (state != string(core.WorkerBooting) && state != string(core.WorkerReady)) {
+		return []*core.Task{}, nil
+	}
+	now := micros(params.Now)
+	lease := micros(params.Now.Add(params.LeaseDuration))
+	var out []*core.Task
+	if params.OwnerLimit == 0 {
+		out, err = collectTasks(s.queryNamed(ctx, tx, "claim",
+			params.WorkerID.String(), lease, now, now, params.Pool, now, params.Max))
+	} else {
+		out, err = s.claimOwnerLimited(ctx, tx, params, now, lease)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("claim tasks: %w", err)
+	}
+	if out == nil {
+		out = []*core.Task{}
 	}
 	sortClaimOrder(out)
 	return out, nil
@@ -198,13 +244,50 @@ func (s *Store) TaskProgress(ctx context.Context, params *store.TaskProgressPara
 
 // TaskCompleteMany completes held tasks in one transaction; see store.Store.
 func (s *Store) TaskCompleteMany(ctx context.Context, params *store.TaskCompleteManyParams) ([]core.Lease, error) {
+	if len(params.Items) == 0 {
+		return []core.Lease{}, nil
+	}
+	var lost []core.Lease
+	err := s.inTx(ctx, "complete tasks", func(tx *sql.Tx) error {
+		var err error
+		lost, err = s.completeTx(ctx, tx, params)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return lost, nil
+}
+
+// TaskCompleteBatch runs several workers' completions in one transaction;
+// see store.Store.
+func (s *Store) TaskCompleteBatch(ctx context.Context, params []*store.TaskCompleteManyParams) ([][]core.Lease, error) {
+	out := make([][]core.Lease, len(params))
+	err := s.inTx(ctx, "complete tasks", func(tx *sql.Tx) error {
+		for i, p := range params {
+			lost, err := s.completeTx(ctx, tx, p)
+			if err != nil {
+				return fmt.Errorf("complete batch item %d: %w", i, err)
+			}
+			out[i] = lost
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// completeTx is TaskCompleteMany inside tx.
+func (s *Store) completeTx(ctx context.Context, tx *sql.Tx, params *store.TaskCompleteManyParams) ([]core.Lease, error) {
 	lost := []core.Lease{}
 	if len(params.Items) == 0 {
 		return lost, nil
 	}
 	now := micros(params.Now)
 	worker := params.WorkerID.String()
-	err := s.inTx(ctx, "complete tasks", func(tx *sql.Tx) error {
+	err := func() error {
 		var done []any
 		for _, it := range params.Items {
 			id := it.Lease.TaskID.String()
@@ -238,7 +321,7 @@ func (s *Store) TaskCompleteMany(ctx context.Context, params *store.TaskComplete
 			}
 		}
 		return nil
-	})
+	}()
 	if err != nil {
 		return nil, err
 	}
@@ -485,77 +568,4 @@ func (s *Store) TaskExpireQueued(ctx context.Context, createdBefore, now time.Ti
 		return failDependents(ctx, tx, ids, now)
 	})
 	return n, err
-}
-
-// TaskDemand returns the per-pool demand signal; see store.Store. An
-// owner's free slots (limit minus running, all pools) are shared across
-// pools in pool-name order, so demand never counts a slot twice.
-func (s *Store) TaskDemand(ctx context.Context, params *store.TaskDemandParams) (map[string]store.PoolDemand, error) {
-	out := map[string]store.PoolDemand{}
-	type key struct{ pool, owner string }
-	ready := map[key]int{}
-	runningOwner := map[string]int{}
-	err := s.inTx(ctx, "task demand", func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT pool, owner, state, count(*),
-			sum(CASE WHEN state = 'queued' AND run_after <= ? AND deps_pending = 0 THEN 1 ELSE 0 END)
-			FROM tasks WHERE state IN ('queued', 'running') GROUP BY pool, owner, state`, micros(params.Now))
-		if err != nil {
-			return fmt.Errorf("task demand: %w", err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var pool, owner, state string
-			var n, r int
-			if err := rows.Scan(&pool, &owner, &state, &n, &r); err != nil {
-				return fmt.Errorf("task demand: %w", err)
-			}
-			d := out[pool]
-			if state == string(core.TaskRunning) {
-				d.Running += n
-				runningOwner[owner] += n
-			} else {
-				d.Queued += n
-				if r > 0 {
-					ready[key{pool, owner}] += r
-				}
-			}
-			out[pool] = d
-		}
-		return rows.Err()
-	})
-	if err != nil {
-		return nil, err
-	}
-	keys := make([]key, 0, len(ready))
-	for k := range ready {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(a, b key) int {
-		if c := strings.Compare(a.pool, b.pool); c != 0 {
-			return c
-		}
-		return strings.Compare(a.owner, b.owner)
-	})
-	free := map[string]int{}
-	for owner, n := range runningOwner {
-		free[owner] = params.OwnerLimit - n
-	}
-	for _, k := range keys {
-		n := ready[k]
-		d := out[k.pool]
-		if params.OwnerLimit <= 0 {
-			d.Claimable += n
-		} else {
-			f, ok := free[k.owner]
-			if !ok {
-				f = params.OwnerLimit
-			}
-			c := max(0, min(n, f))
-			free[k.owner] = f - c
-			d.Claimable += c
-			d.OwnerBlocked += n - c
-		}
-		out[k.pool] = d
-	}
-	return out, nil
 }

@@ -71,7 +71,7 @@ func (s *Store) EventList(ctx context.Context, params *store.EventListParams) ([
 	}
 	q += " ORDER BY id DESC LIMIT ?"
 	args = append(args, limit)
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.rdb.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list events: %w", err)
 	}
@@ -147,7 +147,7 @@ func (s *Store) LogList(ctx context.Context, params *store.LogListParams) ([]*co
 	}
 	q += " ORDER BY id LIMIT ?"
 	args = append(args, limit)
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.rdb.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list logs: %w", err)
 	}
@@ -196,7 +196,7 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (int, error) {
 
 // BreakerGetAll returns every persisted breaker state, by key.
 func (s *Store) BreakerGetAll(ctx context.Context) ([]*core.BreakerState, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT state FROM breakers ORDER BY key`)
+	rows, err := s.rdb.QueryContext(ctx, `SELECT state FROM breakers ORDER BY key`)
 	if err != nil {
 		return nil, fmt.Errorf("load breakers: %w", err)
 	}
@@ -303,7 +303,7 @@ func (s *Store) KVPut(ctx context.Context, key string, value json.RawMessage, no
 // KVGet returns the value under key or core.ErrNotFound.
 func (s *Store) KVGet(ctx context.Context, key string) (json.RawMessage, error) {
 	var v []byte
-	err := s.db.QueryRowContext(ctx, `SELECT value FROM kv WHERE key = ?`, key).Scan(&v)
+	err := s.rdb.QueryRowContext(ctx, `SELECT value FROM kv WHERE key = ?`, key).Scan(&v)
 	if isNoRows(err) {
 		return nil, core.ErrNotFound
 	}
@@ -315,7 +315,7 @@ func (s *Store) KVGet(ctx context.Context, key string) (json.RawMessage, error) 
 
 // KVList returns every value whose key starts with prefix (literally).
 func (s *Store) KVList(ctx context.Context, prefix string) (map[string]json.RawMessage, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT key, value FROM kv WHERE substr(key, 1, length(?)) = ? ORDER BY key`, prefix, prefix)
+	rows, err := s.rdb.QueryContext(ctx, `SELECT key, value FROM kv WHERE substr(key, 1, length(?)) = ? ORDER BY key`, prefix, prefix)
 	if err != nil {
 		return nil, fmt.Errorf("kv list %s: %w", prefix, err)
 	}

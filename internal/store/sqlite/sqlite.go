@@ -8,6 +8,12 @@
 // claim's owner-limit count and its UPDATE see the same snapshot, so the
 // limit holds exactly under any number of concurrent callers.
 //
+// Read-only methods (TaskDemand, WorkerList, TaskList, TaskGet, EventList,
+// LogList, counts, breakers, KV reads) run on a second, query-only pool of
+// connections: in WAL mode readers see the last committed state and never
+// block the writer, so the control loop's reads do not hold up claims,
+// heartbeats or completions.
+//
 // Times are stored as INTEGER unix microseconds (UTC), ids and lease tokens
 // as canonical UUID text, JSON as TEXT.
 package sqlite
@@ -36,6 +42,8 @@ var migrationFS embed.FS
 // Store is the SQLite implementation of store.Store.
 type Store struct {
 	db *sql.DB
+	// rdb is the read-only pool (query_only, deferred transactions).
+	rdb *sql.DB
 	// stmts holds the prepared hot-path statements once the schema exists;
 	// it is replaced as a whole, never mutated.
 	stmts atomic.Pointer[map[string]*sql.Stmt]
@@ -55,6 +63,12 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "synchronous(NORMAL)")
+	rq := url.Values{}
+	for _, p := range q["_pragma"] {
+		rq.Add("_pragma", p)
+	}
+	rq.Add("_pragma", "query_only(1)")
+	rq.Set("_txlock", "deferred")
 	q.Set("_txlock", "immediate")
 	dsn := "file:" + path + "?" + q.Encode()
 	db, err := sql.Open("sqlite", dsn)
@@ -69,7 +83,21 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	s := &Store{db: db}
+	// The writer has created the file and switched it to WAL; readers open
+	// after it.
+	rdb, err := sql.Open("sqlite", "file:"+path+"?"+rq.Encode())
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open sqlite %s: readers: %w", path, err)
+	}
+	rdb.SetMaxOpenConns(readConns)
+	rdb.SetMaxIdleConns(readConns)
+	if err := rdb.PingContext(ctx); err != nil {
+		_ = rdb.Close()
+		_ = db.Close()
+		return nil, fmt.Errorf("open sqlite %s: readers: %w", path, err)
+	}
+	s := &Store{db: db, rdb: rdb}
 	// An already migrated database gets its hot-path statements prepared
 	// now; a fresh one after Migrate. Failure here only means "not yet".
 	_ = s.prepare(ctx)
@@ -86,7 +114,25 @@ func (s *Store) Close() error {
 			_ = st.Close()
 		}
 	}
-	return s.db.Close()
+	rerr := s.rdb.Close()
+	if err := s.db.Close(); err != nil {
+		return err
+	}
+	return rerr
+}
+
+// readConns bounds the read-only pool.
+const readConns = 4
+
+// inReadTx runs fn in one read-only (deferred) transaction on the reader
+// pool: one consistent snapshot that never blocks the writer.
+func (s *Store) inReadTx(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
+	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("%s: begin: %w", what, err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	return fn(tx)
 }
 
 // DB exposes the underlying handle for tests and tools in this module.

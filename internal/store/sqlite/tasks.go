@@ -199,14 +199,14 @@ func (s *Store) TaskInsertMany(ctx context.Context, params *store.TaskInsertMany
 
 // TaskGet returns one task with its DependsOn, or core.ErrNotFound.
 func (s *Store) TaskGet(ctx context.Context, id uuid.UUID) (*core.Task, error) {
-	t, err := getTask(ctx, s.db, id)
+	t, err := getTask(ctx, s.rdb, id)
 	if err != nil {
 		if err == core.ErrNotFound {
 			return nil, err
 		}
 		return nil, fmt.Errorf("get task %s: %w", id, err)
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT dep_id FROM task_deps WHERE task_id = ? ORDER BY dep_id`, id.String())
+	rows, err := s.rdb.QueryContext(ctx, `SELECT dep_id FROM task_deps WHERE task_id = ? ORDER BY dep_id`, id.String())
 	if err != nil {
 		return nil, fmt.Errorf("get task %s: dependencies: %w", id, err)
 	}
@@ -257,7 +257,7 @@ func (s *Store) TaskList(ctx context.Context, params *store.TaskListParams) ([]*
 	}
 	if params.BeforeID != nil {
 		var created int64
-		err := s.db.QueryRowContext(ctx, `SELECT created_at FROM tasks WHERE id = ?`, params.BeforeID.String()).Scan(&created)
+		err := s.rdb.QueryRowContext(ctx, `SELECT created_at FROM tasks WHERE id = ?`, params.BeforeID.String()).Scan(&created)
 		if isNoRows(err) {
 			return nil, core.Invalid("before_id", "task %s does not exist", *params.BeforeID)
 		}
@@ -273,7 +273,7 @@ func (s *Store) TaskList(ctx context.Context, params *store.TaskListParams) ([]*
 	}
 	q += " ORDER BY created_at DESC, id DESC LIMIT ?"
 	args = append(args, limit)
-	out, err := collectTasks(s.db.QueryContext(ctx, q, args...))
+	out, err := collectTasks(s.rdb.QueryContext(ctx, q, args...))
 	if err != nil {
 		return nil, fmt.Errorf("list tasks: %w", err)
 	}
@@ -282,7 +282,7 @@ func (s *Store) TaskList(ctx context.Context, params *store.TaskListParams) ([]*
 
 // TaskCountByState counts tasks per state.
 func (s *Store) TaskCountByState(ctx context.Context) (map[core.TaskState]int, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT state, count(*) FROM tasks GROUP BY state`)
+	rows, err := s.rdb.QueryContext(ctx, `SELECT state, count(*) FROM tasks GROUP BY state`)
 	if err != nil {
 		return nil, fmt.Errorf("count tasks: %w", err)
 	}

@@ -107,7 +107,7 @@ func getWorker(ctx context.Context, q querier, id uuid.UUID) (*core.Worker, erro
 
 // WorkerGet returns one worker (with Running) or core.ErrNotFound.
 func (s *Store) WorkerGet(ctx context.Context, id uuid.UUID) (*core.Worker, error) {
-	return getWorker(ctx, s.db, id)
+	return getWorker(ctx, s.rdb, id)
 }
 
 // WorkerList returns workers oldest first with Running filled in, in one
@@ -139,7 +139,7 @@ func (s *Store) WorkerList(ctx context.Context, params *store.WorkerListParams) 
 		q += " LIMIT ?"
 		args = append(args, params.Limit)
 	}
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.rdb.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list workers: %w", err)
 	}

@@ -1,0 +1,14 @@
+-- Demand signal (TaskDemand) without scanning the backlog.
+--
+-- tasks_demand serves every queued-side lookup of TaskDemand from the index
+-- alone (index-only after VACUUM): the distinct pools and (pool, owner)
+-- pairs by loose index scan, and per pair the ready tasks (deps_pending = 0,
+-- run_after <= now) as one contiguous range, counted with a LIMIT.
+CREATE INDEX tasks_demand ON tasks (pool, owner, deps_pending, run_after)
+    WHERE state = 'queued';
+-- The running set by owner and pool: owner-limited claims count an owner's
+-- running tasks (owner prefix), TaskDemand counts per pool and owner. It
+-- replaces tasks_running_owner, so claims maintain no extra index.
+CREATE INDEX tasks_running_owner_pool ON tasks (owner, pool)
+    WHERE state = 'running';
+DROP INDEX tasks_running_owner;
