@@ -2,14 +2,13 @@ package bench
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/droverhq/drover/internal/core"
 	"github.com/droverhq/drover/internal/store"
-	"github.com/droverhq/drover/internal/store/postgres"
+	"github.com/droverhq/drover/internal/store/postgres/pgtest"
 	"github.com/droverhq/drover/internal/store/sqlite"
 )
 
@@ -85,18 +84,7 @@ func TestRunQueueVerifiesOutcome(t *testing.T) {
 }
 
 func TestRunQueuePostgres(t *testing.T) {
-	dsn := os.Getenv("DROVER_TEST_DATABASE_URL")
-	if dsn == "" {
-		t.Skip("DROVER_TEST_DATABASE_URL is not set; PostgreSQL tests run when it is")
-	}
-	st, err := postgres.Open(t.Context(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if _, err := st.Migrate(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	st := pgtest.Open(t, 0)
 	cfg := QueueConfig{Tasks: 300, Claimers: 8, Batch: 5, Owners: 4}
 	res, err := RunQueue(t.Context(), st, cfg)
 	if err != nil {

@@ -2,11 +2,11 @@ package bench
 
 import (
 	"errors"
-	"os"
 	"testing"
 
 	"github.com/droverhq/drover/internal/core"
 	"github.com/droverhq/drover/internal/store"
+	"github.com/droverhq/drover/internal/store/postgres/pgtest"
 )
 
 func checkTick(t *testing.T, st store.Store, res *TickResult, cfg TickConfig) {
@@ -69,11 +69,7 @@ func TestRunTickRejectsBadInput(t *testing.T) {
 }
 
 func TestRunTickPostgres(t *testing.T) {
-	url := os.Getenv("DROVER_TEST_DATABASE_URL")
-	if url == "" {
-		t.Skip("DROVER_TEST_DATABASE_URL not set")
-	}
-	st := openPostgres(t, url)
+	st := pgtest.Open(t, 0)
 	before, err := st.TaskCountByState(t.Context())
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/droverhq/drover/internal/core"
 	"github.com/droverhq/drover/internal/store"
+	"github.com/droverhq/drover/internal/store/postgres/pgtest"
 	"github.com/droverhq/drover/internal/store/sqlite"
 )
 
@@ -30,8 +31,8 @@ func leaderStores(t *testing.T) map[string]func(t *testing.T) store.Store {
 			return st
 		},
 	}
-	if url := os.Getenv("DROVER_TEST_DATABASE_URL"); url != "" {
-		out["postgres"] = func(t *testing.T) store.Store { return openPostgres(t, url) }
+	if os.Getenv(pgtest.EnvURL) != "" || os.Getenv("CI") == "true" {
+		out["postgres"] = func(t *testing.T) store.Store { return pgtest.Open(t, 0) }
 	} else {
 		t.Log("DROVER_TEST_DATABASE_URL not set: leader election tested on SQLite only")
 	}

@@ -117,6 +117,19 @@ func New(d Deps) (*Orchestrator, error) {
 	return o, nil
 }
 
+// demandCap is the cap the tick reads demand with: the largest
+// max × concurrency of the configured pools. Demand beyond a pool's
+// max × concurrency cannot change its decision (desired is clamped to max),
+// so counting further would only make the tick grow with the backlog.
+func (o *Orchestrator) demandCap() int {
+	c := 1
+	for name, pc := range o.cfg.Pools {
+		ps := settingsOf(name, pc)
+		c = max(c, ps.max*ps.concurrency)
+	}
+	return c
+}
+
 // Wake asks Run for a tick now (non-blocking; wakes coalesce).
 func (o *Orchestrator) Wake(reason string) {
 	select {
@@ -318,9 +331,9 @@ func (o *Orchestrator) observe(ctx context.Context, t *tick) error {
 		t.workers = ws
 		if o.q != nil {
 			maint, maintErr = o.q.Maintain(gctx)
-			t.demand, err = o.q.Demand(gctx)
+			t.demand, err = o.q.DemandCapped(gctx, o.demandCap())
 		} else {
-			t.demand, err = o.st.TaskDemand(gctx, &store.TaskDemandParams{Now: t.now, OwnerLimit: o.cfg.Tasks.OwnerLimit})
+			t.demand, err = o.st.TaskDemand(gctx, &store.TaskDemandParams{Now: t.now, OwnerLimit: o.cfg.Tasks.OwnerLimit, Cap: o.demandCap()})
 		}
 		if err != nil {
 			return fmt.Errorf("tick: read demand: %w", err)
@@ -785,6 +798,7 @@ func (o *Orchestrator) scale(ctx context.Context, t *tick) error {
 			Min: ps.min, Max: ps.max, IdleBuffer: ps.idleBuffer, Concurrency: ps.concurrency, MaxSpawnPerTick: ps.maxSpawnPerTick,
 			IdleTimeout: ps.idleTimeout, MaxHourlySpend: pc.MaxHourlySpend,
 			Claimable: dm.Claimable, Running: dm.Running, Queued: dm.Queued, OwnerBlocked: dm.OwnerBlocked,
+			DemandCap: o.demandCap(),
 		}
 		var priced, priceSum float64
 		for _, w := range t.workers {

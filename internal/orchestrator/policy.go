@@ -25,6 +25,11 @@ type PoolInput struct {
 	Claimable, Running int
 	// Queued and OwnerBlocked only feed the explanations.
 	Queued, OwnerBlocked int
+	// DemandCap, when > 0, is the cap the queued-side counts were read with
+	// (store.TaskDemandParams.Cap): a count equal to it means "at least"
+	// and is shown as "≥N". It is at least max × concurrency, so the
+	// decision is the same as with exact counts.
+	DemandCap int
 
 	// Workers by state (requested, provisioning and booting all count as
 	// supply: a burst never duplicates spawns).
@@ -81,8 +86,8 @@ func Decide(in PoolInput) Decision {
 		desired = 0
 	}
 	d := Decision{Pool: in.Pool, Demand: demand, Supply: supplyW * conc, Desired: desired}
-	inputs := fmt.Sprintf("demand %d slots (%d claimable + %d running), supply %d slots (%d ready, %d booting, %d provisioning, %d requested), desired %d workers",
-		demand, in.Claimable, in.Running, d.Supply, in.Ready, in.Booting, in.Provisioning, in.Requested, desired)
+	inputs := fmt.Sprintf("demand %s slots (%s claimable + %d running), supply %d slots (%d ready, %d booting, %d provisioning, %d requested), desired %d workers",
+		atLeast(demand, in.Claimable, in.DemandCap), atLeast(in.Claimable, in.Claimable, in.DemandCap), in.Running, d.Supply, in.Ready, in.Booting, in.Provisioning, in.Requested, desired)
 
 	want := desired - supplyW
 	switch {
@@ -133,9 +138,18 @@ func Decide(in PoolInput) Decision {
 		d.Reason = "hold: " + inputs
 	}
 	if in.Claimable == 0 && in.OwnerBlocked > 0 {
-		d.Blocked = append(d.Blocked, fmt.Sprintf("%d queued tasks are held back by their owner's running limit and do not count as demand", in.OwnerBlocked))
+		d.Blocked = append(d.Blocked, fmt.Sprintf("%s queued tasks are held back by their owner's running limit and do not count as demand", atLeast(in.OwnerBlocked, in.OwnerBlocked, in.DemandCap)))
 	}
 	return d
+}
+
+// atLeast formats n, prefixed with "≥" when the count it derives from
+// (counted) reached the demand cap and so is a lower bound.
+func atLeast(n, counted, capAt int) string {
+	if capAt > 0 && counted >= capAt {
+		return fmt.Sprintf("≥%d", n)
+	}
+	return fmt.Sprint(n)
 }
 
 func ceilDiv(a, b int) int {

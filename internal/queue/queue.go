@@ -87,6 +87,11 @@ func (s *Service) Notify() <-chan struct{} {
 	return s.notifyCh
 }
 
+// Signal wakes every long-poll claimer (closes the current Notify
+// generation). The orchestrator calls it after it requeued tasks, which
+// makes work claimable without going through the queue.
+func (s *Service) Signal() { s.notify() }
+
 // notify wakes every Notify waiter.
 func (s *Service) notify() {
 	s.notifyMu.Lock()
@@ -291,20 +296,35 @@ func (s *Service) Claim(ctx context.Context, workerID uuid.UUID, max int) ([]*co
 	return ts, nil
 }
 
-// ClaimMany runs several claims; results are in request order.
+// ClaimMany runs several claims, for any workers, in one store transaction
+// (TaskClaimBatch); results are in request order. Each claim has the
+// semantics of Claim, except that a worker that cannot claim (unknown,
+// not booting or ready) gets nothing instead of an error once its pool is
+// known; a worker whose pool cannot be read fails the whole call.
 func (s *Service) ClaimMany(ctx context.Context, reqs []ClaimRequest) ([][]*core.Task, error) {
 	for i, r := range reqs {
 		if r.Max < 1 || r.Max > MaxClaim {
 			return nil, core.Invalid(fmt.Sprintf("claims[%d].max", i), "must be between 1 and %d", MaxClaim)
 		}
 	}
-	out := make([][]*core.Task, len(reqs))
+	if len(reqs) == 0 {
+		return [][]*core.Task{}, nil
+	}
+	now := s.clock.Now()
+	params := make([]*store.TaskClaimParams, len(reqs))
 	for i, r := range reqs {
-		ts, err := s.Claim(ctx, r.WorkerID, r.Max)
+		pool, err := s.workerPool(ctx, r.WorkerID)
 		if err != nil {
-			return out, err
+			return nil, fmt.Errorf("claim tasks: %w", err)
 		}
-		out[i] = ts
+		params[i] = &store.TaskClaimParams{
+			Now: now, WorkerID: r.WorkerID, Pool: pool, Max: r.Max,
+			LeaseDuration: s.cfg.LeaseDuration, OwnerLimit: s.cfg.OwnerLimit,
+		}
+	}
+	out, err := s.st.TaskClaimBatch(ctx, params)
+	if err != nil {
+		return nil, fmt.Errorf("claim tasks for %d workers: %w", len(reqs), err)
 	}
 	return out, nil
 }
@@ -338,7 +358,9 @@ func (s *Service) Complete(ctx context.Context, workerID uuid.UUID, lease core.L
 }
 
 // CompleteMany completes several held tasks in one transaction and returns
-// the leases that were stale (those changed nothing).
+// the leases that were stale (those changed nothing). Completions of
+// concurrent callers are group-committed: one TaskCompleteBatch serves
+// every call that arrived while the previous one ran (see complete.go).
 func (s *Service) CompleteMany(ctx context.Context, workerID uuid.UUID, items []store.TaskCompletion) ([]core.Lease, error) {
 	if len(items) > MaxClaim {
 		return nil, core.Invalid("items", "has %s items; the limit is %s", commas(len(items)), commas(MaxClaim))
@@ -358,7 +380,7 @@ func (s *Service) CompleteMany(ctx context.Context, workerID uuid.UUID, items []
 	if len(checked) == 0 {
 		return nil, nil
 	}
-	lost, err := s.st.TaskCompleteMany(ctx, &store.TaskCompleteManyParams{Now: s.clock.Now(), WorkerID: workerID, Items: checked})
+	lost, err := s.commitCompletion(ctx, &store.TaskCompleteManyParams{Now: s.clock.Now(), WorkerID: workerID, Items: checked})
 	if err != nil {
 		return nil, fmt.Errorf("complete %d tasks: %w", len(checked), err)
 	}
@@ -503,7 +525,15 @@ func (s *Service) Maintain(ctx context.Context) (MaintainReport, error) {
 // Demand returns the per-pool demand signal: tasks claimable now (owner
 // limit honoured) and running.
 func (s *Service) Demand(ctx context.Context) (map[string]store.PoolDemand, error) {
-	d, err := s.st.TaskDemand(ctx, &store.TaskDemandParams{Now: s.clock.Now(), OwnerLimit: s.cfg.OwnerLimit})
+	return s.DemandCapped(ctx, 0)
+}
+
+// DemandCapped is Demand with the queued-side counts bounded by capAt (see
+// store.TaskDemandParams.Cap: exact below capAt, capAt means "at least";
+// 0 = exact). The control loop passes its pools' largest max × concurrency
+// so a tick's cost does not grow with the backlog.
+func (s *Service) DemandCapped(ctx context.Context, capAt int) (map[string]store.PoolDemand, error) {
+	d, err := s.st.TaskDemand(ctx, &store.TaskDemandParams{Now: s.clock.Now(), OwnerLimit: s.cfg.OwnerLimit, Cap: capAt})
 	if err != nil {
 		return nil, fmt.Errorf("task demand: %w", err)
 	}

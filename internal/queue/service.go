@@ -140,6 +140,11 @@ type Service struct {
 	cancel    context.CancelFunc
 	done      chan struct{}
 	flushBase context.Context
+
+	// cmu guards the completion group commit (complete.go).
+	cmu       sync.Mutex
+	cpending  []*completeRequest
+	cflushing bool
 }
 
 var _ = uuid.Nil

@@ -316,7 +316,10 @@ type WorkerListParams struct {
 	// LiveOnly selects states for which State.Live() is true plus
 	// terminating and failed-but-not-terminated rows.
 	LiveOnly bool
-	Limit    int // 0 = no limit
+	// IDs, when not empty, selects only these workers (the other filters
+	// still apply); unknown ids are simply absent from the result.
+	IDs   []uuid.UUID
+	Limit int // 0 = no limit
 }
 
 // WorkerUpdateParams is a partial update of one worker; nil fields are left

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/droverhq/drover/internal/store/postgres/pgtest"
 )
 
 func TestParse(t *testing.T) {
@@ -81,10 +83,8 @@ func TestOpenSQLite(t *testing.T) {
 
 func TestOpenPostgres(t *testing.T) {
 	t.Parallel()
-	dsn := os.Getenv("DROVER_TEST_DATABASE_URL")
-	if dsn == "" {
-		t.Skip("DROVER_TEST_DATABASE_URL is not set; PostgreSQL tests run when it is")
-	}
+	base := pgtest.URL(t)
+	dsn := pgtest.WithParams(t, base, map[string]string{"search_path": pgtest.NewSchema(t, base)})
 	st, err := Open(t.Context(), dsn, true)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/droverhq/drover/internal/store/postgres/pgtest"
+
 	"github.com/droverhq/drover/internal/core"
 	"github.com/droverhq/drover/internal/store"
 	"github.com/droverhq/drover/internal/store/storetest"
@@ -38,7 +40,7 @@ func BenchmarkClaimComplete(b *testing.B) {
 
 func benchClaimComplete(b *testing.B, claimers, batch, ownerLimit int) {
 	conns, _ := strconv.Atoi(os.Getenv("DROVER_BENCH_POOL"))
-	s := openFresh(b, conns)
+	s := pgtest.Open(b, conns)
 	ctx := b.Context()
 	now := storetest.Base.Add(time.Hour)
 

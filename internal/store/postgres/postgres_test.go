@@ -1,116 +1,22 @@
 package postgres_test
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/droverhq/drover/internal/store/postgres/pgtest"
+
 	"github.com/droverhq/drover/internal/core"
 	"github.com/droverhq/drover/internal/store"
 	"github.com/droverhq/drover/internal/store/postgres"
 	"github.com/droverhq/drover/internal/store/storetest"
-	"github.com/jackc/pgx/v5"
 )
 
-// databaseURL returns DROVER_TEST_DATABASE_URL. In CI (CI=true) a missing
-// URL fails the test: PostgreSQL coverage must never silently disappear.
-func databaseURL(t testing.TB) string {
-	t.Helper()
-	u := os.Getenv("DROVER_TEST_DATABASE_URL")
-	if u != "" {
-		return u
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("DROVER_TEST_DATABASE_URL is not set but CI=true: the PostgreSQL store must be tested in CI (.ci/run sets it)")
-	}
-	t.Skip("SKIPPING POSTGRESQL STORE TESTS: set DROVER_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/<db>?sslmode=disable to run them")
-	return ""
-}
-
-// withParams returns u with extra query parameters (pgx passes unknown
-// ones, such as search_path, to the server as runtime parameters).
-func withParams(t testing.TB, u string, params map[string]string) string {
-	t.Helper()
-	parsed, err := url.Parse(u)
-	if err != nil || (parsed.Scheme != "postgres" && parsed.Scheme != "postgresql") {
-		t.Fatalf("DROVER_TEST_DATABASE_URL must be a postgres:// URL")
-	}
-	q := parsed.Query()
-	for k, v := range params {
-		q.Set(k, v)
-	}
-	parsed.RawQuery = q.Encode()
-	return parsed.String()
-}
-
-// newSchema creates a fresh schema and drops it when the test ends.
-func newSchema(t testing.TB, base string) string {
-	t.Helper()
-	ctx := context.Background()
-	var b [6]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	schema := "drover_test_" + hex.EncodeToString(b[:])
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("connect to test database: %v", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("connect to drop schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	return schema
-}
-
-// openFresh opens a migrated store in a fresh schema, with at most maxConns
-// connections (0: the store's default).
-func openFresh(t testing.TB, maxConns int) *postgres.Store {
-	t.Helper()
-	base := databaseURL(t)
-	schema := newSchema(t, base)
-	params := map[string]string{"search_path": schema}
-	if maxConns > 0 {
-		params["pool_max_conns"] = strconv.Itoa(maxConns)
-	}
-	u := withParams(t, base, params)
-	s, err := postgres.Open(context.Background(), u)
-	if err != nil {
-		t.Fatalf("open: %v", err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	applied, err := s.Migrate(context.Background())
-	if err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
-	if len(applied) == 0 {
-		t.Fatalf("migrate on an empty schema applied nothing")
-	}
-	return s
-}
-
 func TestConformance(t *testing.T) {
-	databaseURL(t)
-	storetest.Run(t, func(t *testing.T) store.Store { return openFresh(t, 8) })
+	pgtest.URL(t)
+	storetest.Run(t, func(t *testing.T) store.Store { return pgtest.Open(t, 8) })
 }
 
 func TestOpenBadURLDoesNotLeakPassword(t *testing.T) {
@@ -124,9 +30,9 @@ func TestOpenBadURLDoesNotLeakPassword(t *testing.T) {
 }
 
 func TestMigrateConcurrent(t *testing.T) {
-	base := databaseURL(t)
-	schema := newSchema(t, base)
-	u := withParams(t, base, map[string]string{"search_path": schema, "pool_max_conns": "2"})
+	base := pgtest.URL(t)
+	schema := pgtest.NewSchema(t, base)
+	u := pgtest.WithParams(t, base, map[string]string{"search_path": schema, "pool_max_conns": "2"})
 	const n = 4
 	stores := make([]*postgres.Store, n)
 	for i := range stores {
@@ -183,7 +89,7 @@ func TestClaimSerialisesWithDrain(t *testing.T) {
 }
 
 func testClaimSerialisesWithDrain(t *testing.T, ownerLimit int) {
-	s := openFresh(t, 4)
+	s := pgtest.Open(t, 4)
 	ctx := t.Context()
 	w := storetest.InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
 	task := storetest.InsertTasks(t, s, storetest.NewTask())[0]
@@ -250,7 +156,7 @@ func testClaimSerialisesWithDrain(t *testing.T, ownerLimit int) {
 // TestPruneRemovesDependencyEdges checks that pruned tasks take their
 // task_deps rows with them (in both directions).
 func TestPruneRemovesDependencyEdges(t *testing.T) {
-	s := openFresh(t, 4)
+	s := pgtest.Open(t, 4)
 	ctx := t.Context()
 	w := storetest.InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
 	a := storetest.NewTask()

@@ -111,8 +111,15 @@ func (s *Store) WorkerList(ctx context.Context, params *store.WorkerListParams) 
 		}
 		where = append(where, "(w.state = ANY("+arg(live)+"::text[]) OR (w.state = 'failed' AND w.terminated_at IS NULL))")
 	}
+	runningFilter := ""
+	if len(params.IDs) > 0 {
+		// Count only these workers' running tasks, not the whole set.
+		ids := arg(uuidStrings(params.IDs)) + "::uuid[]"
+		where = append(where, "w.id = ANY("+ids+")")
+		runningFilter = " AND worker_id = ANY(" + ids + ")"
+	}
 	q := `SELECT ` + workerColsW + `, COALESCE(r.n, 0) FROM workers w
-		LEFT JOIN (SELECT worker_id, count(*)::int AS n FROM tasks WHERE state = 'running' GROUP BY worker_id) r
+		LEFT JOIN (SELECT worker_id, count(*)::int AS n FROM tasks WHERE state = 'running'` + runningFilter + ` GROUP BY worker_id) r
 		  ON r.worker_id = w.id`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")

@@ -129,8 +129,17 @@ func (s *Store) WorkerList(ctx context.Context, params *store.WorkerListParams) 
 		where = append(where, `(w.state IN ('requested', 'provisioning', 'booting', 'ready', 'draining', 'terminating')
 			OR (w.state = 'failed' AND w.terminated_at IS NULL))`)
 	}
+	running := `SELECT worker_id, count(*) AS n FROM tasks WHERE state = 'running' GROUP BY worker_id`
+	if len(params.IDs) > 0 {
+		// Count only these workers' running tasks, not the whole set.
+		in := placeholders(len(params.IDs))
+		where = append(where, "w.id IN ("+in+")")
+		running = `SELECT worker_id, count(*) AS n FROM tasks WHERE state = 'running' AND worker_id IN (` + in + `) GROUP BY worker_id`
+		ids := uuidArgs(params.IDs)
+		args = append(append(append([]any{}, ids...), args...), ids...)
+	}
 	q := `SELECT ` + workerCols + `, coalesce(r.n, 0) FROM workers w
-		LEFT JOIN (SELECT worker_id, count(*) AS n FROM tasks WHERE state = 'running' GROUP BY worker_id) r ON r.worker_id = w.id`
+		LEFT JOIN (` + running + `) r ON r.worker_id = w.id`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}

@@ -17,6 +17,7 @@ func batchCases() []suiteCase {
 		{"TaskClaimBatchWorkerNotReady", testTaskClaimBatchWorkerNotReady},
 		{"TaskClaimBatchInvalidItem", testTaskClaimBatchInvalidItem},
 		{"TaskCompleteBatchLostPerItem", testTaskCompleteBatchLostPerItem},
+		{"WorkerListByIDs", testWorkerListByIDs},
 	}
 }
 
@@ -196,4 +197,31 @@ func testTaskCompleteBatchLostPerItem(t *testing.T, s store.Store) {
 	eq(t, "a tasks_done", GetWorker(t, s, a.ID).TasksDone, 2)
 	eq(t, "b tasks_done", GetWorker(t, s, b.ID).TasksDone, 0)
 	eq(t, "c tasks_done", GetWorker(t, s, c.ID).TasksDone, 1)
+}
+
+// WorkerList with IDs returns only those workers, with their running
+// counts; the other filters still apply.
+func testWorkerListByIDs(t *testing.T, s store.Store) {
+	a := InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
+	b := InsertWorker(t, s, "other", core.WorkerReady)
+	InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
+	gone := InsertWorker(t, s, core.DefaultPool, core.WorkerTerminated)
+	InsertN(t, s, 2)
+	Claim(t, s, a, At(time.Minute), 2, 0)
+	got, err := s.WorkerList(t.Context(), &store.WorkerListParams{IDs: []uuid.UUID{a.ID, b.ID, gone.ID, uuid.New()}})
+	noErr(t, "WorkerList", err)
+	eq(t, "listed", len(got), 3)
+	byID := map[uuid.UUID]*core.Worker{}
+	for _, w := range got {
+		byID[w.ID] = w
+	}
+	if byID[a.ID] == nil || byID[b.ID] == nil || byID[gone.ID] == nil {
+		t.Fatalf("WorkerList by ids = %v, want a, b and the terminated worker", got)
+	}
+	eq(t, "a running", byID[a.ID].Running, 2)
+	eq(t, "b running", byID[b.ID].Running, 0)
+	live, err := s.WorkerList(t.Context(), &store.WorkerListParams{IDs: []uuid.UUID{a.ID, gone.ID}, LiveOnly: true, Pool: core.DefaultPool})
+	noErr(t, "WorkerList live", err)
+	eq(t, "live listed", len(live), 1)
+	eq(t, "live worker", live[0].ID, a.ID)
 }
