@@ -428,7 +428,7 @@ func (o *Orchestrator) reconcileOrphans(ctx context.Context, t *tick) {
 				first = t.now
 				o.orphanSeen[key] = first
 			}
-			grace := DefaultOrphanGrace
+			grace := config.DefaultOrphanGrace
 			if pc := o.cfg.Pools[in.Pool]; pc != nil {
 				grace = settingsOf(in.Pool, pc).orphanGrace
 			}
@@ -783,6 +783,10 @@ func (o *Orchestrator) requeueLost(ctx context.Context, t *tick) error {
 	}
 	if len(tasks) > 0 {
 		t.changed = true
+		if o.q != nil {
+			// Requeued tasks are claimable now: wake long-poll claimers.
+			o.q.Signal()
+		}
 	}
 	return nil
 }

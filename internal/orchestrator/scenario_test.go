@@ -163,8 +163,8 @@ func TestScenarioStageTimeouts(t *testing.T) {
 		h.runUntil(11*time.Minute, "provision timeout", func() bool { return h.worker(first).Failure != "" })
 		w := h.worker(first)
 		eq(t, "class", w.Failure, core.FailProvisionTimeout)
-		if age := h.clock.Now().Sub(w.CreatedAt); age <= DefaultProvisionTimeout || age > DefaultProvisionTimeout+h.cfg.Tick.D() {
-			t.Fatalf("failed at age %s, want just past provision_timeout %s", age, DefaultProvisionTimeout)
+		if age := h.clock.Now().Sub(w.CreatedAt); age <= config.DefaultProvisionTimeout || age > config.DefaultProvisionTimeout+h.cfg.Tick.D() {
+			t.Fatalf("failed at age %s, want just past provision_timeout %s", age, config.DefaultProvisionTimeout)
 		}
 		f, _ := failures(h.breakerState(keyA))
 		eq(t, "breaker failures", f, 1)
@@ -281,7 +281,7 @@ func TestScenarioOrphanAndVanished(t *testing.T) {
 	injectedAt := h.clock.Now()
 	orphan := h.prov.Inject(provider.Instance{WorkerID: uuid.NewString(), Pool: "default", Placement: plB})
 	var deletedAt time.Time
-	h.runUntil(5*time.Minute, "orphan deleted", func() bool {
+	h.runUntil(config.DefaultOrphanGrace+time.Minute, "orphan deleted", func() bool {
 		last := h.reports[len(h.reports)-1]
 		if slices.Contains(last.OrphansDeleted, orphan) {
 			deletedAt = last.Time
@@ -289,8 +289,8 @@ func TestScenarioOrphanAndVanished(t *testing.T) {
 		}
 		return false
 	})
-	if age := deletedAt.Sub(injectedAt); age < DefaultOrphanGrace || age > DefaultOrphanGrace+2*h.cfg.Tick.D() {
-		t.Fatalf("orphan deleted %s after it appeared, want orphan_grace %s (+ at most two ticks)", age, DefaultOrphanGrace)
+	if age := deletedAt.Sub(injectedAt); age < config.DefaultOrphanGrace || age > config.DefaultOrphanGrace+2*h.cfg.Tick.D() {
+		t.Fatalf("orphan deleted %s after it appeared, want orphan_grace %s (+ at most two ticks)", age, config.DefaultOrphanGrace)
 	}
 	if len(h.events(core.EventWorkerOrphan)) != 1 {
 		t.Fatalf("want one orphan event")

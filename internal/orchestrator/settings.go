@@ -7,24 +7,8 @@ import (
 	"github.com/droverhq/drover/internal/config"
 )
 
-// Defaults the orchestrator applies to zero-valued settings, so that a
-// hand-built config (tests, the simulator) behaves like a loaded one. They
-// match DESIGN §9.
-const (
-	DefaultTick             = 2 * time.Second
-	DefaultHeartbeatTimeout = 25 * time.Second
-	DefaultConcurrency      = 1
-	DefaultIdleTimeout      = 5 * time.Minute
-	DefaultProvisionTimeout = 10 * time.Minute
-	DefaultBootTimeout      = 15 * time.Minute
-	DefaultDrainTimeout     = 10 * time.Minute
-	// DefaultOrphanGrace is how long an instance tagged with a worker id
-	// that has no live row survives before it is deleted. Two minutes is
-	// many ticks (so a list that races a spawn in another replica never
-	// kills a fresh machine) and short enough that a leak costs cents.
-	DefaultOrphanGrace     = 2 * time.Minute
-	DefaultMaxSpawnPerTick = 4
-)
+// Zero-valued settings take config's documented defaults (config.Default…),
+// so a hand-built config (tests, the simulator) behaves like a loaded one.
 
 // poolSettings are one pool's effective settings.
 type poolSettings struct {
@@ -57,17 +41,17 @@ func settingsOf(name string, pc *config.PoolConfig) poolSettings {
 		idleBuffer:       pc.IdleBuffer,
 		concurrency:      pc.Concurrency,
 		maxSpawnPerTick:  pc.MaxSpawnPerTick,
-		idleTimeout:      orDefault(pc.IdleTimeout, DefaultIdleTimeout),
-		provisionTimeout: orDefault(pc.ProvisionTimeout, DefaultProvisionTimeout),
-		bootTimeout:      orDefault(pc.BootTimeout, DefaultBootTimeout),
-		drainTimeout:     orDefault(pc.DrainTimeout, DefaultDrainTimeout),
-		orphanGrace:      orDefault(pc.OrphanGrace, DefaultOrphanGrace),
+		idleTimeout:      orDefault(pc.IdleTimeout, config.DefaultIdleTimeout),
+		provisionTimeout: orDefault(pc.ProvisionTimeout, config.DefaultProvisionTimeout),
+		bootTimeout:      orDefault(pc.BootTimeout, config.DefaultBootTimeout),
+		drainTimeout:     orDefault(pc.DrainTimeout, config.DefaultDrainTimeout),
+		orphanGrace:      orDefault(pc.OrphanGrace, config.DefaultOrphanGrace),
 	}
 	if s.concurrency <= 0 {
-		s.concurrency = DefaultConcurrency
+		s.concurrency = config.DefaultConcurrency
 	}
 	if s.maxSpawnPerTick <= 0 {
-		s.maxSpawnPerTick = DefaultMaxSpawnPerTick
+		s.maxSpawnPerTick = config.DefaultMaxSpawnPerTick
 	}
 	return s
 }
@@ -87,8 +71,8 @@ func BreakerConfig(cfg *config.Config) breaker.Config {
 	}.WithDefaults()
 }
 
-func tickOf(cfg *config.Config) time.Duration { return orDefault(cfg.Tick, DefaultTick) }
+func tickOf(cfg *config.Config) time.Duration { return orDefault(cfg.Tick, config.DefaultTick) }
 
 func heartbeatTimeoutOf(cfg *config.Config) time.Duration {
-	return orDefault(cfg.HeartbeatTimeout, DefaultHeartbeatTimeout)
+	return orDefault(cfg.HeartbeatTimeout, config.DefaultHeartbeatTimeout)
 }

@@ -213,10 +213,9 @@ func (s *Service) commitHeartbeats(ctx context.Context, batch []*hbRequest) {
 }
 
 // workerStates returns the state of every worker in batch that exists, in
-// one query for live workers plus one lookup per worker not among them
-// (unknown or long gone, which is rare).
+// one query that reads only the batch's workers.
 func (s *Service) workerStates(ctx context.Context, batch []*hbRequest) (map[uuid.UUID]core.WorkerState, error) {
-	states := map[uuid.UUID]core.WorkerState{}
+	states := make(map[uuid.UUID]core.WorkerState, len(batch))
 	if len(batch) == 1 {
 		w, err := s.st.WorkerGet(ctx, batch[0].workerID)
 		if errors.Is(err, core.ErrNotFound) {
@@ -228,24 +227,19 @@ func (s *Service) workerStates(ctx context.Context, batch []*hbRequest) (map[uui
 		states[w.ID] = w.State
 		return states, nil
 	}
-	ws, err := s.st.WorkerList(ctx, &store.WorkerListParams{LiveOnly: true})
+	ids := make([]uuid.UUID, 0, len(batch))
+	seen := make(map[uuid.UUID]bool, len(batch))
+	for _, r := range batch {
+		if !seen[r.workerID] {
+			seen[r.workerID] = true
+			ids = append(ids, r.workerID)
+		}
+	}
+	ws, err := s.st.WorkerList(ctx, &store.WorkerListParams{IDs: ids})
 	if err != nil {
-		return nil, fmt.Errorf("read worker states: %w", err)
+		return nil, fmt.Errorf("read states of %d workers: %w", len(ids), err)
 	}
 	for _, w := range ws {
-		states[w.ID] = w.State
-	}
-	for _, r := range batch {
-		if _, ok := states[r.workerID]; ok {
-			continue
-		}
-		w, err := s.st.WorkerGet(ctx, r.workerID)
-		if errors.Is(err, core.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read worker %s: %w", r.workerID, err)
-		}
 		states[w.ID] = w.State
 	}
 	return states, nil
