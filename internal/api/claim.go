@@ -1,28 +1,42 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/droverhq/drover/internal/core"
+	"github.com/droverhq/drover/internal/queue"
 	"github.com/google/uuid"
 )
 
-// claimDispatcher serves long-poll claims. A claim first tries the queue
-// directly; when nothing is claimable it parks here. One goroutine wakes on
-// the queue's Notify channel (a submit, a retry, a requeue), on a poll
-// timer (work that became claimable by time alone) or on a kick, and hands
-// tasks to parked claimers in arrival order, one pool at a time: as soon as
-// a claim of a pool comes back empty the rest of that pool's claimers keep
-// waiting, so a burst of notifications costs at most one empty store call
-// per pool instead of one per waiting agent.
+// maxClaimBatch bounds the claims of one ClaimMany call (one store
+// transaction); a pass with more claimers makes several calls.
+const maxClaimBatch = 512
+
+// claimDispatcher serves every claim, fresh or long-polling. A claim joins
+// the dispatcher's list and wakes it; one goroutine runs passes, and each
+// pass serves every claimer it takes with ONE queue.ClaimMany call (one
+// store transaction, one commit, for any number of agents). Claims that
+// arrive while a pass runs wait for the next pass: natural group commit,
+// with no added delay when idle.
 //
-// A parked claim is in one of three states, guarded by mu: waiting (in the
-// list), taken (the dispatcher is claiming for it; the claimer must wait for
-// the result even if its own deadline passes, or the tasks would be granted
-// to nobody) and done.
+// A claim whose first attempt gets nothing parks (when it may wait). Parked
+// claims are retried only by a full pass: on the queue's Notify channel (a
+// submit, a retry, a requeue), on the poll timer (work that became
+// claimable by time alone); a pass started only because new claims arrived
+// (a kick) serves just those, so idle parked agents cost nothing per
+// arriving claim. Claimers are served in arrival order (parked ones first,
+// they waited longer), so a burst of notifications costs one store call per
+// pass instead of one per waiting agent.
+//
+// A claim is in one of three states, guarded by mu: waiting (in the list),
+// taken (the dispatcher is claiming for it; the claimer must wait for the
+// result even if its own deadline passes, or the tasks would be granted to
+// nobody) and done.
 type claimDispatcher struct {
 	q       Queue
 	metrics *metrics
@@ -30,7 +44,8 @@ type claimDispatcher struct {
 	logger  *slog.Logger
 
 	mu      sync.Mutex
-	waiters []*claimWaiter
+	waiters []*claimWaiter // in arrival order
+	seq     uint64         // arrival counter
 	kick    chan struct{}
 }
 
@@ -47,10 +62,16 @@ type claimWaiter struct {
 	// not claimed for.
 	ctx      context.Context
 	workerID uuid.UUID
-	pool     string
 	max      int
-	state    waiterState      // guarded by claimDispatcher.mu
-	result   chan claimResult // buffered 1
+	seq      uint64 // arrival order
+	// parkable is whether the claim may wait when its first attempt gets
+	// nothing (a long poll).
+	parkable bool
+	// fresh is true until the first attempt; parked (counted in the
+	// claim_waiters gauge) is true while it waits after an empty attempt.
+	fresh, parked bool
+	state         waiterState      // guarded by claimDispatcher.mu
+	result        chan claimResult // buffered 1
 	// abandoned is set (under mu) by a claimer whose wait ended while the
 	// dispatcher held it; the dispatcher then answers it instead of parking
 	// it again.
@@ -79,19 +100,21 @@ func (d *claimDispatcher) run(ctx context.Context) {
 	defer t.Stop()
 	notify := d.q.Notify()
 	for {
+		full := true
 		select {
 		case <-ctx.Done():
 			d.releaseAll()
 			return
 		case <-notify:
 		case <-d.kick:
+			full = false
 		case <-t.C:
 		}
 		// Take the next generation before serving: a submit during the
 		// pass closes it, and the next select fires at once instead of
 		// waiting for the poll.
 		notify = d.q.Notify()
-		d.serve(ctx)
+		d.serve(ctx, full)
 	}
 }
 
@@ -100,106 +123,155 @@ func (d *claimDispatcher) releaseAll() {
 	d.mu.Lock()
 	ws := d.waiters
 	d.waiters = nil
+	var parked int
 	for _, w := range ws {
 		w.state = done
+		if w.parked {
+			parked++
+		}
 	}
 	d.mu.Unlock()
 	for _, w := range ws {
 		w.result <- claimResult{}
 	}
-	d.metrics.claimWaiters.Sub(float64(len(ws)))
+	d.metrics.claimWaiters.Sub(float64(parked))
 }
 
-// serve runs one dispatch pass over the parked claims.
-func (d *claimDispatcher) serve(ctx context.Context) {
+// serve runs one dispatch pass: a full pass serves every claim, a kick
+// pass only the fresh ones.
+func (d *claimDispatcher) serve(ctx context.Context, full bool) {
 	d.mu.Lock()
-	if len(d.waiters) == 0 {
-		d.mu.Unlock()
+	var batch, rest []*claimWaiter
+	for _, w := range d.waiters {
+		if full || w.fresh {
+			w.state = taken
+			batch = append(batch, w)
+		} else {
+			rest = append(rest, w)
+		}
+	}
+	d.waiters = rest
+	d.mu.Unlock()
+	if len(batch) == 0 {
 		return
 	}
-	batch := d.waiters
-	d.waiters = nil
-	for _, w := range batch {
-		w.state = taken
-	}
-	d.mu.Unlock()
 
-	exhausted := map[string]bool{}
-	var keep, tail []*claimWaiter
+	var keep []*claimWaiter
+	live := batch[:0:0]
 	for _, w := range batch {
-		if exhausted[w.pool] || ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil:
 			keep = append(keep, w)
-			continue
-		}
-		if w.ctx.Err() != nil {
+		case w.ctx.Err() != nil:
 			d.finish(w, claimResult{})
-			continue
+		default:
+			live = append(live, w)
 		}
-		tasks, err := d.q.Claim(ctx, w.workerID, w.max)
-		if err != nil && ctx.Err() != nil {
-			// Shutting down: answer with nothing rather than an error.
-			d.finish(w, claimResult{})
-			continue
-		}
-		if err != nil || len(tasks) > 0 {
-			d.finish(w, claimResult{tasks: tasks, err: err})
-			continue
-		}
-		// Nothing for this worker: its pool is drained for now (or this
-		// worker may not claim). Move it to the back so another worker of
-		// the pool is asked first next time.
-		exhausted[w.pool] = true
-		tail = append(tail, w)
 	}
-	keep = append(keep, tail...)
-	parked := keep[:0]
-	var released int
+	for start := 0; start < len(live); start += maxClaimBatch {
+		chunk := live[start:min(start+maxClaimBatch, len(live))]
+		results := d.claimChunk(ctx, chunk)
+		for i, w := range chunk {
+			r := results[i]
+			switch {
+			case r.err != nil && ctx.Err() != nil:
+				// Shutting down: answer with nothing rather than an error.
+				d.finish(w, claimResult{})
+			case r.err != nil || len(r.tasks) > 0 || !w.parkable:
+				d.finish(w, r)
+			default:
+				keep = append(keep, w)
+			}
+		}
+	}
+
+	var parkedNow, released int
 	d.mu.Lock()
+	parked := keep[:0]
 	for _, w := range keep {
+		w.fresh = false
 		if w.abandoned {
 			w.state = done
+			if w.parked {
+				released++
+			}
 			w.result <- claimResult{} // buffered: never blocks
-			released++
 			continue
+		}
+		if !w.parked {
+			w.parked = true
+			parkedNow++
 		}
 		w.state = waiting
 		parked = append(parked, w)
 	}
-	// Claims parked during this pass go after the ones that waited longer.
-	d.waiters = append(parked, d.waiters...)
+	// Keep arrival order: parked claims that sat this pass out, claims
+	// that arrived during it and the ones just served are interleaved.
+	d.waiters = append(d.waiters, parked...)
+	slices.SortFunc(d.waiters, func(a, b *claimWaiter) int { return cmp.Compare(a.seq, b.seq) })
 	d.mu.Unlock()
-	d.metrics.claimWaiters.Sub(float64(released))
+	d.metrics.claimWaiters.Add(float64(parkedNow - released))
+}
+
+// claimChunk claims for every waiter of chunk with one ClaimMany call. If
+// that call fails as a whole, each waiter is claimed for on its own so it
+// gets its own error (an unknown worker must not fail the others).
+func (d *claimDispatcher) claimChunk(ctx context.Context, chunk []*claimWaiter) []claimResult {
+	out := make([]claimResult, len(chunk))
+	reqs := make([]queue.ClaimRequest, len(chunk))
+	for i, w := range chunk {
+		reqs[i] = queue.ClaimRequest{WorkerID: w.workerID, Max: w.max}
+	}
+	got, err := d.q.ClaimMany(ctx, reqs)
+	if err == nil && len(got) == len(chunk) {
+		for i := range chunk {
+			out[i] = claimResult{tasks: got[i]}
+		}
+		return out
+	}
+	if len(chunk) == 1 && err != nil {
+		out[0] = claimResult{err: err}
+		return out
+	}
+	for i, w := range chunk {
+		ts, err := d.q.Claim(ctx, w.workerID, w.max)
+		out[i] = claimResult{tasks: ts, err: err}
+	}
+	return out
 }
 
 func (d *claimDispatcher) finish(w *claimWaiter, r claimResult) {
 	d.mu.Lock()
 	w.state = done
+	wasParked := w.parked
 	d.mu.Unlock()
-	d.metrics.claimWaiters.Dec()
+	if wasParked {
+		d.metrics.claimWaiters.Dec()
+	}
 	w.result <- r
 }
 
-// wait parks a claim until tasks are handed to it, wait elapses, ctx ends or
-// stop closes. notified is the Notify channel taken before the caller's own
-// (empty) claim attempt: if it has fired since, a pass runs at once so a
-// submit between that attempt and parking is not missed.
-func (d *claimDispatcher) wait(ctx context.Context, workerID uuid.UUID, pool string, max int, wait time.Duration, notified <-chan struct{}, stop <-chan struct{}) ([]*core.Task, error) {
-	w := &claimWaiter{ctx: ctx, workerID: workerID, pool: pool, max: max, result: make(chan claimResult, 1)}
+// claim claims up to max tasks for a worker through the dispatcher. When
+// the first attempt gets nothing and wait > 0 the claim parks until tasks
+// are handed to it, wait elapses, ctx ends or stop closes.
+func (d *claimDispatcher) claim(ctx context.Context, workerID uuid.UUID, max int, wait time.Duration, stop <-chan struct{}) ([]*core.Task, error) {
+	w := &claimWaiter{ctx: ctx, workerID: workerID, max: max, parkable: wait > 0, fresh: true, result: make(chan claimResult, 1)}
 	d.mu.Lock()
+	d.seq++
+	w.seq = d.seq
 	d.waiters = append(d.waiters, w)
 	d.mu.Unlock()
-	d.metrics.claimWaiters.Inc()
-	select {
-	case <-notified:
-		d.wake()
-	default:
+	d.wake()
+	var timeout <-chan time.Time
+	if wait > 0 {
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
+		timeout = timer.C
 	}
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
 	select {
 	case r := <-w.result:
 		return r.tasks, r.err
-	case <-timer.C:
+	case <-timeout:
 	case <-ctx.Done():
 	case <-stop:
 	}
@@ -212,8 +284,11 @@ func (d *claimDispatcher) wait(ctx context.Context, workerID uuid.UUID, pool str
 			}
 		}
 		w.state = done
+		wasParked := w.parked
 		d.mu.Unlock()
-		d.metrics.claimWaiters.Dec()
+		if wasParked {
+			d.metrics.claimWaiters.Dec()
+		}
 		return nil, nil
 	}
 	// The dispatcher is claiming for us right now: take what it gets (it

@@ -3,44 +3,76 @@ package api
 import (
 	"context"
 	"log/slog"
+	"slices"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/droverhq/drover/internal/core"
+	"github.com/droverhq/drover/internal/queue"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
-// stepQueue is a Queue whose Claim blocks until the test answers it, so the
-// dispatcher's interleavings can be driven step by step. Only Claim and
-// Notify are used by the dispatcher; the embedded nil Queue panics on
-// anything else.
+// stepQueue is a Queue whose ClaimMany blocks until the test answers it, so
+// the dispatcher's interleavings can be driven step by step. Only ClaimMany
+// and Notify are used by the dispatcher (Claim only when ClaimMany fails);
+// the embedded nil Queue panics on anything else.
 type stepQueue struct {
 	Queue
-	calls   chan uuid.UUID
-	answers chan []*core.Task
-	notify  chan struct{}
+	calls   chan []uuid.UUID
+	answers chan [][]*core.Task
+
+	mu     sync.Mutex
+	notify chan struct{}
 }
 
-func (q *stepQueue) Claim(ctx context.Context, id uuid.UUID, max int) ([]*core.Task, error) {
-	q.calls <- id
+func newStepQueue() *stepQueue {
+	return &stepQueue{calls: make(chan []uuid.UUID), answers: make(chan [][]*core.Task), notify: make(chan struct{})}
+}
+
+func (q *stepQueue) ClaimMany(ctx context.Context, reqs []queue.ClaimRequest) ([][]*core.Task, error) {
+	ids := make([]uuid.UUID, len(reqs))
+	for i, r := range reqs {
+		ids[i] = r.WorkerID
+	}
+	q.calls <- ids
 	return <-q.answers, nil
 }
 
-func (q *stepQueue) Notify() <-chan struct{} { return q.notify }
+func (q *stepQueue) Notify() <-chan struct{} {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.notify
+}
+
+// fire closes the current Notify generation, as a submit does.
+func (q *stepQueue) fire() {
+	q.mu.Lock()
+	close(q.notify)
+	q.notify = make(chan struct{})
+	q.mu.Unlock()
+}
+
+// startDispatcher runs d until the test ends.
+func startDispatcher(t *testing.T, d *claimDispatcher) {
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); d.run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
 
 // A claimer whose wait ends while the dispatcher is claiming for it must be
 // answered when that claim comes back empty, not parked again past its
 // deadline.
 func TestDispatcherAnswersAbandonedClaimer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		q := &stepQueue{calls: make(chan uuid.UUID), answers: make(chan []*core.Task), notify: make(chan struct{})}
+		q := newStepQueue()
 		m := newMetrics(prometheus.NewRegistry())
 		d := newClaimDispatcher(q, m, time.Hour, slog.New(slog.DiscardHandler))
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan struct{})
-		go func() { defer close(done); d.run(ctx) }()
+		startDispatcher(t, d)
 
 		worker := uuid.New()
 		type result struct {
@@ -49,13 +81,11 @@ func TestDispatcherAnswersAbandonedClaimer(t *testing.T) {
 		}
 		got := make(chan result, 1)
 		go func() {
-			tasks, err := d.wait(t.Context(), worker, "default", 1, time.Second, nil, nil)
+			tasks, err := d.claim(t.Context(), worker, 1, time.Second, nil)
 			got <- result{tasks, err}
 		}()
-		synctest.Wait()
-		d.wake()
-		if id := <-q.calls; id != worker {
-			t.Fatalf("claimed for %s, want %s", id, worker)
+		if ids := <-q.calls; len(ids) != 1 || ids[0] != worker {
+			t.Fatalf("claimed for %v, want [%s]", ids, worker)
 		}
 		// The claim is in flight; the claimer's second passes.
 		time.Sleep(2 * time.Second) // fake time inside the bubble
@@ -65,7 +95,7 @@ func TestDispatcherAnswersAbandonedClaimer(t *testing.T) {
 			t.Fatal("claimer returned before the in-flight claim answered")
 		default:
 		}
-		q.answers <- nil // nothing claimable
+		q.answers <- [][]*core.Task{{}} // nothing claimable
 		r := <-got
 		if r.err != nil || len(r.tasks) != 0 {
 			t.Fatalf("abandoned claimer got %v, %v", r.tasks, r.err)
@@ -76,8 +106,9 @@ func TestDispatcherAnswersAbandonedClaimer(t *testing.T) {
 		if parked != 0 {
 			t.Fatalf("%d claimers still parked", parked)
 		}
-		cancel()
-		<-done
+		if g := testutil.ToFloat64(m.claimWaiters); g != 0 {
+			t.Fatalf("claim_waiters = %v, want 0", g)
+		}
 	})
 }
 
@@ -85,26 +116,102 @@ func TestDispatcherAnswersAbandonedClaimer(t *testing.T) {
 // claimer's wait ran out meanwhile: tasks are never granted to nobody.
 func TestDispatcherDeliversTasksToLateClaimer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		q := &stepQueue{calls: make(chan uuid.UUID), answers: make(chan []*core.Task), notify: make(chan struct{})}
+		q := newStepQueue()
 		d := newClaimDispatcher(q, newMetrics(prometheus.NewRegistry()), time.Hour, slog.New(slog.DiscardHandler))
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan struct{})
-		go func() { defer close(done); d.run(ctx) }()
+		startDispatcher(t, d)
 		got := make(chan []*core.Task, 1)
 		go func() {
-			tasks, _ := d.wait(t.Context(), uuid.New(), "default", 1, time.Second, nil, nil)
+			tasks, _ := d.claim(t.Context(), uuid.New(), 1, time.Second, nil)
 			got <- tasks
 		}()
-		synctest.Wait()
-		d.wake()
 		<-q.calls
 		time.Sleep(2 * time.Second)
 		task := &core.Task{ID: uuid.New()}
-		q.answers <- []*core.Task{task}
+		q.answers <- [][]*core.Task{{task}}
 		if tasks := <-got; len(tasks) != 1 || tasks[0].ID != task.ID {
 			t.Fatalf("late claimer got %v", tasks)
 		}
-		cancel()
-		<-done
+	})
+}
+
+// N parked claimers are served by ONE ClaimMany call when work appears, in
+// arrival order; a claim that arrives while that call runs goes into the
+// next pass, alone (parked claimers are not re-asked on its account).
+func TestDispatcherServesParkedClaimersInOneCall(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n = 5
+		q := newStepQueue()
+		m := newMetrics(prometheus.NewRegistry())
+		d := newClaimDispatcher(q, m, time.Hour, slog.New(slog.DiscardHandler))
+		startDispatcher(t, d)
+
+		type result struct {
+			worker uuid.UUID
+			tasks  []*core.Task
+		}
+		got := make(chan result, n+1)
+		var workers []uuid.UUID
+		for range n {
+			w := uuid.New()
+			workers = append(workers, w)
+			go func() {
+				tasks, err := d.claim(t.Context(), w, 1, time.Minute, nil)
+				if err != nil {
+					t.Errorf("claim: %v", err)
+				}
+				got <- result{w, tasks}
+			}()
+			// Each first attempt finds nothing, so the claimer parks.
+			ids := <-q.calls
+			if len(ids) != 1 || ids[0] != w {
+				t.Fatalf("first attempt for %v, want [%s]", ids, w)
+			}
+			q.answers <- [][]*core.Task{{}}
+			synctest.Wait()
+		}
+		if g := testutil.ToFloat64(m.claimWaiters); g != n {
+			t.Fatalf("claim_waiters = %v, want %d", g, n)
+		}
+
+		// Work appears: one call serves every parked claimer.
+		q.fire()
+		ids := <-q.calls
+		if !slices.Equal(ids, workers) {
+			t.Fatalf("ClaimMany for %v, want all %d parked claimers in arrival order %v", ids, n, workers)
+		}
+		// A claim arriving during the call waits for the next pass.
+		late := uuid.New()
+		go func() {
+			tasks, _ := d.claim(t.Context(), late, 1, 0, nil)
+			got <- result{late, tasks}
+		}()
+		synctest.Wait()
+		answers := make([][]*core.Task, n)
+		want := map[uuid.UUID]uuid.UUID{}
+		for i, w := range workers {
+			task := &core.Task{ID: uuid.New()}
+			answers[i] = []*core.Task{task}
+			want[w] = task.ID
+		}
+		q.answers <- answers
+		if ids := <-q.calls; len(ids) != 1 || ids[0] != late {
+			t.Fatalf("next pass claimed for %v, want only the late claimer %s", ids, late)
+		}
+		q.answers <- [][]*core.Task{{}}
+		for range n + 1 {
+			r := <-got
+			if r.worker == late {
+				if len(r.tasks) != 0 {
+					t.Fatalf("late claimer got %v, want nothing", r.tasks)
+				}
+				continue
+			}
+			if len(r.tasks) != 1 || r.tasks[0].ID != want[r.worker] {
+				t.Fatalf("worker %s got %v, want task %s", r.worker, r.tasks, want[r.worker])
+			}
+		}
+		if g := testutil.ToFloat64(m.claimWaiters); g != 0 {
+			t.Fatalf("claim_waiters = %v, want 0", g)
+		}
 	})
 }

@@ -37,6 +37,7 @@ type Queue interface {
 	Register(ctx context.Context, workerID uuid.UUID, info queue.RegisterInfo) (*core.Worker, error)
 	Heartbeat(ctx context.Context, workerID uuid.UUID, hb queue.HeartbeatInfo) (queue.HeartbeatReply, error)
 	Claim(ctx context.Context, workerID uuid.UUID, max int) ([]*core.Task, error)
+	ClaimMany(ctx context.Context, reqs []queue.ClaimRequest) ([][]*core.Task, error)
 	Complete(ctx context.Context, workerID uuid.UUID, lease core.Lease, result json.RawMessage) error
 	CompleteMany(ctx context.Context, workerID uuid.UUID, items []store.TaskCompletion) ([]core.Lease, error)
 	Fail(ctx context.Context, workerID uuid.UUID, lease core.Lease, msg string, retryable bool) (*core.Task, error)

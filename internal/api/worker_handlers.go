@@ -208,7 +208,7 @@ func DecodeClaim(body []byte) (*wire.ClaimRequest, error) {
 }
 
 func (s *Server) handleTaskClaim(w http.ResponseWriter, r *http.Request) {
-	id, wi, ok := s.workerRequest(w, r)
+	id, _, ok := s.workerRequest(w, r)
 	if !ok {
 		return
 	}
@@ -227,12 +227,9 @@ func (s *Server) handleTaskClaim(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	ctx := r.Context()
-	notified := s.queue.Notify()
-	tasks, err := s.queue.Claim(ctx, id, req.Max)
-	if err == nil && len(tasks) == 0 && wait > 0 {
-		tasks, err = s.claims.wait(ctx, id, wi.pool, req.Max, wait, notified, s.stopping)
-	}
+	// Every claim goes through the dispatcher, which serves all the claims
+	// that arrive together with one store transaction.
+	tasks, err := s.claims.claim(r.Context(), id, req.Max, wait, s.stopping)
 	if err != nil {
 		s.writeError(w, r, fmt.Errorf("claim for worker %s: %w", id, err))
 		return

@@ -157,6 +157,9 @@ func RunTick(ctx context.Context, st store.Store, cfg TickConfig) (*TickResult, 
 			return nil, fmt.Errorf("bench tick: insert worker: %w", err)
 		}
 	}
+	if err := vacuumAnalyze(ctx, st, progress); err != nil {
+		return nil, err
+	}
 	progress("claiming one task for each of %d busy workers…", cfg.Busy)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
@@ -173,6 +176,9 @@ func RunTick(ctx context.Context, st store.Store, cfg TickConfig) (*TickResult, 
 		})
 	}
 	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	if err := vacuumAnalyze(ctx, st, progress); err != nil {
 		return nil, err
 	}
 	res.Load = cfg.Now().Sub(start)
@@ -348,4 +354,25 @@ func (c *tickCountingStore) BreakerPut(ctx context.Context, b *core.BreakerState
 func (c *tickCountingStore) EventInsertMany(ctx context.Context, evs []*core.Event) error {
 	c.calls.Add(1)
 	return c.Store.EventInsertMany(ctx, evs)
+}
+
+// vacuumAnalyzer is implemented by stores that want VACUUM ANALYZE after a
+// bulk load (PostgreSQL): without statistics the planner may sort the
+// whole queue for every claim, and without a visibility map the demand
+// counts read the heap.
+type vacuumAnalyzer interface {
+	VacuumAnalyze(ctx context.Context) error
+}
+
+// vacuumAnalyze runs VacuumAnalyze when the store has it.
+func vacuumAnalyze(ctx context.Context, st store.Store, progress func(string, ...any)) error {
+	va, ok := st.(vacuumAnalyzer)
+	if !ok {
+		return nil
+	}
+	progress("VACUUM ANALYZE…")
+	if err := va.VacuumAnalyze(ctx); err != nil {
+		return fmt.Errorf("bench tick: %w", err)
+	}
+	return nil
 }

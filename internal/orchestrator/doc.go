@@ -11,7 +11,9 @@
 //  1. Observe in a constant number of queries, whatever the fleet size:
 //     WorkerList(LiveOnly), queue.Maintain (expired leases, attempt
 //     timeouts, queue TTL), TaskDemand, BreakerGetAll, plus one
-//     provider.List per provider.
+//     provider.List per provider. Demand is read with a cap (the largest
+//     pool max × concurrency, at least 1000), so the tick's cost does not
+//     grow with the backlog; a count at the cap is shown as "≥N".
 //  2. Reconcile, fail closed: when a provider's List errors, nothing that
 //     depends on it happens this tick (no orphan deletes, no vanished, no
 //     provisioning→booting, no adoption). Instances tagged with a worker id

@@ -117,12 +117,18 @@ func New(d Deps) (*Orchestrator, error) {
 	return o, nil
 }
 
+// minDemandCap is the smallest demand cap: below it counts are exact, so
+// explanations of small fleets show real numbers; counting this far costs
+// about a millisecond.
+const minDemandCap = 1000
+
 // demandCap is the cap the tick reads demand with: the largest
-// max × concurrency of the configured pools. Demand beyond a pool's
-// max × concurrency cannot change its decision (desired is clamped to max),
-// so counting further would only make the tick grow with the backlog.
+// max × concurrency of the configured pools, at least minDemandCap. Demand
+// beyond a pool's max × concurrency cannot change its decision (desired is
+// clamped to max), so counting further would only make the tick grow with
+// the backlog.
 func (o *Orchestrator) demandCap() int {
-	c := 1
+	c := minDemandCap
 	for name, pc := range o.cfg.Pools {
 		ps := settingsOf(name, pc)
 		c = max(c, ps.max*ps.concurrency)
@@ -324,7 +330,7 @@ func (o *Orchestrator) observe(ctx context.Context, t *tick) error {
 		// before maintenance requeues expired ones, which tells a worker
 		// that died holding a task (not a start failure) from one that
 		// never worked.
-		ws, err := o.st.WorkerList(gctx, &store.WorkerListParams{LiveOnly: true})
+		ws, err := o.st.WorkerList(gctx, &store.WorkerListParams{LiveOnly: true, Brief: true})
 		if err != nil {
 			return fmt.Errorf("tick: list workers: %w", err)
 		}

@@ -37,6 +37,12 @@ func TestDecide(t *testing.T) {
 		{name: "idle buffer adds", in: with(func(in *PoolInput) { in.Claimable, in.IdleBuffer = 1, 1 }), desired: 2, spawn: 2},
 		{name: "owner-blocked tasks are not demand (I14)", in: with(func(in *PoolInput) { in.Queued, in.OwnerBlocked, in.Running, in.Ready = 44, 39, 5, 5 }),
 			desired: 5, spawn: 0, blockedHas: "39 queued tasks are held back"},
+		{name: "capped demand is labelled as a lower bound", in: with(func(in *PoolInput) { in.Claimable, in.Running, in.DemandCap, in.MaxSpawnPerTick = 1000, 3, 1000, 0 }),
+			desired: 10, spawn: 10, reasonHas: "demand ≥1003 slots (≥1000 claimable + 3 running)"},
+		{name: "capped owner-blocked count is labelled", in: with(func(in *PoolInput) { in.OwnerBlocked, in.DemandCap = 1000, 1000 }),
+			desired: 0, spawn: 0, blockedHas: "≥1000 queued tasks are held back"},
+		{name: "below the cap counts are exact", in: with(func(in *PoolInput) { in.Claimable, in.DemandCap = 7, 1000 }),
+			desired: 7, spawn: 4, reasonHas: "demand 7 slots (7 claimable + 0 running)"},
 		{name: "spend cap reached blocks", in: with(func(in *PoolInput) { in.Claimable, in.MaxHourlySpend, in.HourlySpend = 2, 1.0, 1.2 }),
 			desired: 2, spawn: 0, blockedHas: "max_hourly_spend $1.00"},
 		{name: "spend cap leaves room for one", in: with(func(in *PoolInput) {

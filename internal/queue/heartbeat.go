@@ -158,6 +158,9 @@ func (s *Service) commitHeartbeats(ctx context.Context, batch []*hbRequest) {
 		leases []store.WorkerLease
 		beats  []store.WorkerHeartbeatParams
 		seen   = map[uuid.UUID]int{}
+		// An agent beating several times in one window presents the same
+		// leases each time: renew each once.
+		seenLease = map[store.WorkerLease]bool{}
 	)
 	for _, r := range batch {
 		st, ok := states[r.workerID]
@@ -169,7 +172,11 @@ func (s *Service) commitHeartbeats(ctx context.Context, batch []*hbRequest) {
 		default:
 			live = append(live, r)
 			for _, l := range r.info.Leases {
-				leases = append(leases, store.WorkerLease{WorkerID: r.workerID, Lease: l})
+				wl := store.WorkerLease{WorkerID: r.workerID, Lease: l}
+				if !seenLease[wl] {
+					seenLease[wl] = true
+					leases = append(leases, wl)
+				}
 			}
 			// One heartbeat row write per worker even if it beat twice in
 			// the window; the latest metrics win.
@@ -186,19 +193,26 @@ func (s *Service) commitHeartbeats(ctx context.Context, batch []*hbRequest) {
 	if len(live) == 0 {
 		return
 	}
+	// The lease renewal (tasks) and the heartbeat rows (workers) touch
+	// different tables: run them side by side, two round trips in the time
+	// of one.
+	beatErr := make(chan error, 1)
+	go func() { beatErr <- s.st.WorkerHeartbeatMany(ctx, beats) }()
 	lostSet := map[core.Lease]bool{}
+	var renewErr error
 	if len(leases) > 0 {
 		lost, err := s.st.TaskLeaseRenew(ctx, &store.TaskLeaseRenewParams{Now: now, Until: now.Add(s.cfg.LeaseDuration), Leases: leases})
-		if err != nil {
-			fail(live, fmt.Errorf("heartbeat: renew %d leases: %w", len(leases), err))
-			return
-		}
+		renewErr = err
 		for _, l := range lost {
 			lostSet[l] = true
 		}
 	}
-	if err := s.st.WorkerHeartbeatMany(ctx, beats); err != nil {
+	if err := <-beatErr; err != nil {
 		fail(live, fmt.Errorf("heartbeat: record %d heartbeats: %w", len(beats), err))
+		return
+	}
+	if renewErr != nil {
+		fail(live, fmt.Errorf("heartbeat: renew %d leases: %w", len(leases), renewErr))
 		return
 	}
 	for _, r := range live {

@@ -111,6 +111,11 @@ type MaintainReport struct {
 // Heartbeats: with Start running, heartbeats are group-committed: every
 // HeartbeatFlush (or at once when 512 are pending) one worker-state read,
 // one TaskLeaseRenew and one WorkerHeartbeatMany serve every waiting agent.
+//
+// Completions are group-committed without a window: Complete and
+// CompleteMany calls that arrive while a commit runs are committed together
+// by the next one (one TaskCompleteBatch). ClaimMany runs every claim in one
+// TaskClaimBatch.
 type Service struct {
 	st     store.Store
 	clock  core.Clock

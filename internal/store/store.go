@@ -320,6 +320,11 @@ type WorkerListParams struct {
 	// still apply); unknown ids are simply absent from the result.
 	IDs   []uuid.UUID
 	Limit int // 0 = no limit
+	// Brief may leave the fields the control loop does not read at their
+	// zero value: TokenHash, AgentVersion, GPUs, Metrics, TasksFailed,
+	// GPUType and Region (a backend may still fill them). The orchestrator
+	// lists the whole fleet every tick; decoding less makes that cheaper.
+	Brief bool
 }
 
 // WorkerUpdateParams is a partial update of one worker; nil fields are left

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/droverhq/drover/internal/core"
 	"github.com/droverhq/drover/internal/store"
@@ -61,9 +62,10 @@ func (s *Store) TaskClaim(ctx context.Context, params *store.TaskClaimParams) ([
 }
 
 // TaskClaimBatch runs several claims in one transaction; see store.Store.
-// Each item runs the statements of TaskClaim inside the shared
-// transaction: later items see the tasks earlier ones were granted (so the
-// owner limit counts them) and never pick them again.
+// Claims without an owner limit run as one statement per pool (claimGroup);
+// owner-limited claims run the statements of TaskClaim inside the shared
+// transaction, so they see the tasks earlier items were granted (the owner
+// limit counts them) and never pick them again.
 func (s *Store) TaskClaimBatch(ctx context.Context, params []*store.TaskClaimParams) ([][]*core.Task, error) {
 	for i, p := range params {
 		if p.Max < 1 || p.Max > MaxClaim {
@@ -77,28 +79,57 @@ func (s *Store) TaskClaimBatch(ctx context.Context, params []*store.TaskClaimPar
 	if len(params) == 0 {
 		return out, nil
 	}
+	// Claims without an owner limit that share pool, time and lease run
+	// as one statement per group (one round trip for any number of
+	// workers); owner-limited claims run one by one, in input order.
+	type groupKey struct {
+		pool  string
+		now   time.Time
+		lease time.Duration
+	}
+	var (
+		order  []groupKey
+		groups = map[groupKey][]int{}
+	)
+	for i, p := range params {
+		if p.OwnerLimit > 0 {
+			continue
+		}
+		k := groupKey{p.Pool, p.Now, p.LeaseDuration}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], i)
+	}
+	single := len(order) == 1 && len(groups[order[0]]) == len(params)
 	err := retryDeadlock(ctx, func() error {
+		if single {
+			// One statement is its own transaction: no BEGIN and COMMIT
+			// round trips.
+			clear(out)
+			if err := claimGroup(ctx, s.pool, params, groups[order[0]], out); err != nil {
+				return fmt.Errorf("claim in pool %q: %w", order[0].pool, err)
+			}
+			return nil
+		}
 		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			clear(out)
+			for _, k := range order {
+				if err := claimGroup(ctx, tx, params, groups[k], out); err != nil {
+					return fmt.Errorf("claim in pool %q: %w", k.pool, err)
+				}
+			}
 			for i, p := range params {
-				var (
-					ts  []*core.Task
-					err error
-				)
-				if p.OwnerLimit > 0 {
-					ts, err = s.claimOwnerLimited(ctx, tx, p)
-					if errors.Is(err, core.ErrNotFound) {
-						ts, err = nil, nil
-					}
-				} else {
-					ts, err = s.claimUnlimited(ctx, tx, p, false)
+				if p.OwnerLimit == 0 {
+					continue
+				}
+				ts, err := s.claimOwnerLimited(ctx, tx, p)
+				if errors.Is(err, core.ErrNotFound) {
+					ts, err = nil, nil
 				}
 				if err != nil {
 					return fmt.Errorf("claim for worker %s: %w", p.WorkerID, err)
 				}
-				if ts == nil {
-					ts = []*core.Task{}
-				}
-				slices.SortFunc(ts, claimOrder)
 				out[i] = ts
 			}
 			return nil
@@ -107,8 +138,82 @@ func (s *Store) TaskClaimBatch(ctx context.Context, params []*store.TaskClaimPar
 	if err != nil {
 		return nil, fmt.Errorf("claim tasks for %d claims: %w", len(params), err)
 	}
+	for i := range out {
+		if out[i] == nil {
+			out[i] = []*core.Task{}
+		}
+		slices.SortFunc(out[i], claimOrder)
+	}
 	return out, nil
 }
+
+// claimGroup claims, in one statement, for the items idx of params (same
+// pool, Now and LeaseDuration, no owner limit): the workers that may claim
+// (rows locked FOR SHARE, state booting or ready) get slots in item order,
+// the claimable tasks are locked in claim order (SKIP LOCKED) and the n-th
+// task goes to the n-th slot, which is what running the claims one after
+// the other would grant. Results go to out[i].
+func claimGroup(ctx context.Context, tx querier, params []*store.TaskClaimParams, idx []int, out [][]*core.Task) error {
+	p0 := params[idx[0]]
+	workers := make([]string, len(idx))
+	maxes := make([]int32, len(idx))
+	ords := make([]int32, len(idx))
+	for j, i := range idx {
+		workers[j] = params[i].WorkerID.String()
+		maxes[j] = int32(params[i].Max)
+		ords[j] = int32(i)
+	}
+	rows, err := tx.Query(ctx, `WITH req AS (
+			SELECT * FROM unnest(@workers::uuid[], @maxes::int[], @ords::int[]) AS r(worker, max, ord)
+		), ok AS (
+			SELECT req.worker, req.max, req.ord FROM req JOIN workers w ON w.id = req.worker
+			WHERE w.state IN ('booting', 'ready')
+			FOR SHARE OF w
+		), slots AS (
+			SELECT ok.worker, ok.ord, row_number() OVER (ORDER BY ok.ord, k) AS rn
+			FROM ok, generate_series(1, ok.max) AS k
+		), picked AS (
+			SELECT c.id, row_number() OVER (ORDER BY c.priority DESC, c.created_at, c.id) AS rn FROM (
+				SELECT id, priority, created_at FROM tasks
+				WHERE state = 'queued' AND pool = @pool AND run_after <= @now AND deps_pending = 0
+				ORDER BY priority DESC, created_at, id
+				LIMIT (SELECT count(*) FROM slots)
+				FOR UPDATE SKIP LOCKED
+			) c
+		), grant_ AS (
+			SELECT p.id, s.worker, s.ord FROM picked p JOIN slots s ON s.rn = p.rn
+		)
+		UPDATE tasks t SET state = 'running', attempt = t.attempt + 1, worker_id = g.worker,
+			lease_token = gen_random_uuid(), lease_expires_at = @expires, started_at = @now,
+			updated_at = @now, progress = NULL, progress_msg = ''
+		FROM grant_ g
+		WHERE t.id = g.id AND t.id = ANY(ARRAY(SELECT id FROM grant_))
+		RETURNING `+taskColsT+`, g.ord`, pgx.NamedArgs{
+		"workers": workers, "maxes": maxes, "ords": ords, "pool": p0.Pool, "now": p0.Now,
+		"expires": p0.Now.Add(p0.LeaseDuration),
+	})
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var ord int32
+		t, err := scanTask(ordRow{rows, &ord})
+		if err != nil {
+			return err
+		}
+		out[ord] = append(out[ord], t)
+	}
+	return rows.Err()
+}
+
+// ordRow scans a task row followed by one extra column into ord.
+type ordRow struct {
+	rows pgx.Rows
+	ord  *int32
+}
+
+func (r ordRow) Scan(dest ...any) error { return r.rows.Scan(append(dest, r.ord)...) }
 
 // claimOrder is the claim order: priority descending, then created_at, then
 // id (byte order, which is also the order of the canonical string).

@@ -30,6 +30,13 @@ func (s *Store) TaskDemand(ctx context.Context, params *store.TaskDemandParams) 
 	return out, nil
 }
 
+// demandOrder is the key order of the tasks_demand index. Every queued-side
+// lookup orders by it: sessions use generic plans, and a generic plan of a
+// LIMITed count may otherwise pick a sequential scan, which reads the whole
+// table for a small pool. Ordered like the index, the index scan is the
+// plan that needs no sort, whatever the statistics.
+const demandOrder = `pool, owner, deps_pending, run_after`
+
 // demandSource implements store.DemandSource in one read-only transaction.
 type demandSource struct{ tx pgx.Tx }
 
@@ -43,7 +50,7 @@ func pgLimit(n int) any {
 
 func (d demandSource) RunningByPoolOwner(ctx context.Context) (map[store.PoolOwner]int, error) {
 	rows, err := d.tx.Query(ctx, `SELECT pool, owner, count(*)::int FROM tasks
-		WHERE state = 'running' GROUP BY owner, pool`)
+		WHERE state = 'running' GROUP BY owner, pool ORDER BY owner, pool`)
 	if err != nil {
 		return nil, fmt.Errorf("count running: %w", err)
 	}
@@ -77,19 +84,20 @@ func (d demandSource) next(ctx context.Context, what, q string, args ...any) (st
 
 func (d demandSource) NextQueuedPool(ctx context.Context, after string, first bool) (string, bool, error) {
 	if first {
-		return d.next(ctx, "pool", `SELECT pool FROM tasks WHERE state = 'queued' ORDER BY pool LIMIT 1`)
+		return d.next(ctx, "pool", `SELECT pool FROM tasks WHERE state = 'queued'
+			ORDER BY `+demandOrder+` LIMIT 1`)
 	}
 	return d.next(ctx, "pool", `SELECT pool FROM tasks WHERE state = 'queued' AND pool > $1
-		ORDER BY pool LIMIT 1`, after)
+		ORDER BY `+demandOrder+` LIMIT 1`, after)
 }
 
 func (d demandSource) NextQueuedOwner(ctx context.Context, pool, after string, first bool) (string, bool, error) {
 	if first {
 		return d.next(ctx, "owner", `SELECT owner FROM tasks WHERE state = 'queued' AND pool = $1
-			ORDER BY owner LIMIT 1`, pool)
+			ORDER BY `+demandOrder+` LIMIT 1`, pool)
 	}
 	return d.next(ctx, "owner", `SELECT owner FROM tasks WHERE state = 'queued' AND pool = $1 AND owner > $2
-		ORDER BY owner LIMIT 1`, pool, after)
+		ORDER BY `+demandOrder+` LIMIT 1`, pool, after)
 }
 
 func (d demandSource) count(ctx context.Context, what, q string, args ...any) (int, error) {
@@ -102,16 +110,18 @@ func (d demandSource) count(ctx context.Context, what, q string, args ...any) (i
 
 func (d demandSource) CountQueued(ctx context.Context, pool string, limit int) (int, error) {
 	return d.count(ctx, "queued", `SELECT count(*)::int FROM (SELECT 1 FROM tasks
-		WHERE state = 'queued' AND pool = $1 LIMIT $2) q`, pool, pgLimit(limit))
+		WHERE state = 'queued' AND pool = $1 ORDER BY `+demandOrder+` LIMIT $2) q`, pool, pgLimit(limit))
 }
 
 func (d demandSource) CountReady(ctx context.Context, pool string, owner *string, now time.Time, limit int) (int, error) {
 	if owner == nil {
 		return d.count(ctx, "ready", `SELECT count(*)::int FROM (SELECT 1 FROM tasks
-			WHERE state = 'queued' AND pool = $1 AND deps_pending = 0 AND run_after <= $2 LIMIT $3) q`,
+			WHERE state = 'queued' AND pool = $1 AND deps_pending = 0 AND run_after <= $2
+			ORDER BY `+demandOrder+` LIMIT $3) q`,
 			pool, now, pgLimit(limit))
 	}
 	return d.count(ctx, "ready", `SELECT count(*)::int FROM (SELECT 1 FROM tasks
-		WHERE state = 'queued' AND pool = $1 AND owner = $2 AND deps_pending = 0 AND run_after <= $3 LIMIT $4) q`,
+		WHERE state = 'queued' AND pool = $1 AND owner = $2 AND deps_pending = 0 AND run_after <= $3
+		ORDER BY `+demandOrder+` LIMIT $4) q`,
 		pool, *owner, now, pgLimit(limit))
 }

@@ -118,7 +118,11 @@ func (s *Store) WorkerList(ctx context.Context, params *store.WorkerListParams) 
 		where = append(where, "w.id = ANY("+ids+")")
 		runningFilter = " AND worker_id = ANY(" + ids + ")"
 	}
-	q := `SELECT ` + workerColsW + `, COALESCE(r.n, 0) FROM workers w
+	cols, scan := workerColsW, scanWorker
+	if params.Brief {
+		cols, scan = workerBriefColsW, scanWorkerBrief
+	}
+	q := `SELECT ` + cols + `, COALESCE(r.n, 0) FROM workers w
 		LEFT JOIN (SELECT worker_id, count(*)::int AS n FROM tasks WHERE state = 'running'` + runningFilter + ` GROUP BY worker_id) r
 		  ON r.worker_id = w.id`
 	if len(where) > 0 {
@@ -136,7 +140,7 @@ func (s *Store) WorkerList(ctx context.Context, params *store.WorkerListParams) 
 	var out []*core.Worker
 	for rows.Next() {
 		var running int
-		w, err := scanWorker(rows, &running)
+		w, err := scan(rows, &running)
 		if err != nil {
 			return nil, fmt.Errorf("list workers: %w", err)
 		}

@@ -26,7 +26,7 @@ func (s *Store) TaskClaim(ctx context.Context, params *store.TaskClaimParams) ([
 	var out []*core.Task
 	err := s.inTx(ctx, "claim tasks", func(tx *sql.Tx) error {
 		var err error
-		out, err = s.claimTx(ctx, tx, params)
+		out, _, err = s.claimTx(ctx, tx, params)
 		return err
 	})
 	if err != nil {
@@ -46,13 +46,30 @@ func (s *Store) TaskClaimBatch(ctx context.Context, params []*store.TaskClaimPar
 	if len(params) == 0 {
 		return out, nil
 	}
+	// A claim without owner limit that got fewer than Max tasks emptied its
+	// pool (at its Now): later items of that pool and time would find
+	// nothing in this same transaction, so they are not queried. This keeps
+	// a batch of many idle claimers as cheap as one claim.
+	type poolAt struct {
+		pool string
+		now  time.Time
+	}
 	err := s.inTx(ctx, "claim tasks", func(tx *sql.Tx) error {
+		exhausted := map[poolAt]bool{}
 		for i, p := range params {
-			ts, err := s.claimTx(ctx, tx, p)
+			key := poolAt{p.Pool, p.Now}
+			if p.OwnerLimit == 0 && exhausted[key] {
+				out[i] = []*core.Task{}
+				continue
+			}
+			ts, eligible, err := s.claimTx(ctx, tx, p)
 			if err != nil {
 				return fmt.Errorf("claim batch item %d: %w", i, err)
 			}
 			out[i] = ts
+			if p.OwnerLimit == 0 && eligible && len(ts) < p.Max {
+				exhausted[key] = true
+			}
 		}
 		return nil
 	})
@@ -76,13 +93,14 @@ func checkClaim(params *store.TaskClaimParams) error {
 	return nil
 }
 
-// claimTx is one claim inside tx, its result in claim order. Within one
-// transaction it sees the tasks granted by earlier claims of the same
-// transaction, so owner limits hold across a batch.
-func (s *Store) claimTx(ctx context.Context, tx *sql.Tx, params *store.TaskClaimParams) ([]*core.Task, error) {
+// claimTx is one claim inside tx, its result in claim order, and whether
+// the worker may claim at all (booting or ready). Within one transaction it
+// sees the tasks granted by earlier claims of the same transaction, so
+// owner limits hold across a batch.
+func (s *Store) claimTx(ctx context.Context, tx *sql.Tx, params *store.TaskClaimParams) ([]*core.Task, bool, error) {
 	rows, err := s.queryNamed(ctx, tx, "workerState", params.WorkerID.String())
 	if err != nil {
-		return nil, fmt.Errorf("claim tasks: worker state: %w", err)
+		return nil, false, fmt.Errorf("claim tasks: worker state: %w", err)
 	}
 	var state string
 	found := rows.Next()
@@ -91,10 +109,10 @@ func (s *Store) claimTx(ctx context.Context, tx *sql.Tx, params *store.TaskClaim
 	}
 	rows.Close()
 	if err != nil {
-		return nil, fmt.Errorf("claim tasks: worker state: %w", err)
+		return nil, false, fmt.Errorf("claim tasks: worker state: %w", err)
 	}
 	if !found || (state != string(core.WorkerBooting) && state != string(core.WorkerReady)) {
-		return []*core.Task{}, nil
+		return []*core.Task{}, false, nil
 	}
 	now := micros(params.Now)
 	lease := micros(params.Now.Add(params.LeaseDuration))
@@ -106,13 +124,13 @@ func (s *Store) claimTx(ctx context.Context, tx *sql.Tx, params *store.TaskClaim
 		out, err = s.claimOwnerLimited(ctx, tx, params, now, lease)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("claim tasks: %w", err)
+		return nil, false, fmt.Errorf("claim tasks: %w", err)
 	}
 	if out == nil {
 		out = []*core.Task{}
 	}
 	sortClaimOrder(out)
-	return out, nil
+	return out, true, nil
 }
 
 // claimOwnerLimited picks tasks in claim order while keeping every owner's

@@ -68,6 +68,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		rq.Add("_pragma", p)
 	}
 	rq.Add("_pragma", "query_only(1)")
+	// 64 MiB of page cache per reader (the default is 2 MiB): the tick
+	// reads the whole fleet and the running set every pass.
+	rq.Add("_pragma", "cache_size(-65536)")
 	rq.Set("_txlock", "deferred")
 	q.Set("_txlock", "immediate")
 	dsn := "file:" + path + "?" + q.Encode()

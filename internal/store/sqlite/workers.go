@@ -116,7 +116,9 @@ func (s *Store) WorkerList(ctx context.Context, params *store.WorkerListParams) 
 	var where []string
 	var args []any
 	if len(params.States) > 0 {
-		where = append(where, "w.state IN ("+placeholders(len(params.States))+")")
+		// Unary + keeps SQLite on workers_created (the ORDER BY) instead
+		// of sorting the rows an index on state returns.
+		where = append(where, "+w.state IN ("+placeholders(len(params.States))+")")
 		for _, st := range params.States {
 			args = append(args, string(st))
 		}
@@ -126,8 +128,11 @@ func (s *Store) WorkerList(ctx context.Context, params *store.WorkerListParams) 
 		args = append(args, params.Pool)
 	}
 	if params.LiveOnly {
-		where = append(where, `(w.state IN ('requested', 'provisioning', 'booting', 'ready', 'draining', 'terminating')
-			OR (w.state = 'failed' AND w.terminated_at IS NULL))`)
+		where = append(where, `(+w.state IN ('requested', 'provisioning', 'booting', 'ready', 'draining', 'terminating')
+			OR (+w.state = 'failed' AND w.terminated_at IS NULL))`)
+	}
+	if len(params.IDs) == 0 && params.Limit <= 0 {
+		return s.workerListAll(ctx, where, args, params.Brief)
 	}
 	running := `SELECT worker_id, count(*) AS n FROM tasks WHERE state = 'running' GROUP BY worker_id`
 	if len(params.IDs) > 0 {
@@ -140,6 +145,11 @@ func (s *Store) WorkerList(ctx context.Context, params *store.WorkerListParams) 
 	}
 	q := `SELECT ` + workerCols + `, coalesce(r.n, 0) FROM workers w
 		LEFT JOIN (` + running + `) r ON r.worker_id = w.id`
+	if len(params.IDs) == 0 {
+		// The first Limit rows in workers_created order, no sort; each
+		// lease count is one seek in tasks_running_worker.
+		q = `SELECT ` + workerCols + `, ` + runningSQL + ` FROM workers w`
+	}
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}

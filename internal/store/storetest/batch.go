@@ -16,6 +16,7 @@ func batchCases() []suiteCase {
 		{"TaskClaimBatchOwnerLimitAcrossItems", testTaskClaimBatchOwnerLimitAcrossItems},
 		{"TaskClaimBatchWorkerNotReady", testTaskClaimBatchWorkerNotReady},
 		{"TaskClaimBatchInvalidItem", testTaskClaimBatchInvalidItem},
+		{"TaskClaimBatchPools", testTaskClaimBatchPools},
 		{"TaskCompleteBatchLostPerItem", testTaskCompleteBatchLostPerItem},
 		{"WorkerListByIDs", testWorkerListByIDs},
 	}
@@ -224,4 +225,30 @@ func testWorkerListByIDs(t *testing.T, s store.Store) {
 	noErr(t, "WorkerList live", err)
 	eq(t, "live listed", len(live), 1)
 	eq(t, "live worker", live[0].ID, a.ID)
+}
+
+// A batch may mix pools: each item claims from its worker's pool only, and
+// an item that empties one pool does not stop later items of another.
+func testTaskClaimBatchPools(t *testing.T, s store.Store) {
+	a1 := InsertWorker(t, s, "a", core.WorkerReady)
+	b1 := InsertWorker(t, s, "b", core.WorkerReady)
+	a2 := InsertWorker(t, s, "a", core.WorkerReady)
+	b2 := InsertWorker(t, s, "b", core.WorkerReady)
+	InsertN(t, s, 1, Pool("a"))
+	InsertN(t, s, 3, Pool("b"))
+	now := At(time.Minute)
+	got, err := s.TaskClaimBatch(t.Context(), []*store.TaskClaimParams{
+		claimParams(a1, now, 2, 0), claimParams(b1, now, 1, 0), claimParams(a2, now, 1, 0), claimParams(b2, now, 5, 0),
+	})
+	noErr(t, "TaskClaimBatch", err)
+	eq(t, "a1 claimed", len(got[0]), 1)
+	eq(t, "b1 claimed", len(got[1]), 1)
+	eq(t, "a2 claimed", len(got[2]), 0)
+	eq(t, "b2 claimed", len(got[3]), 2)
+	for i, want := range []string{"a", "b", "", "b"} {
+		for _, task := range got[i] {
+			eq(t, "pool", task.Pool, want)
+		}
+	}
+	eq(t, "queued left", countState(t, s, core.TaskQueued), 0)
 }

@@ -27,6 +27,7 @@ func claimCases() []suiteCase {
 		{"TaskConcurrentLifecycleCompletesOnce", testTaskConcurrentLifecycleCompletesOnce},
 		{"TaskDemand", testTaskDemand},
 		{"TaskDemandOwnerLimitBlocked", testTaskDemandOwnerLimitBlocked},
+		{"TaskDemandCap", testTaskDemandCap},
 	}
 }
 

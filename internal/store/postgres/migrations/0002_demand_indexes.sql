@@ -12,3 +12,5 @@ CREATE INDEX tasks_demand ON tasks (pool, owner, deps_pending, run_after)
 CREATE INDEX tasks_running_owner_pool ON tasks (owner, pool)
     WHERE state = 'running';
 DROP INDEX tasks_running_owner;
+-- WorkerList returns workers oldest first: read them in that order.
+CREATE INDEX workers_created ON workers (created_at, id);

@@ -12,3 +12,10 @@ CREATE INDEX tasks_demand ON tasks (pool, owner, deps_pending, run_after)
 CREATE INDEX tasks_running_owner_pool ON tasks (owner, pool)
     WHERE state = 'running';
 DROP INDEX tasks_running_owner;
+-- WorkerList returns workers oldest first: read them in that order instead
+-- of sorting 10,000 rows (which spills to a temporary file) every tick.
+CREATE INDEX workers_created ON workers (created_at, id);
+-- TaskTimeoutRunning runs every tick: find the attempts past their deadline
+-- by a range of this expression index instead of reading every running row.
+CREATE INDEX tasks_running_deadline ON tasks (started_at + timeout_ms * 1000)
+    WHERE state = 'running';
