@@ -7,9 +7,52 @@ import (
 	"runtime/pprof"
 
 	"github.com/droverhq/drover/internal/bench"
+	"github.com/droverhq/drover/internal/store"
 	"github.com/droverhq/drover/internal/store/dbopen"
 	"github.com/spf13/cobra"
 )
+
+// openBenchStore opens (and migrates) the benchmark's store: url, or a fresh
+// SQLite file in a temporary directory when url is empty. It starts a CPU
+// profile when --cpuprofile is set, prints the (redacted) database, and
+// returns a function that stops the profile and closes everything.
+func openBenchStore(cmd *cobra.Command, name, url string) (store.Store, func(), error) {
+	var cleanup []func()
+	done := func() {
+		for i := len(cleanup) - 1; i >= 0; i-- {
+			cleanup[i]()
+		}
+	}
+	if url == "" {
+		dir, err := os.MkdirTemp("", "drover-bench-"+name+"-")
+		if err != nil {
+			return nil, nil, fmt.Errorf("bench %s: temp dir: %w", name, err)
+		}
+		cleanup = append(cleanup, func() { _ = os.RemoveAll(dir) })
+		url = "sqlite://" + filepath.Join(dir, "bench.db")
+	}
+	if f := cmd.Flags().Lookup("cpuprofile"); f != nil && f.Value.String() != "" {
+		pf, err := os.Create(f.Value.String())
+		if err != nil {
+			done()
+			return nil, nil, fmt.Errorf("bench %s: cpu profile: %w", name, err)
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			_ = pf.Close()
+			done()
+			return nil, nil, fmt.Errorf("bench %s: cpu profile: %w", name, err)
+		}
+		cleanup = append(cleanup, func() { pprof.StopCPUProfile(); _ = pf.Close() })
+	}
+	st, err := dbopen.Open(cmd.Context(), url, true)
+	if err != nil {
+		done()
+		return nil, nil, err
+	}
+	cleanup = append(cleanup, func() { _ = st.Close() })
+	fmt.Fprintf(cmd.OutOrStdout(), "database: %s\n", dbopen.Redact(url))
+	return st, done, nil
+}
 
 // benchCmd is the parent of the benchmarks (`drover bench queue`, and the
 // ones other files of this package add with benchCmd.AddCommand).
@@ -45,31 +88,11 @@ other task is touched; the rows stay behind.`,
 				return fmt.Errorf("--%s must be at least 1 (got %d)", name, v)
 			}
 		}
-		if url == "" {
-			dir, err := os.MkdirTemp("", "drover-bench-")
-			if err != nil {
-				return fmt.Errorf("bench queue: temp dir: %w", err)
-			}
-			defer os.RemoveAll(dir)
-			url = "sqlite://" + filepath.Join(dir, "bench.db")
-		}
-		if path, _ := f.GetString("cpuprofile"); path != "" {
-			pf, err := os.Create(path)
-			if err != nil {
-				return fmt.Errorf("bench queue: cpu profile: %w", err)
-			}
-			defer pf.Close()
-			if err := pprof.StartCPUProfile(pf); err != nil {
-				return fmt.Errorf("bench queue: cpu profile: %w", err)
-			}
-			defer pprof.StopCPUProfile()
-		}
-		st, err := dbopen.Open(cmd.Context(), url, true)
+		st, done, err := openBenchStore(cmd, "queue", url)
 		if err != nil {
 			return err
 		}
-		defer st.Close()
-		fmt.Fprintf(cmd.OutOrStdout(), "database: %s\n", dbopen.Redact(url))
+		defer done()
 		res, err := bench.RunQueue(cmd.Context(), st, cfg)
 		if err != nil {
 			return err

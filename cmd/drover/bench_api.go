@@ -1,13 +1,7 @@
 package main
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
-	"runtime/pprof"
-
 	"github.com/droverhq/drover/internal/bench"
-	"github.com/droverhq/drover/internal/store/dbopen"
 	"github.com/spf13/cobra"
 )
 
@@ -40,31 +34,11 @@ pool bench-api-<random>, so no other task is touched (the rows stay).`,
 		cfg.Batch, _ = f.GetInt("batch")
 		cfg.HeartbeatFor, _ = f.GetDuration("heartbeat-for")
 		cfg.HeartbeatInFlight, _ = f.GetInt("heartbeat-inflight")
-		if url == "" {
-			dir, err := os.MkdirTemp("", "drover-bench-api-")
-			if err != nil {
-				return fmt.Errorf("bench api: temp dir: %w", err)
-			}
-			defer os.RemoveAll(dir)
-			url = "sqlite://" + filepath.Join(dir, "bench.db")
-		}
-		if prof, _ := f.GetString("cpuprofile"); prof != "" {
-			pf, err := os.Create(prof)
-			if err != nil {
-				return fmt.Errorf("bench api: cpu profile: %w", err)
-			}
-			defer pf.Close()
-			if err := pprof.StartCPUProfile(pf); err != nil {
-				return fmt.Errorf("bench api: cpu profile: %w", err)
-			}
-			defer pprof.StopCPUProfile()
-		}
-		st, err := dbopen.Open(cmd.Context(), url, true)
+		st, done, err := openBenchStore(cmd, "api", url)
 		if err != nil {
 			return err
 		}
-		defer st.Close()
-		fmt.Fprintf(cmd.OutOrStdout(), "database: %s\n", dbopen.Redact(url))
+		defer done()
 		res, err := bench.RunAPI(cmd.Context(), st, cfg)
 		if err != nil {
 			return err

@@ -2,11 +2,8 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/droverhq/drover/internal/bench"
-	"github.com/droverhq/drover/internal/store/dbopen"
 	"github.com/spf13/cobra"
 )
 
@@ -40,20 +37,11 @@ every worker row it sees): use a fresh database. The rows stay behind.`,
 		if cfg.Wakes < 0 {
 			return fmt.Errorf("--wakes must be 0 or more (got %d)", cfg.Wakes)
 		}
-		if url == "" {
-			dir, err := os.MkdirTemp("", "drover-bench-tick-")
-			if err != nil {
-				return fmt.Errorf("bench tick: temp dir: %w", err)
-			}
-			defer os.RemoveAll(dir)
-			url = "sqlite://" + filepath.Join(dir, "bench.db")
-		}
-		st, err := dbopen.Open(cmd.Context(), url, true)
+		st, done, err := openBenchStore(cmd, "tick", url)
 		if err != nil {
 			return err
 		}
-		defer st.Close()
-		fmt.Fprintf(cmd.OutOrStdout(), "database: %s\n", dbopen.Redact(url))
+		defer done()
 		cfg.Progress = cmd.ErrOrStderr()
 		res, err := bench.RunTick(cmd.Context(), st, cfg)
 		if err != nil {
