@@ -28,6 +28,7 @@ func claimCases() []suiteCase {
 		{"TaskDemand", testTaskDemand},
 		{"TaskDemandOwnerLimitBlocked", testTaskDemandOwnerLimitBlocked},
 		{"TaskDemandCap", testTaskDemandCap},
+		{"WorkerListBrief", testWorkerListBrief},
 	}
 }
 

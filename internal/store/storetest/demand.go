@@ -59,3 +59,33 @@ func testTaskDemandCap(t *testing.T, s store.Store) {
 	eq(t, "c limited, capped", d["c"], store.PoolDemand{Queued: 2, Claimable: 2, Running: 2})
 	eq(t, "pools", len(d), 3)
 }
+
+// testWorkerListBrief checks that a Brief WorkerList returns the same
+// workers, in the same order, with the fields the control loop reads.
+func testWorkerListBrief(t *testing.T, s store.Store) {
+	w1 := InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
+	InsertWorker(t, s, "other", core.WorkerBooting)
+	InsertN(t, s, 2)
+	eq(t, "claimed", len(Claim(t, s, w1, At(time.Hour), 2, 0)), 2)
+
+	full, err := s.WorkerList(t.Context(), &store.WorkerListParams{LiveOnly: true})
+	noErr(t, "WorkerList", err)
+	brief, err := s.WorkerList(t.Context(), &store.WorkerListParams{LiveOnly: true, Brief: true})
+	noErr(t, "WorkerList brief", err)
+	eq(t, "count", len(brief), len(full))
+	eq(t, "count", len(brief), 2)
+	for i := range full {
+		f, b := full[i], brief[i]
+		eq(t, "id", b.ID, f.ID)
+		eq(t, "pool", b.Pool, f.Pool)
+		eq(t, "provider", b.Provider, f.Provider)
+		eq(t, "placement", b.Placement, f.Placement)
+		eq(t, "instance", b.InstanceID, f.InstanceID)
+		eq(t, "state", b.State, f.State)
+		eq(t, "running", b.Running, f.Running)
+		eq(t, "concurrency", b.Concurrency, f.Concurrency)
+		eq(t, "created", b.CreatedAt, f.CreatedAt)
+		eq(t, "state changed", b.StateChangedAt, f.StateChangedAt)
+	}
+	eq(t, "running of the claiming worker", brief[0].Running+brief[1].Running, 2)
+}
