@@ -218,6 +218,11 @@ func RunAPI(ctx context.Context, st store.Store, cfg APIConfig) (*APIResult, err
 		}
 	}
 	res.SubmitPerSec = float64(cfg.Tasks) / time.Since(t0).Seconds()
+	// Steady state: a running server's autovacuum keeps planner statistics,
+	// a freshly bulk-loaded table has none.
+	if err := vacuumAnalyze(ctx, st, func(string, ...any) {}); err != nil {
+		return nil, err
+	}
 
 	var done atomic.Int64
 	var lastDone atomic.Int64

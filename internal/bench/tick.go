@@ -372,7 +372,7 @@ func vacuumAnalyze(ctx context.Context, st store.Store, progress func(string, ..
 	}
 	progress("VACUUM ANALYZE…")
 	if err := va.VacuumAnalyze(ctx); err != nil {
-		return fmt.Errorf("bench tick: %w", err)
+		return fmt.Errorf("bench: %w", err)
 	}
 	return nil
 }
