@@ -174,6 +174,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	}
 	ticker := time.NewTicker(tickOf(o.cfg))
 	defer ticker.Stop()
+	var lastPrune time.Time
 	for {
 		if el.IsLeader() {
 			rep, err := o.Tick(ctx)
@@ -183,6 +184,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 			if rep != nil && o.afterTick != nil {
 				o.afterTick(rep)
 			}
+			lastPrune = o.pruneIfDue(ctx, lastPrune)
 		}
 		select {
 		case <-ctx.Done():
@@ -191,6 +193,35 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 		case <-o.wake:
 		}
 	}
+}
+
+// PruneInterval is how often the leader deletes rows older than the
+// configured retention (events, logs, finished tasks).
+const PruneInterval = 10 * time.Minute
+
+// pruneIfDue deletes events, logs and finished tasks older than retention
+// when PruneInterval has passed since last, and returns the time of the
+// last prune. A failed prune is logged and retried at the next interval.
+func (o *Orchestrator) pruneIfDue(ctx context.Context, last time.Time) time.Time {
+	now := o.clock.Now()
+	if !last.IsZero() && now.Sub(last) < PruneInterval {
+		return last
+	}
+	retention := o.cfg.Retention.D()
+	if retention <= 0 {
+		retention = config.DefaultRetention
+	}
+	n, err := o.st.Prune(ctx, now.Add(-retention))
+	if err != nil {
+		if ctx.Err() == nil {
+			o.log.Error("prune old rows failed", "err", err, "retention", retention)
+		}
+		return now
+	}
+	if n > 0 {
+		o.log.Info("pruned rows older than retention", "rows", n, "retention", retention)
+	}
+	return now
 }
 
 // TickReport is what one tick observed, decided and did.
