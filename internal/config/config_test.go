@@ -217,6 +217,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 			[]string{"listen: must be host:port", "database: must start with sqlite:// or postgres://", "log_level: must be one of debug, info, warn, error"}},
 		{"bad pool name", func(c *Config) { c.Pools["GPU Pool"] = DevPool() }, []string{"pools.GPU Pool: pool name must match"}},
 		{"no pools", func(c *Config) { c.Pools = nil }, []string{"pools: at least one pool is required"}},
+		{"local pool without exec", func(c *Config) { c.Pools["default"].Exec = " " }, []string{"pools.default.exec: a local pool needs the handler command its agents run"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -36,6 +36,9 @@ const (
 	DefaultOrphanGrace     = 5 * time.Minute
 	DefaultMaxSpawnPerTick = 4
 
+	// DevPoolExec is the handler of the zero-setup "default" pool: it
+	// echoes params back as the result.
+	DevPoolExec = "cat"
 	// DevPoolMax is the max of the zero-setup "default" pool.
 	DevPoolMax = 4
 
@@ -87,7 +90,11 @@ func Default() *Config {
 // DevPool returns the zero-setup pool: local provider, min 0, max 4, no GPU
 // required, every other field at its default.
 func DevPool() *PoolConfig {
-	p := &PoolConfig{Provider: "local", Max: DevPoolMax, RequiresGPU: new(false)}
+	// The zero-setup handler echoes each task's params back as its result
+	// (the agent writes params as one JSON line on stdin, and the last
+	// stdout line that is a JSON object is the result): enough to see tasks
+	// flow before a real handler is configured with `exec`.
+	p := &PoolConfig{Provider: "local", Max: DevPoolMax, RequiresGPU: new(false), Exec: DevPoolExec}
 	p.fillDefaults(nil)
 	return p
 }

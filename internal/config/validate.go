@@ -208,6 +208,9 @@ func (c *Config) validatePools(ck *checker) {
 		if needsCandidates && len(p.Candidates) == 0 {
 			ck.addf(f+".candidates", "a %s pool needs at least one candidate {gpu, regions}", p.Provider)
 		}
+		if p.Provider == "local" && strings.TrimSpace(p.Exec) == "" {
+			ck.addf(f+".exec", "a local pool needs the handler command its agents run (e.g. exec: \"python3 handler.py\")")
+		}
 		if p.Provider == "runpod" && p.Image == "" {
 			ck.addf(f+".image", "a runpod pool needs an image")
 		}

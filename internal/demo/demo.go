@@ -266,7 +266,7 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 	if opt.Exit {
 		return sum, nil
 	}
-	fmt.Fprintf(out, "\nstill serving on %s (dashboard and API); operator token in %s\n", srv.URL(), tokenFile)
+	fmt.Fprintf(out, "\nstill serving on %s (API, /metrics); operator token in %s\n", srv.URL(), tokenFile)
 	fmt.Fprintf(out, "try: DROVER_SERVER=%s DROVER_TOKEN=$(cat %s) drover status\n", srv.URL(), tokenFile)
 	fmt.Fprintf(out, "press Ctrl-C to stop\n")
 	select {
