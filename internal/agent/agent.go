@@ -269,20 +269,17 @@ func (a *Agent) claimLoop(ctx context.Context, conc int, wait time.Duration) err
 			}
 			continue
 		}
-		claimCtx, cancel := context.WithCancel(ctx)
-		go func() {
-			select {
-			case <-a.drainCh:
-				cancel()
-			case <-claimCtx.Done():
-			}
-		}()
-		tasks, err := a.api.Claim(claimCtx, a.opt.WorkerID, free, wait)
-		cancel()
+		// A drain does not cut an in-flight claim short: the server may be
+		// granting tasks at that very moment, and a cancelled request would
+		// strand them until their lease expired (counting a loss). The long
+		// poll ends by itself within wait; whatever it brings is run, and
+		// the loop then returns because the agent is draining.
+		tasks, err := a.api.Claim(ctx, a.opt.WorkerID, free, wait)
 		if err != nil {
-			if a.isDraining() || ctx.Err() != nil {
-				// The claim was cut short on purpose; tasks granted in that
-				// instant expire with their lease and are requeued.
+			if ctx.Err() != nil {
+				return nil
+			}
+			if a.isDraining() {
 				return nil
 			}
 			if fatalStatus(err) {

@@ -13,7 +13,10 @@
 //     timeouts, queue TTL), TaskDemand, BreakerGetAll, plus one
 //     provider.List per provider. Demand is read with a cap (the largest
 //     pool max × concurrency, at least 1000), so the tick's cost does not
-//     grow with the backlog; a count at the cap is shown as "≥N".
+//     grow with the backlog; a count at the cap is shown as "≥N". The
+//     reads run concurrently; only Maintain waits, for the worker list's
+//     snapshot (not its decoding), so the lease counts it returns predate
+//     this tick's requeues; demand is read after Maintain.
 //  2. Reconcile, fail closed: when a provider's List errors, nothing that
 //     depends on it happens this tick (no orphan deletes, no vanished, no
 //     provisioning→booting, no adoption). Instances tagged with a worker id

@@ -356,16 +356,31 @@ func (o *Orchestrator) observe(ctx context.Context, t *tick) error {
 		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
+	// Worker rows first: their Running counts show the leases held before
+	// maintenance requeues expired ones, which tells a worker that died
+	// holding a task (not a start failure) from one that never worked. The
+	// list only has to be read before maintenance writes, not decoded:
+	// maintenance and demand start as soon as the list's snapshot is taken
+	// (WorkerListParams.Snapshot) and run while its rows are decoded.
+	snapshot := make(chan struct{})
+	var snapOnce sync.Once
+	snapped := func() { snapOnce.Do(func() { close(snapshot) }) }
 	g.Go(func() error {
-		// Worker rows first: their Running counts show the leases held
-		// before maintenance requeues expired ones, which tells a worker
-		// that died holding a task (not a start failure) from one that
-		// never worked.
-		ws, err := o.st.WorkerList(gctx, &store.WorkerListParams{LiveOnly: true, Brief: true})
+		defer snapped()
+		ws, err := o.st.WorkerList(gctx, &store.WorkerListParams{LiveOnly: true, Brief: true, Snapshot: snapped})
 		if err != nil {
 			return fmt.Errorf("tick: list workers: %w", err)
 		}
 		t.workers = ws
+		return nil
+	})
+	g.Go(func() error {
+		<-snapshot
+		if gctx.Err() != nil {
+			// The worker list failed: the tick is abandoned.
+			return nil
+		}
+		var err error
 		if o.q != nil {
 			maint, maintErr = o.q.Maintain(gctx)
 			t.demand, err = o.q.DemandCapped(gctx, o.demandCap())

@@ -325,6 +325,25 @@ type WorkerListParams struct {
 	// GPUType and Region (a backend may still fill them). The orchestrator
 	// lists the whole fleet every tick; decoding less makes that cheaper.
 	Brief bool
+	// Snapshot, when not nil, is called once per WorkerList call, as soon
+	// as the state the result reflects is fixed (the read's snapshot is
+	// taken), typically before the rows are decoded: writes committed after
+	// Snapshot returns are not reflected in the result. A caller can start
+	// writes that must not show in the list (the control loop's lease
+	// maintenance) without waiting for the decoding. Snapshot is called at
+	// the latest just before WorkerList returns, on error too; it must not
+	// block on WorkerList's result.
+	Snapshot func()
+}
+
+// SnapshotTaken calls p.Snapshot the first time it is called for one
+// WorkerList call; backends use it so the callback runs exactly once.
+// once must be a fresh *bool per call.
+func (p *WorkerListParams) SnapshotTaken(once *bool) {
+	if p.Snapshot != nil && !*once {
+		*once = true
+		p.Snapshot()
+	}
 }
 
 // WorkerUpdateParams is a partial update of one worker; nil fields are left

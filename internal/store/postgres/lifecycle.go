@@ -376,7 +376,7 @@ func (s *Store) TaskTimeoutRunning(ctx context.Context, now time.Time) ([]*core.
 		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			rows, err := tx.Query(ctx, `WITH old AS (
 				SELECT id, worker_id FROM tasks
-				WHERE state = 'running' AND started_at + timeout_ms * interval '1 millisecond' < $1
+				WHERE state = 'running' AND drover_task_deadline(started_at, timeout_ms) < $1
 				ORDER BY id FOR UPDATE
 			), upd AS (
 				UPDATE tasks t SET

@@ -132,6 +132,8 @@ func (s *Store) WorkerList(ctx context.Context, params *store.WorkerListParams) 
 	if params.Limit > 0 {
 		q += " LIMIT " + arg(params.Limit)
 	}
+	snapped := false
+	defer params.SnapshotTaken(&snapped)
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list workers: %w", err)
@@ -139,6 +141,9 @@ func (s *Store) WorkerList(ctx context.Context, params *store.WorkerListParams) 
 	defer rows.Close()
 	var out []*core.Worker
 	for rows.Next() {
+		// The first row has arrived: the statement runs on one snapshot,
+		// taken before it produced anything.
+		params.SnapshotTaken(&snapped)
 		var running int
 		w, err := scan(rows, &running)
 		if err != nil {

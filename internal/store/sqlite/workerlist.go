@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/droverhq/drover/internal/core"
+	"github.com/droverhq/drover/internal/store"
 	"github.com/google/uuid"
 )
 
@@ -22,7 +23,10 @@ import (
 //
 // brief selects only the columns the control loop reads (see
 // store.WorkerListParams.Brief).
-func (s *Store) workerListAll(ctx context.Context, where []string, args []any, brief bool) ([]*core.Worker, error) {
+func (s *Store) workerListAll(ctx context.Context, where []string, args []any, params *store.WorkerListParams) ([]*core.Worker, error) {
+	brief := params.Brief
+	snapped := false
+	defer params.SnapshotTaken(&snapped)
 	q := `SELECT ` + workerCols + `, 0 FROM workers w`
 	scan := scanWorker
 	if brief {
@@ -40,6 +44,9 @@ func (s *Store) workerListAll(ctx context.Context, where []string, args []any, b
 		}
 		defer rows.Close()
 		for rows.Next() {
+			// In WAL mode a read transaction keeps the snapshot its
+			// first read took: the lease counts below see the same state.
+			params.SnapshotTaken(&snapped)
 			w, err := scan(rows)
 			if err != nil {
 				return fmt.Errorf("list workers: %w", err)

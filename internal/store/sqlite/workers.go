@@ -132,7 +132,7 @@ func (s *Store) WorkerList(ctx context.Context, params *store.WorkerListParams) 
 			OR (+w.state = 'failed' AND w.terminated_at IS NULL))`)
 	}
 	if len(params.IDs) == 0 && params.Limit <= 0 {
-		return s.workerListAll(ctx, where, args, params.Brief)
+		return s.workerListAll(ctx, where, args, params)
 	}
 	running := `SELECT worker_id, count(*) AS n FROM tasks WHERE state = 'running' GROUP BY worker_id`
 	if len(params.IDs) > 0 {
@@ -158,6 +158,8 @@ func (s *Store) WorkerList(ctx context.Context, params *store.WorkerListParams) 
 		q += " LIMIT ?"
 		args = append(args, params.Limit)
 	}
+	snapped := false
+	defer params.SnapshotTaken(&snapped)
 	rows, err := s.rdb.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list workers: %w", err)
@@ -165,6 +167,8 @@ func (s *Store) WorkerList(ctx context.Context, params *store.WorkerListParams) 
 	defer rows.Close()
 	out := []*core.Worker{}
 	for rows.Next() {
+		// One statement, one snapshot: taken before its first row.
+		params.SnapshotTaken(&snapped)
 		w, err := scanWorker(rows)
 		if err != nil {
 			return nil, fmt.Errorf("list workers: %w", err)

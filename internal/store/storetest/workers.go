@@ -17,6 +17,7 @@ func workerCases() []suiteCase {
 		{"WorkerUpdateFromStatesConflict", testWorkerUpdateFromStatesConflict},
 		{"WorkerHeartbeat", testWorkerHeartbeat},
 		{"WorkerListFiltersAndRunning", testWorkerListFiltersAndRunning},
+		{"WorkerListSnapshot", testWorkerListSnapshot},
 		{"WorkerDeleteTerminated", testWorkerDeleteTerminated},
 	}
 }
@@ -243,4 +244,53 @@ func testWorkerDeleteTerminated(t *testing.T, s store.Store) {
 	for _, w := range []*core.Worker{newTerm, failedLive, ready} {
 		GetWorker(t, s, w.ID)
 	}
+}
+
+// testWorkerListSnapshot checks WorkerListParams.Snapshot: called exactly
+// once per call, and a write committed from inside the callback (the
+// control loop's lease maintenance) does not show in the list it returns.
+func testWorkerListSnapshot(t *testing.T, s store.Store) {
+	w := NewWorker(core.DefaultPool, core.WorkerReady)
+	noErr(t, "WorkerInsert", s.WorkerInsert(t.Context(), w))
+	other := NewWorker(core.DefaultPool, core.WorkerReady)
+	other.CreatedAt = other.CreatedAt.Add(time.Second)
+	noErr(t, "WorkerInsert", s.WorkerInsert(t.Context(), other))
+	variants := []struct {
+		name string
+		p    store.WorkerListParams
+	}{
+		{"live only, brief", store.WorkerListParams{LiveOnly: true, Brief: true}},
+		{"all", store.WorkerListParams{}},
+		{"limit", store.WorkerListParams{Limit: 1}},
+		{"ids", store.WorkerListParams{IDs: []uuid.UUID{w.ID}}},
+	}
+	InsertN(t, s, 2*len(variants))
+	for i, v := range variants {
+		now := At(time.Duration(i+1) * time.Minute)
+		eq(t, v.name+": claims", len(Claim(t, s, w, now, 2, 0)), 2)
+		calls := 0
+		p := v.p
+		p.Snapshot = func() {
+			calls++
+			got, err := s.TaskRequeueLost(t.Context(), &store.TaskRequeueLostParams{Now: now, WorkerIDs: []uuid.UUID{w.ID}})
+			noErr(t, v.name+": TaskRequeueLost", err)
+			eq(t, v.name+": requeued", len(got), 2)
+		}
+		got, err := s.WorkerList(t.Context(), &p)
+		noErr(t, v.name+": WorkerList", err)
+		eq(t, v.name+": Snapshot calls", calls, 1)
+		if len(got) == 0 || got[0].ID != w.ID {
+			t.Fatalf("%s: first worker = %v, want %s", v.name, got, w.ID)
+		}
+		eq(t, v.name+": Running as of the snapshot", got[0].Running, 2)
+		after, err := s.WorkerList(t.Context(), &v.p)
+		noErr(t, v.name+": WorkerList after", err)
+		eq(t, v.name+": Running after the requeue", after[0].Running, 0)
+	}
+
+	calls := 0
+	got, err := s.WorkerList(t.Context(), &store.WorkerListParams{Pool: "no-such-pool", Snapshot: func() { calls++ }})
+	noErr(t, "WorkerList empty", err)
+	eq(t, "empty list", len(got), 0)
+	eq(t, "empty list: Snapshot calls", calls, 1)
 }
