@@ -214,7 +214,20 @@ func (r *Runner) Run(ctx context.Context, job Job) Outcome {
 	// The leader has exited: remove whatever it left behind in its group so
 	// that nothing keeps the output pipes open.
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	wg.Wait()
+	// A descendant that left the group (setsid, double fork) may still hold
+	// the pipes open: give the readers the kill grace to drain what was
+	// written, then close the pipes so that the slot is never held forever.
+	readersDone := make(chan struct{})
+	go func() { wg.Wait(); close(readersDone) }()
+	drain := time.NewTimer(max(grace, time.Second))
+	select {
+	case <-readersDone:
+	case <-drain.C:
+		outR.Close()
+		errR.Close()
+		<-readersDone
+	}
+	drain.Stop()
 	outR.Close()
 	errR.Close()
 

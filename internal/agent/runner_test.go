@@ -3,8 +3,12 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -222,5 +226,25 @@ func TestRunnerTimeout(t *testing.T) {
 	}
 	if !strings.Contains(out.Error, "timeout") {
 		t.Fatalf("error %q", out.Error)
+	}
+}
+
+// A descendant that escapes the process group keeps the output pipes open
+// after the handler exits; the runner still returns the handler's outcome
+// (after at most the kill grace) instead of holding the slot forever.
+func TestRunnerEscapedChildDoesNotHang(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "escaped.pid")
+	r := &Runner{Command: `setsid sh -c 'echo $$ > ` + pidFile + `; exec sleep 300' & sleep 0.2; echo '{"ok":true}'`, KillGrace: 100 * time.Millisecond, TempDir: dir}
+	out := run(t, r, Job{TaskID: "t"})
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(pidFile); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	if out.Error != "" || string(out.Result) != `{"ok":true}` {
+		t.Fatalf("outcome %+v, want the handler's result", out)
 	}
 }
