@@ -424,7 +424,7 @@ func (s *Service) Progress(ctx context.Context, workerID uuid.UUID, lease core.L
 	if len(msg) > MaxProgressMessageBytes {
 		return core.Invalid("message", "is %s bytes; the limit is %s", commas(len(msg)), commas(MaxProgressMessageBytes))
 	}
-	if err := s.st.TaskProgress(ctx, &store.TaskProgressParams{Now: s.clock.Now(), Lease: lease, Progress: progress, Message: msg}); err != nil {
+	if err := s.st.TaskProgress(ctx, &store.TaskProgressParams{Now: s.clock.Now(), WorkerID: workerID, Lease: lease, Progress: progress, Message: msg}); err != nil {
 		return fmt.Errorf("progress of task %s: %w", lease.TaskID, err)
 	}
 	return nil

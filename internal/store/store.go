@@ -76,7 +76,8 @@ type Store interface {
 	// many workers in one round trip. It returns the leases that are no
 	// longer held; nothing changes for those.
 	TaskLeaseRenew(ctx context.Context, params *TaskLeaseRenewParams) (lost []core.Lease, err error)
-	// TaskProgress records progress for a held lease (ErrLeaseLost if stale).
+	// TaskProgress records progress for a lease held by WorkerID
+	// (ErrLeaseLost if stale or held by another worker).
 	TaskProgress(ctx context.Context, params *TaskProgressParams) error
 	// TaskCompleteMany marks each held task succeeded with its result,
 	// finished_at = Now, clears the lease, decrements deps_pending of its
@@ -244,9 +245,11 @@ type WorkerLease struct {
 	core.Lease
 }
 
-// TaskProgressParams is the input of TaskProgress.
+// TaskProgressParams is the input of TaskProgress. The lease must be held
+// by WorkerID.
 type TaskProgressParams struct {
 	Now      time.Time
+	WorkerID uuid.UUID
 	Lease    core.Lease
 	Progress *float64
 	Message  string

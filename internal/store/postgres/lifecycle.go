@@ -115,8 +115,8 @@ func collectLeases(rows pgx.Rows) ([]core.Lease, error) {
 func (s *Store) TaskProgress(ctx context.Context, params *store.TaskProgressParams) error {
 	tag, err := s.pool.Exec(ctx, `UPDATE tasks
 		SET progress = COALESCE($3, progress), progress_msg = $4, updated_at = $5
-		WHERE id = $1 AND lease_token = $2 AND state = 'running'`,
-		params.Lease.TaskID, params.Lease.Token, params.Progress, params.Message, params.Now)
+		WHERE id = $1 AND lease_token = $2 AND state = 'running' AND worker_id = $6`,
+		params.Lease.TaskID, params.Lease.Token, params.Progress, params.Message, params.Now, params.WorkerID)
 	if err != nil {
 		return fmt.Errorf("record progress of task %s: %w", params.Lease.TaskID, err)
 	}
@@ -287,7 +287,7 @@ func (s *Store) TaskFail(ctx context.Context, params *store.TaskFailParams) (*co
 		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			t, err := scanTask(tx.QueryRow(ctx, `WITH old AS (
 				SELECT id, worker_id FROM tasks
-				WHERE id = $1 AND lease_token = $2 AND state = 'running'
+				WHERE id = $1 AND lease_token = $2 AND state = 'running' AND worker_id = $7
 				FOR UPDATE
 			), upd AS (
 				UPDATE tasks t SET
@@ -305,7 +305,7 @@ func (s *Store) TaskFail(ctx context.Context, params *store.TaskFailParams) (*co
 				RETURNING w.id
 			)
 			SELECT `+taskCols+` FROM upd`,
-				params.Lease.TaskID, params.Lease.Token, params.Retryable, retryAt, params.Now, params.Error))
+				params.Lease.TaskID, params.Lease.Token, params.Retryable, retryAt, params.Now, params.Error, params.WorkerID))
 			if errors.Is(err, pgx.ErrNoRows) {
 				return core.ErrLeaseLost
 			}

@@ -249,8 +249,8 @@ func (s *Store) TaskProgress(ctx context.Context, params *store.TaskProgressPara
 		p = *params.Progress
 	}
 	res, err := s.db.ExecContext(ctx, `UPDATE tasks SET progress = coalesce(?, progress), progress_msg = ?, updated_at = ?
-		WHERE id = ? AND lease_token = ? AND state = 'running'`,
-		p, params.Message, micros(params.Now), params.Lease.TaskID.String(), params.Lease.Token.String())
+		WHERE id = ? AND lease_token = ? AND state = 'running' AND worker_id = ?`,
+		p, params.Message, micros(params.Now), params.Lease.TaskID.String(), params.Lease.Token.String(), params.WorkerID.String())
 	if err != nil {
 		return fmt.Errorf("record progress: %w", err)
 	}

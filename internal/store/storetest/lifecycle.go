@@ -99,7 +99,7 @@ func testTaskStaleLeaseRejected(t *testing.T, s store.Store) {
 	isErr(t, "TaskFail(stale)", err, core.ErrLeaseLost)
 
 	p := 0.9
-	err = s.TaskProgress(t.Context(), &store.TaskProgressParams{Now: now, Lease: stale, Progress: &p, Message: "late"})
+	err = s.TaskProgress(t.Context(), &store.TaskProgressParams{Now: now, WorkerID: w1.ID, Lease: stale, Progress: &p, Message: "late"})
 	isErr(t, "TaskProgress(stale)", err, core.ErrLeaseLost)
 
 	eq(t, "task after stale calls", taskSnapshot(Get(t, s, first.ID)), before)
@@ -116,7 +116,17 @@ func testTaskProgress(t *testing.T, s store.Store) {
 	InsertTasks(t, s, NewTask())
 	c := Claim(t, s, w, At(time.Minute), 1, 0)[0]
 	p := 0.25
-	noErr(t, "TaskProgress", s.TaskProgress(t.Context(), &store.TaskProgressParams{Now: At(2 * time.Minute), Lease: LeaseOf(t, c), Progress: &p, Message: "step 5/20"}))
+	// Another worker presenting the right lease token changes nothing.
+	other := InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
+	err := s.TaskProgress(t.Context(), &store.TaskProgressParams{Now: At(2 * time.Minute), WorkerID: other.ID, Lease: LeaseOf(t, c), Progress: &p, Message: "forged"})
+	isErr(t, "TaskProgress(other worker)", err, core.ErrLeaseLost)
+	_, err = s.TaskFail(t.Context(), &store.TaskFailParams{Now: At(2 * time.Minute), WorkerID: other.ID, Lease: LeaseOf(t, c), Error: "forged", RetryAt: At(2 * time.Minute)})
+	isErr(t, "TaskFail(other worker)", err, core.ErrLeaseLost)
+	if got := Get(t, s, c.ID); got.State != core.TaskRunning || got.Progress != nil || got.Failures != 0 {
+		t.Fatalf("after another worker's calls: state %s progress %v failures %d, want running, none, 0", got.State, got.Progress, got.Failures)
+	}
+
+	noErr(t, "TaskProgress", s.TaskProgress(t.Context(), &store.TaskProgressParams{Now: At(2 * time.Minute), WorkerID: w.ID, Lease: LeaseOf(t, c), Progress: &p, Message: "step 5/20"}))
 	got := Get(t, s, c.ID)
 	if got.Progress == nil || *got.Progress != 0.25 {
 		t.Fatalf("Progress = %v, want 0.25", got.Progress)
@@ -124,7 +134,7 @@ func testTaskProgress(t *testing.T, s store.Store) {
 	eq(t, "ProgressMsg", got.ProgressMsg, "step 5/20")
 	eq(t, "State", got.State, core.TaskRunning)
 
-	err := s.TaskProgress(t.Context(), &store.TaskProgressParams{Now: At(2 * time.Minute), Lease: core.Lease{TaskID: uuid.New(), Token: uuid.New()}, Progress: &p})
+	err = s.TaskProgress(t.Context(), &store.TaskProgressParams{Now: At(2 * time.Minute), WorkerID: w.ID, Lease: core.Lease{TaskID: uuid.New(), Token: uuid.New()}, Progress: &p})
 	isErr(t, "TaskProgress(unknown task)", err, core.ErrLeaseLost)
 }
 
