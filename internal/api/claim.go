@@ -3,6 +3,8 @@ package api
 import (
 	"cmp"
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -107,7 +109,13 @@ func (d *claimDispatcher) run(ctx context.Context) {
 			return
 		case <-notify:
 		case <-d.kick:
-			full = false
+			// A submit that closed notify at the same moment must still
+			// get a full pass, or parked claims would wait for the poll.
+			select {
+			case <-notify:
+			default:
+				full = false
+			}
 		case <-t.C:
 		}
 		// Take the next generation before serving: a submit during the
@@ -229,8 +237,17 @@ func (d *claimDispatcher) claimChunk(ctx context.Context, chunk []*claimWaiter) 
 		}
 		return out
 	}
-	if len(chunk) == 1 && err != nil {
-		out[0] = claimResult{err: err}
+	if err == nil {
+		err = fmt.Errorf("claim for %d workers: got %d results", len(chunk), len(got))
+	}
+	// Only an application error (bad input, detected before anything was
+	// written) is safe to retry claimer by claimer. A database error may
+	// have come after the commit, and claiming again would grant a second
+	// set of tasks while the first sat unused until their leases expired.
+	if _, appErr := errors.AsType[*core.Error](err); !appErr || len(chunk) == 1 {
+		for i := range out {
+			out[i] = claimResult{err: err}
+		}
 		return out
 	}
 	for i, w := range chunk {

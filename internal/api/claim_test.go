@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
 	"sync"
@@ -27,6 +28,9 @@ type stepQueue struct {
 
 	mu     sync.Mutex
 	notify chan struct{}
+	// failNext, when set, is returned by the next ClaimMany (after the call
+	// is announced on calls).
+	failNext error
 }
 
 func newStepQueue() *stepQueue {
@@ -39,6 +43,13 @@ func (q *stepQueue) ClaimMany(ctx context.Context, reqs []queue.ClaimRequest) ([
 		ids[i] = r.WorkerID
 	}
 	q.calls <- ids
+	q.mu.Lock()
+	err := q.failNext
+	q.failNext = nil
+	q.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
 	return <-q.answers, nil
 }
 
@@ -212,6 +223,41 @@ func TestDispatcherServesParkedClaimersInOneCall(t *testing.T) {
 		}
 		if g := testutil.ToFloat64(m.claimWaiters); g != 0 {
 			t.Fatalf("claim_waiters = %v, want 0", g)
+		}
+	})
+}
+
+// A batch claim that fails with a database error may have committed: the
+// dispatcher answers every claimer of the batch with the error instead of
+// claiming again one by one (stepQueue's nil Queue would panic on Claim).
+func TestDispatcherDoesNotReclaimAfterDatabaseError(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := newStepQueue()
+		d := newClaimDispatcher(q, newMetrics(prometheus.NewRegistry()), time.Hour, slog.New(slog.DiscardHandler))
+		startDispatcher(t, d)
+		errs := make(chan error, 2)
+		for range 2 {
+			w := uuid.New()
+			go func() {
+				_, err := d.claim(t.Context(), w, 1, time.Minute, nil)
+				errs <- err
+			}()
+			<-q.calls
+			q.answers <- [][]*core.Task{{}}
+			synctest.Wait()
+		}
+		dbErr := errors.New("conn closed while reading the claim's rows")
+		q.mu.Lock()
+		q.failNext = dbErr
+		q.mu.Unlock()
+		q.fire()
+		if ids := <-q.calls; len(ids) != 2 {
+			t.Fatalf("ClaimMany for %d claimers, want 2", len(ids))
+		}
+		for range 2 {
+			if err := <-errs; !errors.Is(err, dbErr) {
+				t.Fatalf("claimer got %v, want the batch's database error", err)
+			}
 		}
 	})
 }
