@@ -277,13 +277,23 @@ func (s *Store) WorkerHeartbeatMany(ctx context.Context, params []store.WorkerHe
 			metrics[i] = &m
 		}
 	}
-	// The latest heartbeat per worker wins when a batch holds several.
-	_, err := s.pool.Exec(ctx, `UPDATE workers w SET last_heartbeat_at = h.now,
-			metrics = COALESCE(h.metrics::json, w.metrics)
-		FROM (SELECT DISTINCT ON (id) id, now, metrics
-		      FROM unnest($1::uuid[], $2::timestamptz[], $3::text[]) AS i(id, now, metrics)
-		      ORDER BY id, now DESC) h
-		WHERE w.id = h.id`, ids, nows, metrics)
+	// The latest heartbeat per worker wins when a batch holds several. The
+	// rows are locked in id order first, and a deadlock with a concurrent
+	// claim or completion (which lock worker rows too) is retried rather
+	// than failing every heartbeat of the batch.
+	err := retryDeadlock(ctx, func() error {
+		_, err := s.pool.Exec(ctx, `WITH h AS (
+				SELECT DISTINCT ON (id) id, now, metrics
+				FROM unnest($1::uuid[], $2::timestamptz[], $3::text[]) AS i(id, now, metrics)
+				ORDER BY id, now DESC
+			), locked AS (
+				SELECT w.id FROM workers w JOIN h ON h.id = w.id ORDER BY w.id FOR UPDATE OF w
+			)
+			UPDATE workers w SET last_heartbeat_at = h.now,
+				metrics = COALESCE(h.metrics::json, w.metrics)
+			FROM h, locked WHERE w.id = h.id AND locked.id = h.id`, ids, nows, metrics)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("record heartbeats: %w", err)
 	}
