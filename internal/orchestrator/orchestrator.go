@@ -702,7 +702,9 @@ func (o *Orchestrator) advance(ctx context.Context, t *tick) error {
 				if _, err := o.setState(ctx, t, w, core.WorkerBooting, fmt.Sprintf("instance %s is running", w.InstanceID), nil); err != nil {
 					return err
 				}
-			case t.now.Sub(w.CreatedAt) > ps.provisionTimeout:
+			case listOK && t.now.Sub(w.CreatedAt) > ps.provisionTimeout:
+				// Fail closed: without a good list this tick we cannot know
+				// whether the instance is running, so the timeout waits.
 				if err := o.fail(ctx, t, w, core.FailProvisionTimeout, fmt.Sprintf("instance not running %s after creation (provision_timeout %s)", t.now.Sub(w.CreatedAt).Round(time.Second), ps.provisionTimeout)); err != nil {
 					return err
 				}
@@ -1048,6 +1050,13 @@ func (o *Orchestrator) spawn(ctx context.Context, t *tick, ps poolSettings, pl p
 	if cerr != nil {
 		class := classOf(cerr)
 		if err := o.fail(ctx, t, w, class, redact(cerr.Error(), token)); err != nil {
+			return nil, err
+		}
+		// The failure is recorded (event, breaker) now; move the row on in
+		// this same tick so that the next tick does not see a failed row it
+		// did not record and count it a second time. An instance a
+		// half-failed create may have left is found by List as an orphan.
+		if _, err := o.setState(ctx, t, w, core.WorkerTerminating, "create failed", nil); err != nil {
 			return nil, err
 		}
 		return w, cerr

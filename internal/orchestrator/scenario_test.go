@@ -469,6 +469,33 @@ func TestScenarioCapacityFallback(t *testing.T) {
 	eq(t, "second call", calls[1].Placement, plB)
 	f, _ := failures(h.breakerState(keyA))
 	eq(t, "capacity counts as a start failure", f, 1)
+
+	// The failed row is not counted again by later ticks.
+	h.step()
+	h.step()
+	f, _ = failures(h.breakerState(keyA))
+	eq(t, "capacity failure counted once", f, 1)
+	eq(t, "failed spawn row", h.worker(uuid.MustParse(calls[0].WorkerID)).State, core.WorkerTerminated)
+}
+
+// Fail closed: while List fails, a provisioning worker is not failed for
+// provision_timeout (its instance may well be running).
+func TestProvisionTimeoutWaitsForAGoodList(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	// The agent never registers, so only the provider list could move the
+	// worker on from provisioning.
+	h.prov.SetScript(keyA, sim.Script{ProvisionTime: 30 * time.Second, NeverBoot: true})
+	h.submit(1, "", params(time.Minute, "succeed"))
+	rep := h.tick()
+	eq(t, "spawned", len(rep.Spawned), 1)
+	id := rep.Spawned[0]
+	h.prov.FailList(1000)
+	h.run(config.DefaultProvisionTimeout + time.Minute)
+	if w := h.worker(id); w.Failure != "" || w.State != core.WorkerProvisioning {
+		t.Fatalf("worker %s failed (%s: %s) while List failed", w.State, w.Failure, w.Reason)
+	}
+	f, _ := failures(h.breakerState(keyA))
+	eq(t, "breaker failures during the List outage", f, 0)
 }
 
 // Scenario 10: scale-downs and operator terminations never move the breaker.
