@@ -269,17 +269,21 @@ func (a *Agent) claimLoop(ctx context.Context, conc int, wait time.Duration) err
 			}
 			continue
 		}
-		// A drain does not cut an in-flight claim short: the server may be
-		// granting tasks at that very moment, and a cancelled request would
-		// strand them until their lease expired (counting a loss). The long
-		// poll ends by itself within wait; whatever it brings is run, and
-		// the loop then returns because the agent is draining.
-		tasks, err := a.api.Claim(ctx, a.opt.WorkerID, free, wait)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
+		// A drain cuts an in-flight long poll short so the agent exits
+		// promptly. Tasks the server grants at that very instant reach no
+		// one: they are requeued when their lease expires (counting a loss).
+		claimCtx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-a.drainCh:
+				cancel()
+			case <-claimCtx.Done():
 			}
-			if a.isDraining() {
+		}()
+		tasks, err := a.api.Claim(claimCtx, a.opt.WorkerID, free, wait)
+		cancel()
+		if err != nil {
+			if a.isDraining() || ctx.Err() != nil {
 				return nil
 			}
 			if fatalStatus(err) {
