@@ -271,7 +271,8 @@ func (a *Agent) claimLoop(ctx context.Context, conc int, wait time.Duration) err
 		}
 		// A drain cuts an in-flight long poll short so the agent exits
 		// promptly. Tasks the server grants at that very instant reach no
-		// one: they are requeued when their lease expires (counting a loss).
+		// one; the server sees the request gone and hands them back to the
+		// queue (api: releaseUndelivered).
 		claimCtx, cancel := context.WithCancel(ctx)
 		go func() {
 			select {

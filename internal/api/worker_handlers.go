@@ -1,9 +1,11 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"net/http"
+	"time"
 	"unicode/utf8"
 
 	"github.com/droverhq/drover/internal/api/wire"
@@ -234,6 +236,13 @@ func (s *Server) handleTaskClaim(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("claim for worker %s: %w", id, err))
 		return
 	}
+	if r.Context().Err() != nil && len(tasks) > 0 {
+		// The agent went away (a drain cut its long poll short) while these
+		// tasks were being granted: nobody will run them, so hand them back
+		// now instead of letting them wait for lease expiry and count a loss.
+		s.releaseUndelivered(r, id, tasks)
+		return
+	}
 	out := wire.ClaimResponse{Tasks: make([]wire.ClaimedTask, 0, len(tasks))}
 	for _, t := range tasks {
 		ct := wire.ClaimedTask{Task: *t}
@@ -244,6 +253,24 @@ func (s *Server) handleTaskClaim(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.claimed.Add(float64(len(tasks)))
 	writeJSON(w, http.StatusOK, out)
+}
+
+// releaseUndelivered returns claimed tasks that could not be delivered.
+func (s *Server) releaseUndelivered(r *http.Request, workerID uuid.UUID, tasks []*core.Task) {
+	leases := make([]core.Lease, 0, len(tasks))
+	for _, t := range tasks {
+		if t.LeaseToken != nil {
+			leases = append(leases, core.Lease{TaskID: t.ID, Token: *t.LeaseToken})
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+	defer cancel()
+	n, err := s.queue.Release(ctx, workerID, leases)
+	if err != nil {
+		s.logger.Error("release undelivered claim", "worker", workerID, "err", err)
+		return
+	}
+	s.logger.Info("claimer went away: tasks handed back to the queue", "worker", workerID, "released", n)
 }
 
 // DecodeLogs decodes and validates a logs body.

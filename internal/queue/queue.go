@@ -329,6 +329,27 @@ func (s *Service) ClaimMany(ctx context.Context, reqs []ClaimRequest) ([][]*core
 	return out, nil
 }
 
+// Release undoes claims that never reached workerID (the claimer went away
+// while the claim was granted): the tasks return to queued as if never
+// claimed, and waiting claimers are woken.
+func (s *Service) Release(ctx context.Context, workerID uuid.UUID, leases []core.Lease) (int, error) {
+	if len(leases) == 0 {
+		return 0, nil
+	}
+	wl := make([]store.WorkerLease, len(leases))
+	for i, l := range leases {
+		wl[i] = store.WorkerLease{WorkerID: workerID, Lease: l}
+	}
+	n, err := s.st.TaskRelease(ctx, &store.TaskReleaseParams{Now: s.clock.Now(), Leases: wl})
+	if err != nil {
+		return 0, fmt.Errorf("release undelivered claims of worker %s: %w", workerID, err)
+	}
+	if n > 0 {
+		s.notify()
+	}
+	return n, nil
+}
+
 // workerPool returns the pool of a worker, from cache when possible.
 func (s *Service) workerPool(ctx context.Context, workerID uuid.UUID) (string, error) {
 	if p, ok := s.pools.Load(workerID); ok {

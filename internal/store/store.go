@@ -76,6 +76,12 @@ type Store interface {
 	// many workers in one round trip. It returns the leases that are no
 	// longer held; nothing changes for those.
 	TaskLeaseRenew(ctx context.Context, params *TaskLeaseRenewParams) (lost []core.Lease, err error)
+	// TaskRelease undoes claims whose tasks never reached their worker (the
+	// claimer went away while the claim was being granted): each task still
+	// held under its lease by that worker goes back to queued as if it had
+	// not been claimed (attempt-1, no start time, lease and worker cleared,
+	// run_after unchanged, nothing counted). Returns how many were released.
+	TaskRelease(ctx context.Context, params *TaskReleaseParams) (int, error)
 	// TaskProgress records progress for a lease held by WorkerID
 	// (ErrLeaseLost if stale or held by another worker).
 	TaskProgress(ctx context.Context, params *TaskProgressParams) error
@@ -243,6 +249,12 @@ type TaskLeaseRenewParams struct {
 type WorkerLease struct {
 	WorkerID uuid.UUID
 	core.Lease
+}
+
+// TaskReleaseParams is the input of TaskRelease.
+type TaskReleaseParams struct {
+	Now    time.Time
+	Leases []WorkerLease
 }
 
 // TaskProgressParams is the input of TaskProgress. The lease must be held

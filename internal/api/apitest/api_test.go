@@ -46,7 +46,11 @@ type testWorker struct {
 	c     *client.Client
 }
 
-func setup(t *testing.T) *testBundle {
+func setup(t *testing.T) *testBundle { return setupWith(t, nil, nil) }
+
+// setupWith is setup with the queue wrapped by wrap and the HTTP handler by
+// mw (either may be nil).
+func setupWith(t *testing.T, wrap func(*queue.Service) api.Queue, mw func(http.Handler) http.Handler) *testBundle {
 	t.Helper()
 	ctx := t.Context()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "api.db"))
@@ -61,8 +65,12 @@ func setup(t *testing.T) *testBundle {
 	q := queue.New(st, clock, queue.Config{OwnerLimit: 0}, logger)
 	qctx, cancel := context.WithCancel(context.Background())
 	q.Start(qctx)
+	var aq api.Queue = q
+	if wrap != nil {
+		aq = wrap(q)
+	}
 	srv, err := api.New(api.Config{
-		Store: st, Queue: q, Clock: clock, Logger: logger,
+		Store: st, Queue: aq, Clock: clock, Logger: logger,
 		OperatorToken: opToken,
 		OwnerTokens:   map[string]string{ownerToken: "alice"},
 		Status: func(context.Context) (any, error) {
@@ -72,7 +80,11 @@ func setup(t *testing.T) *testBundle {
 	if err != nil {
 		t.Fatalf("api.New: %v", err)
 	}
-	hs := httptest.NewServer(srv.Handler())
+	h := srv.Handler()
+	if mw != nil {
+		h = mw(h)
+	}
+	hs := httptest.NewServer(h)
 	t.Cleanup(func() {
 		srv.Close()
 		hs.Close()

@@ -111,6 +111,31 @@ func collectLeases(rows pgx.Rows) ([]core.Lease, error) {
 	return out, rows.Err()
 }
 
+// TaskRelease puts claimed-but-undelivered tasks back to queued.
+func (s *Store) TaskRelease(ctx context.Context, params *store.TaskReleaseParams) (int, error) {
+	if len(params.Leases) == 0 {
+		return 0, nil
+	}
+	ids, tokens, workers := make([]string, len(params.Leases)), make([]string, len(params.Leases)), make([]string, len(params.Leases))
+	for i, l := range params.Leases {
+		ids[i], tokens[i], workers[i] = l.TaskID.String(), l.Token.String(), l.WorkerID.String()
+	}
+	var n int64
+	err := retryDeadlock(ctx, func() error {
+		tag, err := s.pool.Exec(ctx, `UPDATE tasks t SET state = 'queued', attempt = GREATEST(t.attempt - 1, 0),
+				started_at = NULL, worker_id = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = $4
+			FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS r(id, token, worker)
+			WHERE t.id = r.id AND t.lease_token = r.token AND t.worker_id = r.worker AND t.state = 'running'`,
+			ids, tokens, workers, params.Now)
+		n = tag.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("release tasks: %w", err)
+	}
+	return int(n), nil
+}
+
 // TaskProgress records progress for a held lease.
 func (s *Store) TaskProgress(ctx context.Context, params *store.TaskProgressParams) error {
 	tag, err := s.pool.Exec(ctx, `UPDATE tasks

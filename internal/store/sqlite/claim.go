@@ -242,6 +242,29 @@ func (s *Store) TaskLeaseRenew(ctx context.Context, params *store.TaskLeaseRenew
 	return lost, nil
 }
 
+// TaskRelease puts claimed-but-undelivered tasks back to queued.
+func (s *Store) TaskRelease(ctx context.Context, params *store.TaskReleaseParams) (int, error) {
+	n := 0
+	err := s.inTx(ctx, "release tasks", func(tx *sql.Tx) error {
+		for _, l := range params.Leases {
+			res, err := tx.ExecContext(ctx, `UPDATE tasks SET state = 'queued', attempt = max(attempt - 1, 0),
+					started_at = NULL, worker_id = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = ?
+				WHERE id = ? AND lease_token = ? AND worker_id = ? AND state = 'running'`,
+				micros(params.Now), l.TaskID.String(), l.Token.String(), l.WorkerID.String())
+			if err != nil {
+				return fmt.Errorf("release task %s: %w", l.TaskID, err)
+			}
+			k, _ := res.RowsAffected()
+			n += int(k)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
 // TaskProgress records progress under a held lease.
 func (s *Store) TaskProgress(ctx context.Context, params *store.TaskProgressParams) error {
 	var p any

@@ -16,6 +16,7 @@ func lifecycleCases() []suiteCase {
 		{"TaskLeaseRenewManyWorkers", testTaskLeaseRenewManyWorkers},
 		{"TaskStaleLeaseRejected", testTaskStaleLeaseRejected},
 		{"TaskProgress", testTaskProgress},
+		{"TaskRelease", testTaskRelease},
 		{"TaskCompleteMany", testTaskCompleteMany},
 		{"TaskFailRetryBackoff", testTaskFailRetryBackoff},
 		{"TaskFailNotRetryable", testTaskFailNotRetryable},
@@ -453,4 +454,38 @@ func testTaskExpireQueued(t *testing.T, s store.Store) {
 	n, err = s.TaskExpireQueued(t.Context(), now.Add(-core.DefaultQueueTTL), now)
 	noErr(t, "TaskExpireQueued(again)", err)
 	eq(t, "expired again", n, 0)
+}
+
+// A claim whose worker never received it is undone without counting
+// anything; a stale or foreign lease releases nothing.
+func testTaskRelease(t *testing.T, s store.Store) {
+	w := InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
+	other := InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
+	InsertTasks(t, s, NewTask(), NewTask())
+	claimed := Claim(t, s, w, At(time.Minute), 2, 0)
+	eq(t, "claimed", len(claimed), 2)
+	keep, give := claimed[0], claimed[1]
+
+	n, err := s.TaskRelease(t.Context(), &store.TaskReleaseParams{Now: At(2 * time.Minute), Leases: []store.WorkerLease{
+		{WorkerID: other.ID, Lease: LeaseOf(t, keep)},                           // another worker's claim
+		{WorkerID: w.ID, Lease: core.Lease{TaskID: keep.ID, Token: uuid.New()}}, // stale token
+		{WorkerID: w.ID, Lease: LeaseOf(t, give)},
+	}})
+	noErr(t, "TaskRelease", err)
+	eq(t, "released", n, 1)
+
+	got := Get(t, s, give.ID)
+	eq(t, "released state", got.State, core.TaskQueued)
+	eq(t, "released attempt", got.Attempt, 0)
+	eq(t, "released lost", got.Lost, 0)
+	eq(t, "released failures", got.Failures, 0)
+	if got.WorkerID != nil || got.StartedAt != nil || got.LeaseExpiresAt != nil {
+		t.Fatalf("released task keeps worker %v started %v lease %v", got.WorkerID, got.StartedAt, got.LeaseExpiresAt)
+	}
+	eq(t, "kept state", Get(t, s, keep.ID).State, core.TaskRunning)
+
+	again := Claim(t, s, other, At(3*time.Minute), 1, 0)
+	eq(t, "reclaimed", len(again), 1)
+	eq(t, "reclaimed task", again[0].ID, give.ID)
+	eq(t, "reclaimed attempt", again[0].Attempt, 1)
 }
