@@ -379,26 +379,44 @@ func DecodeComplete(body []byte) (*wire.CompleteRequest, error) {
 	return &req, nil
 }
 
-func (s *Server) handleTaskComplete(w http.ResponseWriter, r *http.Request) {
+// leaseBody is a per-task worker call: it names a worker and a lease.
+type leaseBody interface {
+	LeaseHolder() (workerID, token uuid.UUID)
+}
+
+// leaseCall reads and checks a per-task worker call (complete, fail,
+// progress): the task id from the path, the body within limit, decoded by
+// decode, and the caller's right to act for the worker it names. It writes
+// the error response itself and returns ok=false on any problem.
+func leaseCall[T leaseBody](s *Server, w http.ResponseWriter, r *http.Request, limit int64, decode func([]byte) (T, error)) (uuid.UUID, T, core.Lease, bool) {
+	var zero T
 	taskID, err := pathUUID(r, "id")
 	if err != nil {
 		s.writeError(w, r, err)
-		return
+		return uuid.Nil, zero, core.Lease{}, false
 	}
-	body, err := readBody(r, wire.MaxCompleteBody)
+	body, err := readBody(r, limit)
 	if err != nil {
 		s.writeError(w, r, err)
-		return
+		return uuid.Nil, zero, core.Lease{}, false
 	}
-	req, err := DecodeComplete(body)
+	req, err := decode(body)
 	if err != nil {
 		s.authThenError(w, r, err)
+		return uuid.Nil, zero, core.Lease{}, false
+	}
+	workerID, token := req.LeaseHolder()
+	if !s.leaseRequest(w, r, workerID) {
+		return uuid.Nil, zero, core.Lease{}, false
+	}
+	return taskID, req, core.Lease{TaskID: taskID, Token: token}, true
+}
+
+func (s *Server) handleTaskComplete(w http.ResponseWriter, r *http.Request) {
+	taskID, req, lease, ok := leaseCall(s, w, r, wire.MaxCompleteBody, DecodeComplete)
+	if !ok {
 		return
 	}
-	if !s.leaseRequest(w, r, req.WorkerID) {
-		return
-	}
-	lease := core.Lease{TaskID: taskID, Token: req.LeaseToken}
 	if err := s.queue.Complete(r.Context(), req.WorkerID, lease, req.Result); err != nil {
 		s.writeError(w, r, fmt.Errorf("complete task %s: %w", taskID, err))
 		return
@@ -495,25 +513,10 @@ func DecodeFail(body []byte) (*wire.FailRequest, error) {
 }
 
 func (s *Server) handleTaskFail(w http.ResponseWriter, r *http.Request) {
-	taskID, err := pathUUID(r, "id")
-	if err != nil {
-		s.writeError(w, r, err)
+	taskID, req, lease, ok := leaseCall(s, w, r, wire.MaxBody, DecodeFail)
+	if !ok {
 		return
 	}
-	body, err := readBody(r, wire.MaxBody)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	req, err := DecodeFail(body)
-	if err != nil {
-		s.authThenError(w, r, err)
-		return
-	}
-	if !s.leaseRequest(w, r, req.WorkerID) {
-		return
-	}
-	lease := core.Lease{TaskID: taskID, Token: req.LeaseToken}
 	t, err := s.queue.Fail(r.Context(), req.WorkerID, lease, req.Error, req.Retryable)
 	if err != nil {
 		s.writeError(w, r, fmt.Errorf("fail task %s: %w", taskID, err))
@@ -538,25 +541,10 @@ func DecodeProgress(body []byte) (*wire.ProgressRequest, error) {
 }
 
 func (s *Server) handleTaskProgress(w http.ResponseWriter, r *http.Request) {
-	taskID, err := pathUUID(r, "id")
-	if err != nil {
-		s.writeError(w, r, err)
+	taskID, req, lease, ok := leaseCall(s, w, r, wire.MaxBody, DecodeProgress)
+	if !ok {
 		return
 	}
-	body, err := readBody(r, wire.MaxBody)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	req, err := DecodeProgress(body)
-	if err != nil {
-		s.authThenError(w, r, err)
-		return
-	}
-	if !s.leaseRequest(w, r, req.WorkerID) {
-		return
-	}
-	lease := core.Lease{TaskID: taskID, Token: req.LeaseToken}
 	if err := s.queue.Progress(r.Context(), req.WorkerID, lease, req.Progress, req.Message); err != nil {
 		s.writeError(w, r, fmt.Errorf("record progress of task %s: %w", taskID, err))
 		return

@@ -375,3 +375,12 @@ type LogFilter struct {
 type LogList struct {
 	Lines []*LogLine `json:"lines"`
 }
+
+// LeaseHolder returns the worker and lease token a complete call presents.
+func (r *CompleteRequest) LeaseHolder() (workerID, token uuid.UUID) { return r.WorkerID, r.LeaseToken }
+
+// LeaseHolder returns the worker and lease token a fail call presents.
+func (r *FailRequest) LeaseHolder() (workerID, token uuid.UUID) { return r.WorkerID, r.LeaseToken }
+
+// LeaseHolder returns the worker and lease token a progress call presents.
+func (r *ProgressRequest) LeaseHolder() (workerID, token uuid.UUID) { return r.WorkerID, r.LeaseToken }
