@@ -15,23 +15,6 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Limits of the list methods.
-const (
-	defaultEventLimit = 100
-	defaultLogLimit   = 1000
-	maxListLimit      = 10000
-)
-
-func listLimit(limit, def int) (int, error) {
-	switch {
-	case limit < 0 || limit > maxListLimit:
-		return 0, core.Invalid("limit", "must be between 1 and %d (0 means %d), got %d", maxListLimit, def, limit)
-	case limit == 0:
-		return def, nil
-	}
-	return limit, nil
-}
-
 // timesArg renders times for a timestamptz[] parameter; a zero time becomes
 // NULL and the statement substitutes the database's time (the only place
 // the store reads a clock, for callers that did not stamp their rows).
@@ -99,7 +82,7 @@ func (s *Store) EventInsertMany(ctx context.Context, events []*core.Event) error
 
 // EventList lists events, newest first.
 func (s *Store) EventList(ctx context.Context, params *store.EventListParams) ([]*core.Event, error) {
-	limit, err := listLimit(params.Limit, defaultEventLimit)
+	limit, err := store.ListLimit(params.Limit, store.DefaultEventListLimit, store.MaxEventListLimit)
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +185,7 @@ func (s *Store) LogInsertMany(ctx context.Context, lines []*core.LogLine) error 
 
 // LogList lists log lines, oldest first.
 func (s *Store) LogList(ctx context.Context, params *store.LogListParams) ([]*core.LogLine, error) {
-	limit, err := listLimit(params.Limit, defaultLogLimit)
+	limit, err := store.ListLimit(params.Limit, store.DefaultLogListLimit, store.MaxLogListLimit)
 	if err != nil {
 		return nil, err
 	}

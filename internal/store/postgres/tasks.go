@@ -314,12 +314,9 @@ func (s *Store) TaskGet(ctx context.Context, id uuid.UUID) (*core.Task, error) {
 
 // TaskList lists tasks matching the filter, newest first.
 func (s *Store) TaskList(ctx context.Context, params *store.TaskListParams) ([]*core.Task, error) {
-	limit := params.Limit
-	switch {
-	case limit < 0 || limit > 1000:
-		return nil, core.Invalid("limit", "must be between 1 and 1000 (0 means 100), got %d", limit)
-	case limit == 0:
-		limit = 100
+	limit, err := store.ListLimit(params.Limit, store.DefaultTaskListLimit, store.MaxTaskListLimit)
+	if err != nil {
+		return nil, err
 	}
 	var (
 		where []string

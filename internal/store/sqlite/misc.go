@@ -36,12 +36,9 @@ func (s *Store) EventInsertMany(ctx context.Context, events []*core.Event) error
 
 // EventList lists events newest first.
 func (s *Store) EventList(ctx context.Context, params *store.EventListParams) ([]*core.Event, error) {
-	limit := params.Limit
-	switch {
-	case limit <= 0:
-		limit = 100
-	case limit > 10000:
-		limit = 10000
+	limit, err := store.ListLimit(params.Limit, store.DefaultEventListLimit, store.MaxEventListLimit)
+	if err != nil {
+		return nil, err
 	}
 	var where []string
 	var args []any
@@ -120,12 +117,9 @@ func (s *Store) LogInsertMany(ctx context.Context, lines []*core.LogLine) error 
 
 // LogList lists log lines oldest first.
 func (s *Store) LogList(ctx context.Context, params *store.LogListParams) ([]*core.LogLine, error) {
-	limit := params.Limit
-	switch {
-	case limit <= 0:
-		limit = 1000
-	case limit > 10000:
-		limit = 10000
+	limit, err := store.ListLimit(params.Limit, store.DefaultLogListLimit, store.MaxLogListLimit)
+	if err != nil {
+		return nil, err
 	}
 	var where []string
 	var args []any

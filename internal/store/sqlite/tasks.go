@@ -230,12 +230,9 @@ func (s *Store) TaskGet(ctx context.Context, id uuid.UUID) (*core.Task, error) {
 
 // TaskList lists tasks newest first; see store.TaskListParams.
 func (s *Store) TaskList(ctx context.Context, params *store.TaskListParams) ([]*core.Task, error) {
-	limit := params.Limit
-	switch {
-	case limit <= 0:
-		limit = 100
-	case limit > 1000:
-		limit = 1000
+	limit, err := store.ListLimit(params.Limit, store.DefaultTaskListLimit, store.MaxTaskListLimit)
+	if err != nil {
+		return nil, err
 	}
 	var where []string
 	var args []any

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ func miscCases() []suiteCase {
 		{"EventsInsertListPaging", testEventsInsertListPaging},
 		{"LogsInsertListPaging", testLogsInsertListPaging},
 		{"Prune", testPrune},
+		{"ListLimits", testListLimits},
 		{"Breakers", testBreakers},
 		{"LeaderElection", testLeaderElection},
 		{"KV", testKV},
@@ -288,5 +290,27 @@ func sliceEq(t testing.TB, what string, got, want []string) {
 		if got[i] != want[i] {
 			t.Fatalf("%s = %q, want %q", what, got, want)
 		}
+	}
+}
+
+// Every listing rejects a limit outside 0..max, naming the field, on every
+// backend.
+func testListLimits(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	check := func(what string, err error) {
+		t.Helper()
+		e, ok := errors.AsType[*core.Error](err)
+		if !ok || e.Code != core.EINVALID || e.Field != "limit" {
+			t.Fatalf("%s: err = %v, want EINVALID naming limit", what, err)
+		}
+	}
+	_, err := s.TaskList(ctx, &store.TaskListParams{Limit: store.MaxTaskListLimit + 1})
+	check("TaskList over max", err)
+	_, err = s.EventList(ctx, &store.EventListParams{Limit: -1})
+	check("EventList negative", err)
+	_, err = s.LogList(ctx, &store.LogListParams{Limit: store.MaxLogListLimit + 1})
+	check("LogList over max", err)
+	if _, err := s.TaskList(ctx, &store.TaskListParams{Limit: store.MaxTaskListLimit}); err != nil {
+		t.Fatalf("TaskList at max: %v", err)
 	}
 }
