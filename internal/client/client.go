@@ -328,6 +328,18 @@ func (c *Client) SubmitBatch(ctx context.Context, reqs []wire.SubmitRequest) ([]
 	return out.Results, nil
 }
 
+// setStates sets the comma-separated "state" filter when states is not empty.
+func setStates[S ~string](q url.Values, states []S) {
+	if len(states) == 0 {
+		return
+	}
+	s := make([]string, len(states))
+	for i, st := range states {
+		s[i] = string(st)
+	}
+	q.Set("state", strings.Join(s, ","))
+}
+
 // Task returns one task.
 func (c *Client) Task(ctx context.Context, id uuid.UUID) (*wire.Task, error) {
 	var out wire.Task
@@ -340,13 +352,7 @@ func (c *Client) Task(ctx context.Context, id uuid.UUID) (*wire.Task, error) {
 // Tasks lists tasks matching f, newest first.
 func (c *Client) Tasks(ctx context.Context, f wire.TaskFilter) ([]*wire.Task, error) {
 	q := url.Values{}
-	if len(f.States) > 0 {
-		s := make([]string, len(f.States))
-		for i, st := range f.States {
-			s[i] = string(st)
-		}
-		q.Set("state", strings.Join(s, ","))
-	}
+	setStates(q, f.States)
 	setIf(q, "owner", f.Owner)
 	setIf(q, "pool", f.Pool)
 	setIf(q, "type", f.Type)
@@ -383,13 +389,7 @@ func (c *Client) Retry(ctx context.Context, id uuid.UUID) (*wire.Task, error) {
 // Workers lists workers matching f, oldest first.
 func (c *Client) Workers(ctx context.Context, f wire.WorkerFilter) ([]*wire.Worker, error) {
 	q := url.Values{}
-	if len(f.States) > 0 {
-		s := make([]string, len(f.States))
-		for i, st := range f.States {
-			s[i] = string(st)
-		}
-		q.Set("state", strings.Join(s, ","))
-	}
+	setStates(q, f.States)
 	setIf(q, "pool", f.Pool)
 	if f.Live {
 		q.Set("live", "true")
