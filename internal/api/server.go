@@ -235,7 +235,7 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if _, err := s.store.KVGet(ctx, "drover/readyz"); err != nil && !errors.Is(err, core.ErrNotFound) {
+	if err := s.store.Ping(ctx); err != nil {
 		s.logger.WarnContext(ctx, "readiness check failed", slog.String("error", err.Error()))
 		s.writeError(w, r, core.Errorf(core.EUNAVAILABLE, "database not reachable or not migrated"))
 		return

@@ -161,15 +161,16 @@ func RunQueue(ctx context.Context, st store.Store, cfg QueueConfig) (*QueueResul
 			s := &stats[i]
 			for claimed.Load() < int64(cfg.Tasks) {
 				t0 := cfg.Now()
-				tasks, err := st.TaskClaim(gctx, &store.TaskClaimParams{
+				got, err := st.TaskClaim(gctx, []*store.TaskClaimParams{{
 					Now: cfg.Clock.Now(), WorkerID: workers[i], Pool: cfg.Pool, Max: cfg.Batch,
 					LeaseDuration: time.Hour, OwnerLimit: cfg.OwnerLimit,
-				})
+				}})
 				t1 := cfg.Now()
 				s.calls++
 				if err != nil {
 					return fmt.Errorf("bench queue: claimer %d: claim: %w", i, err)
 				}
+				tasks := got[0]
 				if len(tasks) == 0 {
 					s.empty++
 					continue
@@ -185,11 +186,12 @@ func RunQueue(ctx context.Context, st store.Store, cfg QueueConfig) (*QueueResul
 					s.claimed = append(s.claimed, t.ID)
 				}
 				t2 := cfg.Now()
-				lost, err := st.TaskCompleteMany(gctx, &store.TaskCompleteManyParams{Now: cfg.Clock.Now(), WorkerID: workers[i], Items: items})
+				lostAll, err := st.TaskComplete(gctx, []*store.TaskCompleteParams{{Now: cfg.Clock.Now(), WorkerID: workers[i], Items: items}})
 				s.completeLat = append(s.completeLat, cfg.Now().Sub(t2))
 				if err != nil {
 					return fmt.Errorf("bench queue: claimer %d: complete: %w", i, err)
 				}
+				lost := lostAll[0]
 				if len(lost) > 0 {
 					return fmt.Errorf("bench queue: claimer %d: %d of %d completions lost their lease (first %s)", i, len(lost), len(items), lost[0].TaskID)
 				}

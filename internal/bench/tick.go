@@ -175,10 +175,11 @@ func RunTick(ctx context.Context, st store.Store, cfg TickConfig) (*TickResult, 
 	g.SetLimit(8)
 	for _, id := range ids[:cfg.Busy] {
 		g.Go(func() error {
-			got, err := st.TaskClaim(gctx, &store.TaskClaimParams{Now: now, WorkerID: id, Pool: benchPool, Max: 1, LeaseDuration: time.Hour})
+			all, err := st.TaskClaim(gctx, []*store.TaskClaimParams{{Now: now, WorkerID: id, Pool: benchPool, Max: 1, LeaseDuration: time.Hour}})
 			if err != nil {
 				return fmt.Errorf("bench tick: claim: %w", err)
 			}
+			got := all[0]
 			if len(got) != 1 {
 				return fmt.Errorf("bench tick: worker %s claimed %d tasks, want 1", id, len(got))
 			}
@@ -336,19 +337,9 @@ func (c *tickCountingStore) TaskDemand(ctx context.Context, p *store.TaskDemandP
 	return c.Store.TaskDemand(ctx, p)
 }
 
-func (c *tickCountingStore) TaskRequeueLost(ctx context.Context, p *store.TaskRequeueLostParams) ([]*core.Task, error) {
+func (c *tickCountingStore) Tx(ctx context.Context, fn func(ctx context.Context, tx store.Tx) error) error {
 	c.calls.Add(1)
-	return c.Store.TaskRequeueLost(ctx, p)
-}
-
-func (c *tickCountingStore) TaskTimeoutRunning(ctx context.Context, now time.Time) ([]*core.Task, error) {
-	c.calls.Add(1)
-	return c.Store.TaskTimeoutRunning(ctx, now)
-}
-
-func (c *tickCountingStore) TaskExpireQueued(ctx context.Context, before, now time.Time) (int, error) {
-	c.calls.Add(1)
-	return c.Store.TaskExpireQueued(ctx, before, now)
+	return c.Store.Tx(ctx, fn)
 }
 
 func (c *tickCountingStore) BreakerGetAll(ctx context.Context) ([]*core.BreakerState, error) {

@@ -104,17 +104,9 @@ func (c *countingStore) BreakerPut(ctx context.Context, s *core.BreakerState) er
 	c.inc("BreakerPut")
 	return c.Store.BreakerPut(ctx, s)
 }
-func (c *countingStore) TaskRequeueLost(ctx context.Context, p *store.TaskRequeueLostParams) ([]*core.Task, error) {
-	c.inc("TaskRequeueLost")
-	return c.Store.TaskRequeueLost(ctx, p)
-}
-func (c *countingStore) TaskTimeoutRunning(ctx context.Context, now time.Time) ([]*core.Task, error) {
-	c.inc("TaskTimeoutRunning")
-	return c.Store.TaskTimeoutRunning(ctx, now)
-}
-func (c *countingStore) TaskExpireQueued(ctx context.Context, before, now time.Time) (int, error) {
-	c.inc("TaskExpireQueued")
-	return c.Store.TaskExpireQueued(ctx, before, now)
+func (c *countingStore) Tx(ctx context.Context, fn func(ctx context.Context, tx store.Tx) error) error {
+	c.inc("Tx")
+	return c.Store.Tx(ctx, fn)
 }
 func (c *countingStore) EventInsertMany(ctx context.Context, evs []*core.Event) error {
 	c.inc("EventInsertMany")

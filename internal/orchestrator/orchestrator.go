@@ -358,29 +358,15 @@ func (o *Orchestrator) observe(ctx context.Context, t *tick) error {
 	g, gctx := errgroup.WithContext(ctx)
 	// Worker rows first: their Running counts show the leases held before
 	// maintenance requeues expired ones, which tells a worker that died
-	// holding a task (not a start failure) from one that never worked. The
-	// list only has to be read before maintenance writes, not decoded:
-	// maintenance and demand start as soon as the list's snapshot is taken
-	// (WorkerListParams.Snapshot) and run while its rows are decoded.
-	snapshot := make(chan struct{})
-	var snapOnce sync.Once
-	snapped := func() { snapOnce.Do(func() { close(snapshot) }) }
+	// holding a task (not a start failure) from one that never worked. So
+	// maintenance and demand run after the list, while breakers and
+	// provider lists are read alongside.
 	g.Go(func() error {
-		defer snapped()
-		ws, err := o.st.WorkerList(gctx, &store.WorkerListParams{LiveOnly: true, Brief: true, Snapshot: snapped})
+		ws, err := o.st.WorkerList(gctx, &store.WorkerListParams{LiveOnly: true, Brief: true})
 		if err != nil {
 			return fmt.Errorf("tick: list workers: %w", err)
 		}
 		t.workers = ws
-		return nil
-	})
-	g.Go(func() error {
-		<-snapshot
-		if gctx.Err() != nil {
-			// The worker list failed: the tick is abandoned.
-			return nil
-		}
-		var err error
 		if o.q != nil {
 			maint, maintErr = o.q.Maintain(gctx)
 			t.demand, err = o.q.DemandCapped(gctx, o.demandCap())
@@ -823,7 +809,7 @@ func (o *Orchestrator) requeueLost(ctx context.Context, t *tick) error {
 		return nil
 	}
 	ids := slices.SortedFunc(maps.Keys(t.requeue), func(a, b uuid.UUID) int { return strings.Compare(a.String(), b.String()) })
-	tasks, err := o.st.TaskRequeueLost(ctx, &store.TaskRequeueLostParams{Now: t.now, WorkerIDs: ids})
+	tasks, err := queue.RequeueLost(ctx, o.st, t.now, ids, time.Time{})
 	if err != nil {
 		return fmt.Errorf("tick: requeue leases of failed workers: %w", err)
 	}

@@ -10,7 +10,7 @@ import (
 
 // completeRequest is one CompleteMany call waiting for its group commit.
 type completeRequest struct {
-	params *store.TaskCompleteManyParams
+	params *store.TaskCompleteParams
 	reply  chan completeResult // buffered 1: the flusher never blocks
 }
 
@@ -24,7 +24,7 @@ type completeResult struct {
 // when idle); calls that arrive while a flush runs wait for the next one,
 // which takes them all and commits them with one TaskCompleteBatch (one
 // transaction), then answers each caller with its own stale leases.
-func (s *Service) commitCompletion(ctx context.Context, p *store.TaskCompleteManyParams) ([]core.Lease, error) {
+func (s *Service) commitCompletion(ctx context.Context, p *store.TaskCompleteParams) ([]core.Lease, error) {
 	req := &completeRequest{params: p, reply: make(chan completeResult, 1)}
 	s.cmu.Lock()
 	s.cpending = append(s.cpending, req)
@@ -69,24 +69,27 @@ func (s *Service) flushCompletions(base context.Context) {
 // holds several calls, each call is retried on its own so that one bad
 // call does not fail the others.
 func (s *Service) commitCompletions(ctx context.Context, batch []*completeRequest) {
-	if len(batch) == 1 {
-		lost, err := s.st.TaskCompleteMany(ctx, batch[0].params)
-		batch[0].reply <- completeResult{lost: lost, err: err}
-		return
-	}
-	params := make([]*store.TaskCompleteManyParams, len(batch))
+	params := make([]*store.TaskCompleteParams, len(batch))
 	for i, r := range batch {
 		params[i] = r.params
 	}
-	lost, err := s.st.TaskCompleteBatch(ctx, params)
+	lost, err := s.st.TaskComplete(ctx, params)
 	if err == nil && len(lost) != len(batch) {
 		err = fmt.Errorf("store returned %d results for %d completion calls", len(lost), len(batch))
 	}
-	if err != nil {
+	if err != nil && len(batch) > 1 {
 		for _, r := range batch {
-			l, err := s.st.TaskCompleteMany(ctx, r.params)
-			r.reply <- completeResult{lost: l, err: err}
+			l, err := s.st.TaskComplete(ctx, []*store.TaskCompleteParams{r.params})
+			if err == nil {
+				r.reply <- completeResult{lost: l[0]}
+			} else {
+				r.reply <- completeResult{err: err}
+			}
 		}
+		return
+	}
+	if err != nil {
+		batch[0].reply <- completeResult{err: err}
 		return
 	}
 	for i, r := range batch {

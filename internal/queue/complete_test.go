@@ -25,23 +25,20 @@ type gatedStore struct {
 	claimBatches  atomic.Int32
 }
 
-func (g *gatedStore) TaskCompleteMany(ctx context.Context, p *store.TaskCompleteManyParams) ([]core.Lease, error) {
+func (g *gatedStore) TaskComplete(ctx context.Context, p []*store.TaskCompleteParams) ([][]core.Lease, error) {
 	if g.first.CompareAndSwap(false, true) {
 		close(g.entered)
 		<-g.gate
+		return g.Store.TaskComplete(ctx, p)
 	}
-	return g.Store.TaskCompleteMany(ctx, p)
-}
-
-func (g *gatedStore) TaskCompleteBatch(ctx context.Context, p []*store.TaskCompleteManyParams) ([][]core.Lease, error) {
 	g.batches.Add(1)
 	g.batchItems.Add(int32(len(p)))
-	return g.Store.TaskCompleteBatch(ctx, p)
+	return g.Store.TaskComplete(ctx, p)
 }
 
-func (g *gatedStore) TaskClaimBatch(ctx context.Context, p []*store.TaskClaimParams) ([][]*core.Task, error) {
+func (g *gatedStore) TaskClaim(ctx context.Context, p []*store.TaskClaimParams) ([][]*core.Task, error) {
 	g.claimBatches.Add(1)
-	return g.Store.TaskClaimBatch(ctx, p)
+	return g.Store.TaskClaim(ctx, p)
 }
 
 // Completions that arrive while a commit runs are committed together by
@@ -70,7 +67,7 @@ func TestCompleteGroupCommit(t *testing.T) {
 		t.Fatalf("ClaimMany: %v", err)
 	}
 	if got := g.claimBatches.Load(); got != 1 {
-		t.Fatalf("ClaimMany used %d TaskClaimBatch calls, want 1", got)
+		t.Fatalf("ClaimMany used %d TaskClaim calls, want 1", got)
 	}
 	seen := map[uuid.UUID]bool{}
 	for i, ts := range claimed {
@@ -123,7 +120,7 @@ func TestCompleteGroupCommit(t *testing.T) {
 		t.Fatalf("%d completed and %d lost, want %d and 1", ok, lost, n-1)
 	}
 	if b, items := g.batches.Load(), g.batchItems.Load(); b != 1 || items != n {
-		t.Fatalf("%d TaskCompleteBatch calls with %d items, want 1 with %d", b, items, n)
+		t.Fatalf("%d batched TaskComplete calls with %d items, want 1 with %d", b, items, n)
 	}
 	task, err := s.Get(t.Context(), claimed[n][0].ID)
 	if err != nil || task.State != core.TaskRunning {

@@ -197,7 +197,7 @@ func (s *Service) commitHeartbeats(ctx context.Context, batch []*hbRequest) {
 	// different tables: run them side by side, two round trips in the time
 	// of one.
 	beatErr := make(chan error, 1)
-	go func() { beatErr <- s.st.WorkerHeartbeatMany(ctx, beats) }()
+	go func() { beatErr <- s.st.WorkerHeartbeat(ctx, beats) }()
 	lostSet := map[core.Lease]bool{}
 	var renewErr error
 	if len(leases) > 0 {

@@ -204,9 +204,9 @@ func (s *Service) List(ctx context.Context, p *store.TaskListParams) ([]*core.Ta
 // already final). The holding agent learns it from its next heartbeat.
 func (s *Service) Cancel(ctx context.Context, id uuid.UUID) (*core.Task, error) {
 	now := s.clock.Now()
-	t, err := s.st.TaskCancel(ctx, id, now)
+	t, err := CancelTask(ctx, s.st, id, now)
 	if err != nil {
-		return nil, fmt.Errorf("cancel task %s: %w", id, err)
+		return nil, err
 	}
 	s.emit(ctx, taskEvent(now, core.EventTaskCancelled, t, "cancelled by operator"))
 	return t, nil
@@ -216,9 +216,9 @@ func (s *Service) Cancel(ctx context.Context, id uuid.UUID) (*core.Task, error) 
 // failure and loss counters.
 func (s *Service) Retry(ctx context.Context, id uuid.UUID) (*core.Task, error) {
 	now := s.clock.Now()
-	t, err := s.st.TaskRetry(ctx, id, now)
+	t, err := RetryTask(ctx, s.st, id, now)
 	if err != nil {
-		return nil, fmt.Errorf("retry task %s: %w", id, err)
+		return nil, err
 	}
 	s.emit(ctx, taskEvent(now, core.EventTaskRetried, t, "retried by operator"))
 	s.notify()
@@ -286,18 +286,18 @@ func (s *Service) Claim(ctx context.Context, workerID uuid.UUID, max int) ([]*co
 	if err != nil {
 		return nil, fmt.Errorf("claim tasks: %w", err)
 	}
-	ts, err := s.st.TaskClaim(ctx, &store.TaskClaimParams{
+	ts, err := s.st.TaskClaim(ctx, []*store.TaskClaimParams{{
 		Now: s.clock.Now(), WorkerID: workerID, Pool: pool, Max: max,
 		LeaseDuration: s.cfg.LeaseDuration, OwnerLimit: s.cfg.OwnerLimit,
-	})
+	}})
 	if err != nil {
 		return nil, fmt.Errorf("claim tasks: %w", err)
 	}
-	return ts, nil
+	return ts[0], nil
 }
 
 // ClaimMany runs several claims, for any workers, in one store transaction
-// (TaskClaimBatch); results are in request order. Each claim has the
+// (store TaskClaim); results are in request order. Each claim has the
 // semantics of Claim, except that a worker that cannot claim (unknown,
 // not booting or ready) gets nothing instead of an error once its pool is
 // known; a worker whose pool cannot be read fails the whole call.
@@ -322,7 +322,7 @@ func (s *Service) ClaimMany(ctx context.Context, reqs []ClaimRequest) ([][]*core
 			LeaseDuration: s.cfg.LeaseDuration, OwnerLimit: s.cfg.OwnerLimit,
 		}
 	}
-	out, err := s.st.TaskClaimBatch(ctx, params)
+	out, err := s.st.TaskClaim(ctx, params)
 	if err != nil {
 		return nil, fmt.Errorf("claim tasks for %d workers: %w", len(reqs), err)
 	}
@@ -401,7 +401,7 @@ func (s *Service) CompleteMany(ctx context.Context, workerID uuid.UUID, items []
 	if len(checked) == 0 {
 		return nil, nil
 	}
-	lost, err := s.commitCompletion(ctx, &store.TaskCompleteManyParams{Now: s.clock.Now(), WorkerID: workerID, Items: checked})
+	lost, err := s.commitCompletion(ctx, &store.TaskCompleteParams{Now: s.clock.Now(), WorkerID: workerID, Items: checked})
 	if err != nil {
 		return nil, fmt.Errorf("complete %d tasks: %w", len(checked), err)
 	}
@@ -413,21 +413,16 @@ func (s *Service) CompleteMany(ctx context.Context, workerID uuid.UUID, items []
 // otherwise the task fails for good. msg is cut to 16 KiB. An event records
 // either outcome.
 func (s *Service) Fail(ctx context.Context, workerID uuid.UUID, lease core.Lease, msg string, retryable bool) (*core.Task, error) {
-	cur, err := s.st.TaskGet(ctx, lease.TaskID)
-	if err != nil {
-		if errors.Is(err, core.ErrNotFound) {
-			return nil, fmt.Errorf("fail task %s: %w", lease.TaskID, core.ErrLeaseLost)
-		}
-		return nil, fmt.Errorf("fail task %s: %w", lease.TaskID, err)
-	}
 	now := s.clock.Now()
 	msg = truncateUTF8(msg, core.MaxErrorBytes)
-	t, err := s.st.TaskFail(ctx, &store.TaskFailParams{
+	t, err := FailTask(ctx, s.st, &FailParams{
 		Now: now, WorkerID: workerID, Lease: lease, Error: msg, Retryable: retryable,
-		RetryAt: now.Add(Backoff(cur.Failures+1, s.cfg.BackoffBase, s.cfg.BackoffMax, s.rnd)),
+		Backoff: func(failures int) time.Duration {
+			return Backoff(failures, s.cfg.BackoffBase, s.cfg.BackoffMax, s.rnd)
+		},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("fail task %s: %w", lease.TaskID, err)
+		return nil, err
 	}
 	s.emit(ctx, failEvent(now, t, fmt.Sprintf("attempt %d failed: %s", t.Attempt, firstLine(msg))))
 	if t.State == core.TaskQueued {
@@ -499,7 +494,7 @@ func (s *Service) Maintain(ctx context.Context) (MaintainReport, error) {
 	var evs []*core.Event
 	wakeClaims := false
 
-	requeued, err := s.st.TaskRequeueLost(ctx, &store.TaskRequeueLostParams{Now: now, ExpiredBefore: now})
+	requeued, err := RequeueLost(ctx, s.st, now, nil, now)
 	if err != nil {
 		return rep, fmt.Errorf("maintain: requeue expired leases: %w", err)
 	}
@@ -513,7 +508,7 @@ func (s *Service) Maintain(ctx context.Context) (MaintainReport, error) {
 		}
 	}
 
-	timedOut, err := s.st.TaskTimeoutRunning(ctx, now)
+	timedOut, err := TimeoutRunning(ctx, s.st, now)
 	if err != nil {
 		s.emit(ctx, evs...)
 		return rep, fmt.Errorf("maintain: time out attempts: %w", err)
@@ -526,7 +521,7 @@ func (s *Service) Maintain(ctx context.Context) (MaintainReport, error) {
 		evs = append(evs, failEvent(now, t, fmt.Sprintf("attempt %d exceeded its timeout of %s", t.Attempt, t.Timeout)))
 	}
 
-	expired, err := s.st.TaskExpireQueued(ctx, now.Add(-s.cfg.QueueTTL), now)
+	expired, err := ExpireQueued(ctx, s.st, now.Add(-s.cfg.QueueTTL), now)
 	if err != nil {
 		s.emit(ctx, evs...)
 		return rep, fmt.Errorf("maintain: expire queued tasks: %w", err)

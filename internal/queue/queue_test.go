@@ -31,9 +31,9 @@ func (c *countingStore) TaskLeaseRenew(ctx context.Context, p *store.TaskLeaseRe
 	return c.Store.TaskLeaseRenew(ctx, p)
 }
 
-func (c *countingStore) WorkerHeartbeatMany(ctx context.Context, p []store.WorkerHeartbeatParams) error {
+func (c *countingStore) WorkerHeartbeat(ctx context.Context, p []store.WorkerHeartbeatParams) error {
 	c.beats.Add(1)
-	return c.Store.WorkerHeartbeatMany(ctx, p)
+	return c.Store.WorkerHeartbeat(ctx, p)
 }
 
 func (c *countingStore) WorkerList(ctx context.Context, p *store.WorkerListParams) ([]*core.Worker, error) {

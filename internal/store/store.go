@@ -50,27 +50,28 @@ type Store interface {
 	// TaskCountByState returns the number of tasks per state (all pools).
 	TaskCountByState(ctx context.Context) (map[core.TaskState]int, error)
 
-	// TaskClaim atomically claims up to Max claimable tasks for a worker:
-	// state queued, pool = Pool, run_after <= Now, deps_pending = 0, and the
-	// owner below OwnerLimit running tasks (0 = unlimited) counting the tasks
-	// granted in this very claim, under any concurrency. Nothing is claimed
-	// unless the worker row is in state booting or ready (checked atomically
-	// with the claim: on PostgreSQL the worker row is locked FOR SHARE, so a
-	// concurrent drain and claim serialise). Order: priority
-	// descending, then created_at, then id. Each claimed task becomes
-	// running with a fresh lease token, attempt+1, worker_id, started_at=Now,
-	// lease_expires_at = Now+LeaseDuration. Returns an empty slice when
-	// nothing is claimable.
-	TaskClaim(ctx context.Context, params *TaskClaimParams) ([]*core.Task, error)
-	// TaskClaimBatch runs several claims, possibly for different workers and
-	// pools, in ONE transaction (one commit), so a server can serve many
-	// agents at the cost of one. Each item has the semantics of TaskClaim,
-	// applied in input order: the owner limit counts the tasks granted to
-	// earlier items of the batch, and no task is granted twice. Results are
-	// in input order (an empty slice for an item that got nothing, including
-	// a worker that is unknown or not booting/ready). An invalid item fails
-	// the whole batch before anything changes.
-	TaskClaimBatch(ctx context.Context, params []*TaskClaimParams) ([][]*core.Task, error)
+	// TaskClaim runs one claim per item, possibly for different workers and
+	// pools, in ONE transaction (one commit): a server serves many agents
+	// at the cost of one. Each item atomically claims up to Max claimable
+	// tasks for its worker: state queued, pool = Pool, run_after <= Now,
+	// deps_pending = 0, and the owner below OwnerLimit running tasks (0 =
+	// unlimited) counting the tasks granted in this very claim and to
+	// earlier items, under any concurrency. Nothing is claimed for a worker
+	// that is unknown or not booting or ready (checked atomically with the
+	// claim: on PostgreSQL the worker row is locked FOR SHARE, so a
+	// concurrent drain and claim serialise). Order: priority descending,
+	// then created_at, then id. Each claimed task becomes running with a
+	// fresh lease token, attempt+1, worker_id, started_at=Now,
+	// lease_expires_at = Now+LeaseDuration. No task is granted twice.
+	// Results are in input order, an empty slice for an item that got
+	// nothing. An invalid item fails the whole call before anything
+	// changes.
+	//
+	// The selection stays in SQL (not in package queue) because atomicity
+	// needs it: SKIP LOCKED and the owner count must be evaluated by the
+	// database under the same locks that grant the rows, or two servers
+	// could grant the same task or exceed an owner's limit.
+	TaskClaim(ctx context.Context, params []*TaskClaimParams) ([][]*core.Task, error)
 	// TaskLeaseRenew extends lease_expires_at to Until for each lease that is
 	// still held by its worker (task running, token and worker match), for
 	// many workers in one round trip. It returns the leases that are no
@@ -85,45 +86,16 @@ type Store interface {
 	// TaskProgress records progress for a lease held by WorkerID
 	// (ErrLeaseLost if stale or held by another worker).
 	TaskProgress(ctx context.Context, params *TaskProgressParams) error
-	// TaskCompleteMany marks each held task succeeded with its result,
-	// finished_at = Now, clears the lease, decrements deps_pending of its
-	// dependents and increments the worker's tasks_done and last_task_at.
-	// Items whose lease is stale change nothing and are returned in lost.
-	TaskCompleteMany(ctx context.Context, params *TaskCompleteManyParams) (lost []core.Lease, err error)
-	// TaskCompleteBatch runs several TaskCompleteMany calls, possibly for
-	// different workers, in ONE transaction (one commit). lost[i] holds the
-	// stale leases of params[i] (never nil); nothing changes for those.
-	TaskCompleteBatch(ctx context.Context, params []*TaskCompleteManyParams) (lost [][]core.Lease, err error)
-	// TaskFail records a handler failure for a held lease (ErrLeaseLost if
-	// stale): failures+1; when Retryable and failures+1 < max_attempts the
-	// task returns to queued with run_after = RetryAt, else it becomes failed
-	// (error = Error) and its queued dependents fail with "dependency failed"
-	// (transitively). The worker's tasks_failed and last_task_at are updated.
-	// Returns the task after the change.
-	TaskFail(ctx context.Context, params *TaskFailParams) (*core.Task, error)
-	// TaskRequeueLost requeues running tasks whose lease is lost: those held
-	// by any worker in WorkerIDs, plus (when ExpiredBefore is non-zero) those
-	// whose lease_expires_at < ExpiredBefore. Each gets lost+1; if
-	// lost+1 >= max_lost it becomes failed with error
-	// fmt.Sprintf(core.ReasonLostFormat, lost+1) (and its dependents fail),
-	// else queued with run_after = Now and the lease cleared. Returns the
-	// tasks after the change.
-	TaskRequeueLost(ctx context.Context, params *TaskRequeueLostParams) ([]*core.Task, error)
-	// TaskTimeoutRunning fails (as a retryable handler failure with error
-	// "timeout", same rules as TaskFail with RetryAt = Now) every running
-	// task whose started_at + timeout < Now. Returns the tasks after the
-	// change; callers tell the holding agents to kill them.
-	TaskTimeoutRunning(ctx context.Context, now time.Time) ([]*core.Task, error)
-	// TaskCancel cancels a queued or running task (core.ErrConflict if it is
-	// already final) and fails its dependents. Returns the task after.
-	TaskCancel(ctx context.Context, id uuid.UUID, now time.Time) (*core.Task, error)
-	// TaskRetry puts a failed or cancelled task back to queued with fresh
-	// counters (attempt kept, failures and lost reset). core.ErrConflict if
-	// it is not failed or cancelled.
-	TaskRetry(ctx context.Context, id uuid.UUID, now time.Time) (*core.Task, error)
-	// TaskExpireQueued fails queued tasks created before CreatedBefore with
-	// reason "expired" (and their dependents). Returns how many expired.
-	TaskExpireQueued(ctx context.Context, createdBefore, now time.Time) (int, error)
+	// TaskComplete marks held tasks succeeded, for one or many workers, in
+	// ONE transaction: each item's task gets its result, finished_at = Now,
+	// the lease cleared; the deps_pending of its queued dependents drops by
+	// one and the worker's tasks_done and last_task_at are updated. A task
+	// is held when it is running under the presented token by the item's
+	// worker. lost[i] holds the stale leases of params[i] (never nil);
+	// nothing changes for those. This stays one backend operation (no
+	// decision is taken: a held lease simply succeeds) so that the hot path
+	// is one statement on PostgreSQL.
+	TaskComplete(ctx context.Context, params []*TaskCompleteParams) (lost [][]core.Lease, err error)
 	// TaskDemand returns per pool the number of tasks claimable now (queued,
 	// run_after <= Now, deps done, honouring OwnerLimit against each owner's
 	// running count across all pools) and the number running. With
@@ -146,14 +118,10 @@ type Store interface {
 	// the update only happens if the current state is one of them, else
 	// core.ErrConflict. State changes set state_changed_at = Now.
 	WorkerUpdate(ctx context.Context, params *WorkerUpdateParams) (*core.Worker, error)
-	// WorkerHeartbeat records a heartbeat (last_heartbeat_at = Now, metrics)
-	// without changing state. Returns core.ErrNotFound for unknown workers.
-	WorkerHeartbeat(ctx context.Context, params *WorkerHeartbeatParams) error
-	// WorkerHeartbeatMany is the batched form used by the API server.
-	WorkerHeartbeatMany(ctx context.Context, params []WorkerHeartbeatParams) error
-	// WorkerDeleteTerminated deletes terminated/failed-and-terminated worker
-	// rows older than Before. Returns the count.
-	WorkerDeleteTerminated(ctx context.Context, before time.Time) (int, error)
+	// WorkerHeartbeat records heartbeats (last_heartbeat_at = Now, metrics
+	// when given) without changing state, for many workers in one
+	// transaction. Unknown workers are skipped.
+	WorkerHeartbeat(ctx context.Context, params []WorkerHeartbeatParams) error
 
 	// --- events and logs ---
 
@@ -185,19 +153,16 @@ type Store interface {
 	LeaderAttemptElect(ctx context.Context, params *LeaderElectParams) (bool, error)
 	// LeaderResign gives up leadership if LeaderID holds it.
 	LeaderResign(ctx context.Context, leaderID string) error
-	// LeaderGet returns the current leader id and expiry ("" if none).
-	LeaderGet(ctx context.Context) (string, time.Time, error)
 
-	// --- key/value (provider adoption data, local pids, etc.) ---
+	// Ping checks that the database answers and is migrated (readiness).
+	Ping(ctx context.Context) error
 
-	// KVPut upserts a small value under key.
-	KVPut(ctx context.Context, key string, value json.RawMessage, now time.Time) error
-	// KVGet returns the value or core.ErrNotFound.
-	KVGet(ctx context.Context, key string) (json.RawMessage, error)
-	// KVList returns all values whose key starts with prefix.
-	KVList(ctx context.Context, prefix string) (map[string]json.RawMessage, error)
-	// KVDelete deletes key (no error if absent).
-	KVDelete(ctx context.Context, key string) error
+	// Tx runs fn in one transaction and commits when it returns nil; any
+	// error rolls everything back. On PostgreSQL a transaction aborted by a
+	// deadlock or serialization failure is run again from the start, so fn
+	// must only change state through tx (and keep what it computes in
+	// variables it resets on entry).
+	Tx(ctx context.Context, fn func(ctx context.Context, tx Tx) error) error
 }
 
 // TaskInsertManyParams is the input of TaskInsertMany.
@@ -228,7 +193,7 @@ type TaskListParams struct {
 	Limit    int // default 100, max 1000
 }
 
-// TaskClaimParams is the input of TaskClaim.
+// TaskClaimParams is one item of TaskClaim.
 type TaskClaimParams struct {
 	Now           time.Time
 	WorkerID      uuid.UUID
@@ -267,36 +232,17 @@ type TaskProgressParams struct {
 	Message  string
 }
 
-// TaskCompletion is one item of TaskCompleteManyParams.
+// TaskCompletion is one item of TaskCompleteParams.
 type TaskCompletion struct {
 	Lease  core.Lease
 	Result json.RawMessage
 }
 
-// TaskCompleteManyParams is the input of TaskCompleteMany.
-type TaskCompleteManyParams struct {
+// TaskCompleteParams is one worker's completions for TaskComplete.
+type TaskCompleteParams struct {
 	Now      time.Time
 	WorkerID uuid.UUID
 	Items    []TaskCompletion
-}
-
-// TaskFailParams is the input of TaskFail.
-type TaskFailParams struct {
-	Now       time.Time
-	WorkerID  uuid.UUID
-	Lease     core.Lease
-	Error     string
-	Retryable bool
-	// RetryAt is the run_after of the requeued task (backoff with jitter,
-	// computed by package queue).
-	RetryAt time.Time
-}
-
-// TaskRequeueLostParams is the input of TaskRequeueLost.
-type TaskRequeueLostParams struct {
-	Now           time.Time
-	WorkerIDs     []uuid.UUID
-	ExpiredBefore time.Time
 }
 
 // TaskDemandParams is the input of TaskDemand.
@@ -340,25 +286,6 @@ type WorkerListParams struct {
 	// GPUType and Region (a backend may still fill them). The orchestrator
 	// lists the whole fleet every tick; decoding less makes that cheaper.
 	Brief bool
-	// Snapshot, when not nil, is called once per WorkerList call, as soon
-	// as the state the result reflects is fixed (the read's snapshot is
-	// taken), typically before the rows are decoded: writes committed after
-	// Snapshot returns are not reflected in the result. A caller can start
-	// writes that must not show in the list (the control loop's lease
-	// maintenance) without waiting for the decoding. Snapshot is called at
-	// the latest just before WorkerList returns, on error too; it must not
-	// block on WorkerList's result.
-	Snapshot func()
-}
-
-// SnapshotTaken calls p.Snapshot the first time it is called for one
-// WorkerList call; backends use it so the callback runs exactly once.
-// once must be a fresh *bool per call.
-func (p *WorkerListParams) SnapshotTaken(once *bool) {
-	if p.Snapshot != nil && !*once {
-		*once = true
-		p.Snapshot()
-	}
 }
 
 // WorkerUpdateParams is a partial update of one worker; nil fields are left
@@ -382,7 +309,7 @@ type WorkerUpdateParams struct {
 	LastHeartbeat  *time.Time
 }
 
-// WorkerHeartbeatParams is the input of WorkerHeartbeat.
+// WorkerHeartbeatParams is one item of WorkerHeartbeat.
 type WorkerHeartbeatParams struct {
 	Now     time.Time
 	ID      uuid.UUID
@@ -413,4 +340,57 @@ type LeaderElectParams struct {
 	Now      time.Time
 	LeaderID string
 	TTL      time.Duration
+}
+
+// Tx is the row-level surface available inside Store.Tx. Its operations
+// take no decisions: package queue reads the rows it needs (locked),
+// decides every task rule in Go and writes the outcome back.
+type Tx interface {
+	// TaskLock returns the tasks matching params, locked until the
+	// transaction ends (FOR UPDATE on PostgreSQL; SQLite has one writer),
+	// ordered by id.
+	TaskLock(ctx context.Context, params *TaskLockParams) ([]*core.Task, error)
+	// TaskUpdateMany writes the run fields of each task as given: state,
+	// attempt, failures, lost, deps_pending, worker_id, lease token and
+	// expiry, result, error, progress and its message, run_after,
+	// started_at, finished_at and updated_at. Definition fields (type,
+	// params, owner, pool, limits) are never changed.
+	TaskUpdateMany(ctx context.Context, tasks []*core.Task) error
+	// TaskDependents returns the ids of the queued tasks that depend
+	// directly on any of ids, ordered by id.
+	TaskDependents(ctx context.Context, ids []uuid.UUID) ([]uuid.UUID, error)
+	// TaskDepsUnsucceeded returns how many dependencies of task id have not
+	// succeeded.
+	TaskDepsUnsucceeded(ctx context.Context, id uuid.UUID) (int, error)
+	// WorkerCountersAdd adds to the task counters of workers (tasks_done,
+	// tasks_failed) and sets their last_task_at. Unknown workers are
+	// skipped.
+	WorkerCountersAdd(ctx context.Context, counters []WorkerCounters) error
+}
+
+// TaskLockParams selects the tasks TaskLock returns. IDs and State narrow
+// the selection; when any of the selectors below them is set, a task must
+// also match at least one selector.
+type TaskLockParams struct {
+	// IDs, when not empty, selects only these tasks.
+	IDs []uuid.UUID
+	// State, when set, selects only tasks in this state.
+	State core.TaskState
+
+	// WorkerIDs selects tasks held by (worker_id in) these workers.
+	WorkerIDs []uuid.UUID
+	// LeaseExpiredBefore selects tasks whose lease expires before it.
+	LeaseExpiredBefore time.Time
+	// DeadlineBefore selects tasks whose started_at + timeout is before it.
+	DeadlineBefore time.Time
+	// CreatedBefore selects tasks created before it.
+	CreatedBefore time.Time
+}
+
+// WorkerCounters is one item of WorkerCountersAdd.
+type WorkerCounters struct {
+	ID         uuid.UUID
+	Done       int
+	Failed     int
+	LastTaskAt time.Time
 }

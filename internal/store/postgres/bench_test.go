@@ -20,7 +20,7 @@ import (
 
 // BenchmarkClaimComplete measures queue throughput: b.N queued tasks are
 // worked off by 64 claimers (one worker row each) that claim up to batch
-// tasks at a time and complete them with one TaskCompleteMany. Insertion is
+// tasks at a time and complete them with one TaskComplete. Insertion is
 // not timed. The tasks/s metric is the figure to compare; run it with a
 // fixed count, for example
 //
@@ -78,7 +78,7 @@ func benchClaimComplete(b *testing.B, claimers, batch, ownerLimit int) {
 		wg.Go(func() {
 			w := workers[i]
 			for {
-				got, err := s.TaskClaim(ctx, &store.TaskClaimParams{
+				got, err := storetest.ClaimOne(ctx, s, &store.TaskClaimParams{
 					Now: now, WorkerID: w.ID, Pool: core.DefaultPool, Max: batch,
 					LeaseDuration: time.Minute, OwnerLimit: ownerLimit,
 				})
@@ -93,7 +93,7 @@ func benchClaimComplete(b *testing.B, claimers, batch, ownerLimit int) {
 				for j, t := range got {
 					items[j] = store.TaskCompletion{Lease: core.Lease{TaskID: t.ID, Token: *t.LeaseToken}, Result: result}
 				}
-				lost, err := s.TaskCompleteMany(ctx, &store.TaskCompleteManyParams{Now: now, WorkerID: w.ID, Items: items})
+				lost, err := storetest.CompleteOne(ctx, s, &store.TaskCompleteParams{Now: now, WorkerID: w.ID, Items: items})
 				if err != nil {
 					errs <- err
 					return

@@ -28,45 +28,13 @@ const claimSet = `state = 'running', attempt = t.attempt + 1, worker_id = @worke
 	lease_token = gen_random_uuid(), lease_expires_at = @expires, started_at = @now,
 	updated_at = @now, progress = NULL, progress_msg = ''`
 
-// TaskClaim atomically claims up to Max claimable tasks for a worker; see
-// store.Store.
-func (s *Store) TaskClaim(ctx context.Context, params *store.TaskClaimParams) ([]*core.Task, error) {
-	if params.Max < 1 || params.Max > MaxClaim {
-		return nil, core.Invalid("max", "must be between 1 and %d, got %d", MaxClaim, params.Max)
-	}
-	if params.LeaseDuration <= 0 {
-		return nil, core.Invalid("lease_duration", "must be positive, got %s", params.LeaseDuration)
-	}
-	var (
-		out []*core.Task
-		err error
-	)
-	err = retryDeadlock(ctx, func() error {
-		var err error
-		if params.OwnerLimit > 0 {
-			err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-				var err error
-				out, err = s.claimOwnerLimited(ctx, tx, params)
-				return err
-			})
-		} else {
-			out, err = s.claimUnlimited(ctx, s.pool, params, true)
-		}
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("claim tasks for worker %s: %w", params.WorkerID, err)
-	}
-	slices.SortFunc(out, claimOrder)
-	return out, nil
-}
-
-// TaskClaimBatch runs several claims in one transaction; see store.Store.
+// TaskClaim runs the claims of params in one transaction; see store.Store.
+// A single claim without an owner limit is one statement (claimUnlimited).
 // Claims without an owner limit run as one statement per pool (claimGroup);
 // owner-limited claims run the statements of TaskClaim inside the shared
 // transaction, so they see the tasks earlier items were granted (the owner
 // limit counts them) and never pick them again.
-func (s *Store) TaskClaimBatch(ctx context.Context, params []*store.TaskClaimParams) ([][]*core.Task, error) {
+func (s *Store) TaskClaim(ctx context.Context, params []*store.TaskClaimParams) ([][]*core.Task, error) {
 	for i, p := range params {
 		if p.Max < 1 || p.Max > MaxClaim {
 			return nil, core.Invalid(fmt.Sprintf("claims[%d].max", i), "must be between 1 and %d, got %d", MaxClaim, p.Max)
@@ -103,6 +71,12 @@ func (s *Store) TaskClaimBatch(ctx context.Context, params []*store.TaskClaimPar
 	}
 	single := len(order) == 1 && len(groups[order[0]]) == len(params)
 	err := retryDeadlock(ctx, func() error {
+		if len(params) == 1 && single {
+			clear(out)
+			ts, err := s.claimUnlimited(ctx, s.pool, params[0], false)
+			out[0] = ts
+			return err
+		}
 		if single {
 			// One statement is its own transaction: no BEGIN and COMMIT
 			// round trips.

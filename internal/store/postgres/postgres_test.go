@@ -114,7 +114,7 @@ func testClaimSerialisesWithDrain(t *testing.T, ownerLimit int) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		got, err := s.TaskClaim(ctx, &store.TaskClaimParams{
+		got, err := storetest.ClaimOne(ctx, s, &store.TaskClaimParams{
 			Now: storetest.At(time.Minute), WorkerID: w.ID, Pool: core.DefaultPool, Max: 1,
 			LeaseDuration: time.Minute, OwnerLimit: ownerLimit,
 		})

@@ -132,8 +132,6 @@ func (s *Store) WorkerList(ctx context.Context, params *store.WorkerListParams) 
 	if params.Limit > 0 {
 		q += " LIMIT " + arg(params.Limit)
 	}
-	snapped := false
-	defer params.SnapshotTaken(&snapped)
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list workers: %w", err)
@@ -141,9 +139,6 @@ func (s *Store) WorkerList(ctx context.Context, params *store.WorkerListParams) 
 	defer rows.Close()
 	var out []*core.Worker
 	for rows.Next() {
-		// The first row has arrived: the statement runs on one snapshot,
-		// taken before it produced anything.
-		params.SnapshotTaken(&snapped)
 		var running int
 		w, err := scan(rows, &running)
 		if err != nil {
@@ -247,23 +242,8 @@ func (s *Store) WorkerUpdate(ctx context.Context, params *store.WorkerUpdatePara
 	return w, nil
 }
 
-// WorkerHeartbeat records a heartbeat without changing state.
-func (s *Store) WorkerHeartbeat(ctx context.Context, params *store.WorkerHeartbeatParams) error {
-	tag, err := s.pool.Exec(ctx, `UPDATE workers SET last_heartbeat_at = $2,
-			metrics = COALESCE($3::json, metrics)
-		WHERE id = $1`, params.ID, params.Now, jsonArg(params.Metrics))
-	if err != nil {
-		return fmt.Errorf("record heartbeat of worker %s: %w", params.ID, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("record heartbeat of worker %s: %w", params.ID, core.ErrNotFound)
-	}
-	return nil
-}
-
-// WorkerHeartbeatMany records many heartbeats in one statement. Unknown
-// workers are ignored.
-func (s *Store) WorkerHeartbeatMany(ctx context.Context, params []store.WorkerHeartbeatParams) error {
+// WorkerHeartbeat records heartbeats in one statement; see store.Store.
+func (s *Store) WorkerHeartbeat(ctx context.Context, params []store.WorkerHeartbeatParams) error {
 	if len(params) == 0 {
 		return nil
 	}
@@ -298,16 +278,4 @@ func (s *Store) WorkerHeartbeatMany(ctx context.Context, params []store.WorkerHe
 		return fmt.Errorf("record heartbeats: %w", err)
 	}
 	return nil
-}
-
-// WorkerDeleteTerminated deletes terminated (and failed-and-terminated)
-// worker rows that ended before before.
-func (s *Store) WorkerDeleteTerminated(ctx context.Context, before time.Time) (int, error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM workers
-		WHERE (state = 'terminated' OR (state = 'failed' AND terminated_at IS NOT NULL))
-		  AND COALESCE(terminated_at, state_changed_at) < $1`, before)
-	if err != nil {
-		return 0, fmt.Errorf("delete terminated workers: %w", err)
-	}
-	return int(tag.RowsAffected()), nil
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // BenchmarkClaimComplete measures the worker hot path: claim a batch of 100
-// tasks, then complete the batch in one TaskCompleteMany. One op is one
+// tasks, then complete the batch in one TaskComplete. One op is one
 // batch; tasks/s is the figure `drover bench queue` is compared with.
 func BenchmarkClaimComplete(b *testing.B) {
 	for _, bc := range []struct {
@@ -47,7 +47,7 @@ func BenchmarkClaimComplete(b *testing.B) {
 			claimed := 0
 			b.ResetTimer()
 			for b.Loop() {
-				got, err := s.TaskClaim(b.Context(), &store.TaskClaimParams{
+				got, err := storetest.ClaimOne(b.Context(), s, &store.TaskClaimParams{
 					Now: now, WorkerID: w.ID, Pool: core.DefaultPool, Max: batch,
 					LeaseDuration: time.Minute, OwnerLimit: bc.ownerLimit,
 				})
@@ -63,7 +63,7 @@ func BenchmarkClaimComplete(b *testing.B) {
 				for _, t := range got {
 					items = append(items, store.TaskCompletion{Lease: core.Lease{TaskID: t.ID, Token: *t.LeaseToken}, Result: result})
 				}
-				lost, err := s.TaskCompleteMany(b.Context(), &store.TaskCompleteManyParams{Now: now, WorkerID: w.ID, Items: items})
+				lost, err := storetest.CompleteOne(b.Context(), s, &store.TaskCompleteParams{Now: now, WorkerID: w.ID, Items: items})
 				if err != nil || len(lost) != 0 {
 					b.Fatalf("TaskCompleteMany: lost %d, %v", len(lost), err)
 				}

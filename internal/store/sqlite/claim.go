@@ -6,37 +6,17 @@ import (
 	"database/sql"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/droverhq/drover/internal/core"
 	"github.com/droverhq/drover/internal/store"
-	"github.com/google/uuid"
 )
 
 // maxClaim is the largest TaskClaimParams.Max accepted.
 const maxClaim = 1000
 
-// TaskClaim claims up to Max claimable tasks for a worker in one
-// transaction; see store.Store.
-func (s *Store) TaskClaim(ctx context.Context, params *store.TaskClaimParams) ([]*core.Task, error) {
-	if err := checkClaim(params); err != nil {
-		return nil, err
-	}
-	var out []*core.Task
-	err := s.inTx(ctx, "claim tasks", func(tx *sql.Tx) error {
-		var err error
-		out, _, err = s.claimTx(ctx, tx, params)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// TaskClaimBatch runs several claims in one transaction; see store.Store.
-func (s *Store) TaskClaimBatch(ctx context.Context, params []*store.TaskClaimParams) ([][]*core.Task, error) {
+// TaskClaim runs the claims of params in one transaction; see store.Store.
+func (s *Store) TaskClaim(ctx context.Context, params []*store.TaskClaimParams) ([][]*core.Task, error) {
 	for i, p := range params {
 		if err := checkClaim(p); err != nil {
 			return nil, fmt.Errorf("claim batch item %d: %w", i, err)
@@ -283,26 +263,9 @@ func (s *Store) TaskProgress(ctx context.Context, params *store.TaskProgressPara
 	return nil
 }
 
-// TaskCompleteMany completes held tasks in one transaction; see store.Store.
-func (s *Store) TaskCompleteMany(ctx context.Context, params *store.TaskCompleteManyParams) ([]core.Lease, error) {
-	if len(params.Items) == 0 {
-		return []core.Lease{}, nil
-	}
-	var lost []core.Lease
-	err := s.inTx(ctx, "complete tasks", func(tx *sql.Tx) error {
-		var err error
-		lost, err = s.completeTx(ctx, tx, params)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return lost, nil
-}
-
-// TaskCompleteBatch runs several workers' completions in one transaction;
-// see store.Store.
-func (s *Store) TaskCompleteBatch(ctx context.Context, params []*store.TaskCompleteManyParams) ([][]core.Lease, error) {
+// TaskComplete runs the completions of params in one transaction; see
+// store.Store.
+func (s *Store) TaskComplete(ctx context.Context, params []*store.TaskCompleteParams) ([][]core.Lease, error) {
 	out := make([][]core.Lease, len(params))
 	err := s.inTx(ctx, "complete tasks", func(tx *sql.Tx) error {
 		for i, p := range params {
@@ -320,8 +283,8 @@ func (s *Store) TaskCompleteBatch(ctx context.Context, params []*store.TaskCompl
 	return out, nil
 }
 
-// completeTx is TaskCompleteMany inside tx.
-func (s *Store) completeTx(ctx context.Context, tx *sql.Tx, params *store.TaskCompleteManyParams) ([]core.Lease, error) {
+// completeTx is one worker's completions inside tx.
+func (s *Store) completeTx(ctx context.Context, tx *sql.Tx, params *store.TaskCompleteParams) ([]core.Lease, error) {
 	lost := []core.Lease{}
 	if len(params.Items) == 0 {
 		return lost, nil
@@ -367,246 +330,4 @@ func (s *Store) completeTx(ctx context.Context, tx *sql.Tx, params *store.TaskCo
 		return nil, err
 	}
 	return lost, nil
-}
-
-// TaskFail records a handler failure under a held lease; see store.Store.
-func (s *Store) TaskFail(ctx context.Context, params *store.TaskFailParams) (*core.Task, error) {
-	var out *core.Task
-	err := s.inTx(ctx, "fail task", func(tx *sql.Tx) error {
-		var failures, maxAttempts int
-		err := tx.QueryRowContext(ctx, `SELECT failures, max_attempts FROM tasks
-			WHERE id = ? AND lease_token = ? AND worker_id = ? AND state = 'running'`,
-			params.Lease.TaskID.String(), params.Lease.Token.String(), params.WorkerID.String()).Scan(&failures, &maxAttempts)
-		if isNoRows(err) {
-			return core.ErrLeaseLost
-		}
-		if err != nil {
-			return fmt.Errorf("fail task: %w", err)
-		}
-		retry := params.Retryable && failures+1 < maxAttempts
-		out, err = failRunning(ctx, tx, params.Lease.TaskID.String(), params.Error, retry, params.RetryAt, params.Now)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE workers SET tasks_failed = tasks_failed + 1, last_task_at = ? WHERE id = ?`,
-			micros(params.Now), params.WorkerID.String()); err != nil {
-			return fmt.Errorf("fail task: worker counters: %w", err)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// failRunning applies one handler failure to a running task: back to queued
-// at retryAt, or failed (with its dependents).
-func failRunning(ctx context.Context, tx *sql.Tx, id, msg string, retry bool, retryAt, now time.Time) (*core.Task, error) {
-	var row *sql.Row
-	if retry {
-		row = tx.QueryRowContext(ctx, `UPDATE tasks SET state = 'queued', failures = failures + 1, error = ?, run_after = ?,
-			worker_id = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = ?
-			WHERE id = ? RETURNING `+taskCols, msg, micros(retryAt), micros(now), id)
-	} else {
-		row = tx.QueryRowContext(ctx, `UPDATE tasks SET state = 'failed', failures = failures + 1, error = ?, finished_at = ?,
-			lease_token = NULL, lease_expires_at = NULL, updated_at = ?
-			WHERE id = ? RETURNING `+taskCols, msg, micros(now), micros(now), id)
-	}
-	t, err := scanTask(row)
-	if err != nil {
-		return nil, fmt.Errorf("fail task %s: %w", id, err)
-	}
-	if !retry {
-		if err := failDependents(ctx, tx, []string{id}, now); err != nil {
-			return nil, err
-		}
-	}
-	return t, nil
-}
-
-// TaskRequeueLost requeues (or fails, when lost too often) running tasks
-// whose lease is lost; see store.Store.
-func (s *Store) TaskRequeueLost(ctx context.Context, params *store.TaskRequeueLostParams) ([]*core.Task, error) {
-	out := []*core.Task{}
-	if len(params.WorkerIDs) == 0 && params.ExpiredBefore.IsZero() {
-		return out, nil
-	}
-	var conds []string
-	var condArgs []any
-	if len(params.WorkerIDs) > 0 {
-		conds = append(conds, "worker_id IN ("+placeholders(len(params.WorkerIDs))+")")
-		condArgs = append(condArgs, uuidArgs(params.WorkerIDs)...)
-	}
-	if !params.ExpiredBefore.IsZero() {
-		conds = append(conds, "lease_expires_at < ?")
-		condArgs = append(condArgs, micros(params.ExpiredBefore))
-	}
-	cond := "state = 'running' AND (" + strings.Join(conds, " OR ") + ")"
-	now := micros(params.Now)
-	err := s.inTx(ctx, "requeue lost tasks", func(tx *sql.Tx) error {
-		failed, err := collectTasks(tx.QueryContext(ctx, `UPDATE tasks SET state = 'failed', lost = lost + 1,
-			error = printf(?, lost + 1), finished_at = ?, lease_token = NULL, lease_expires_at = NULL, updated_at = ?
-			WHERE `+cond+` AND lost + 1 >= max_lost RETURNING `+taskCols,
-			append([]any{core.ReasonLostFormat, now, now}, condArgs...)...))
-		if err != nil {
-			return fmt.Errorf("requeue lost tasks: fail poison tasks: %w", err)
-		}
-		requeued, err := collectTasks(tx.QueryContext(ctx, `UPDATE tasks SET state = 'queued', lost = lost + 1, run_after = ?,
-			worker_id = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = ?
-			WHERE `+cond+` RETURNING `+taskCols,
-			append([]any{now, now}, condArgs...)...))
-		if err != nil {
-			return fmt.Errorf("requeue lost tasks: %w", err)
-		}
-		if err := failDependents(ctx, tx, taskIDs(failed), params.Now); err != nil {
-			return err
-		}
-		out = append(failed, requeued...)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	sortClaimOrder(out)
-	return out, nil
-}
-
-// TaskTimeoutRunning fails every running task past its timeout as a
-// retryable handler failure; see store.Store.
-func (s *Store) TaskTimeoutRunning(ctx context.Context, now time.Time) ([]*core.Task, error) {
-	out := []*core.Task{}
-	err := s.inTx(ctx, "time out tasks", func(tx *sql.Tx) error {
-		type hit struct {
-			id, worker string
-			retry      bool
-		}
-		rows, err := tx.QueryContext(ctx, `SELECT id, coalesce(worker_id, ''), failures + 1 < max_attempts FROM tasks
-			WHERE state = 'running' AND started_at + timeout_ms * 1000 < ?`, micros(now))
-		if err != nil {
-			return fmt.Errorf("time out tasks: %w", err)
-		}
-		var hits []hit
-		for rows.Next() {
-			var h hit
-			if err := rows.Scan(&h.id, &h.worker, &h.retry); err != nil {
-				rows.Close()
-				return fmt.Errorf("time out tasks: %w", err)
-			}
-			hits = append(hits, h)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("time out tasks: %w", err)
-		}
-		for _, h := range hits {
-			t, err := failRunning(ctx, tx, h.id, core.ReasonTimeout, h.retry, now, now)
-			if err != nil {
-				return err
-			}
-			out = append(out, t)
-			if h.worker != "" {
-				if _, err := tx.ExecContext(ctx, `UPDATE workers SET tasks_failed = tasks_failed + 1, last_task_at = ? WHERE id = ?`, micros(now), h.worker); err != nil {
-					return fmt.Errorf("time out tasks: worker counters: %w", err)
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// TaskCancel cancels a queued or running task and fails its dependents.
-func (s *Store) TaskCancel(ctx context.Context, id uuid.UUID, now time.Time) (*core.Task, error) {
-	var out *core.Task
-	err := s.inTx(ctx, "cancel task", func(tx *sql.Tx) error {
-		var state string
-		err := tx.QueryRowContext(ctx, `SELECT state FROM tasks WHERE id = ?`, id.String()).Scan(&state)
-		if isNoRows(err) {
-			return core.ErrNotFound
-		}
-		if err != nil {
-			return fmt.Errorf("cancel task: %w", err)
-		}
-		if core.TaskState(state).Terminal() {
-			return fmt.Errorf("cancel task %s: it is already %s: %w", id, state, core.ErrConflict)
-		}
-		out, err = scanTask(tx.QueryRowContext(ctx, `UPDATE tasks SET state = 'cancelled', error = ?, finished_at = ?,
-			lease_token = NULL, lease_expires_at = NULL, updated_at = ? WHERE id = ? RETURNING `+taskCols,
-			core.ReasonCancelled, micros(now), micros(now), id.String()))
-		if err != nil {
-			return fmt.Errorf("cancel task: %w", err)
-		}
-		return failDependents(ctx, tx, []string{id.String()}, now)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// TaskRetry puts a failed or cancelled task back to queued with fresh
-// counters; see store.Store.
-func (s *Store) TaskRetry(ctx context.Context, id uuid.UUID, now time.Time) (*core.Task, error) {
-	var out *core.Task
-	err := s.inTx(ctx, "retry task", func(tx *sql.Tx) error {
-		var state string
-		err := tx.QueryRowContext(ctx, `SELECT state FROM tasks WHERE id = ?`, id.String()).Scan(&state)
-		if isNoRows(err) {
-			return core.ErrNotFound
-		}
-		if err != nil {
-			return fmt.Errorf("retry task: %w", err)
-		}
-		if st := core.TaskState(state); st != core.TaskFailed && st != core.TaskCancelled {
-			return fmt.Errorf("retry task %s: it is %s, not failed or cancelled: %w", id, state, core.ErrConflict)
-		}
-		out, err = scanTask(tx.QueryRowContext(ctx, `UPDATE tasks SET state = 'queued', failures = 0, lost = 0, error = '',
-			result = NULL, progress = NULL, progress_msg = '', worker_id = NULL, lease_token = NULL, lease_expires_at = NULL,
-			started_at = NULL, finished_at = NULL, run_after = ?, updated_at = ?,
-			deps_pending = (SELECT count(*) FROM task_deps d JOIN tasks p ON p.id = d.dep_id
-				WHERE d.task_id = tasks.id AND p.state <> 'succeeded')
-			WHERE id = ? RETURNING `+taskCols, micros(now), micros(now), id.String()))
-		if err != nil {
-			return fmt.Errorf("retry task: %w", err)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// TaskExpireQueued fails queued tasks created before createdBefore with
-// reason "expired", and their dependents.
-func (s *Store) TaskExpireQueued(ctx context.Context, createdBefore, now time.Time) (int, error) {
-	var n int
-	err := s.inTx(ctx, "expire queued tasks", func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `UPDATE tasks SET state = 'failed', error = ?, finished_at = ?, updated_at = ?
-			WHERE state = 'queued' AND created_at < ? RETURNING id`,
-			core.ReasonExpired, micros(now), micros(now), micros(createdBefore))
-		if err != nil {
-			return fmt.Errorf("expire queued tasks: %w", err)
-		}
-		var ids []string
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return fmt.Errorf("expire queued tasks: %w", err)
-			}
-			ids = append(ids, id)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("expire queued tasks: %w", err)
-		}
-		n = len(ids)
-		return failDependents(ctx, tx, ids, now)
-	})
-	return n, err
 }

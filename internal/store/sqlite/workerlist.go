@@ -25,8 +25,6 @@ import (
 // store.WorkerListParams.Brief).
 func (s *Store) workerListAll(ctx context.Context, where []string, args []any, params *store.WorkerListParams) ([]*core.Worker, error) {
 	brief := params.Brief
-	snapped := false
-	defer params.SnapshotTaken(&snapped)
 	q := `SELECT ` + workerCols + `, 0 FROM workers w`
 	scan := scanWorker
 	if brief {
@@ -44,9 +42,6 @@ func (s *Store) workerListAll(ctx context.Context, where []string, args []any, p
 		}
 		defer rows.Close()
 		for rows.Next() {
-			// In WAL mode a read transaction keeps the snapshot its
-			// first read took: the lease counts below see the same state.
-			params.SnapshotTaken(&snapped)
 			w, err := scan(rows)
 			if err != nil {
 				return fmt.Errorf("list workers: %w", err)

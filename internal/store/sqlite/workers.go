@@ -158,8 +158,6 @@ func (s *Store) WorkerList(ctx context.Context, params *store.WorkerListParams) 
 		q += " LIMIT ?"
 		args = append(args, params.Limit)
 	}
-	snapped := false
-	defer params.SnapshotTaken(&snapped)
 	rows, err := s.rdb.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list workers: %w", err)
@@ -167,8 +165,6 @@ func (s *Store) WorkerList(ctx context.Context, params *store.WorkerListParams) 
 	defer rows.Close()
 	out := []*core.Worker{}
 	for rows.Next() {
-		// One statement, one snapshot: taken before its first row.
-		params.SnapshotTaken(&snapped)
 		w, err := scanWorker(rows)
 		if err != nil {
 			return nil, fmt.Errorf("list workers: %w", err)
@@ -260,22 +256,8 @@ func (s *Store) WorkerUpdate(ctx context.Context, params *store.WorkerUpdatePara
 	return out, nil
 }
 
-// WorkerHeartbeat records one heartbeat (core.ErrNotFound for unknown
-// workers).
-func (s *Store) WorkerHeartbeat(ctx context.Context, params *store.WorkerHeartbeatParams) error {
-	res, err := s.db.ExecContext(ctx, preparedSQL["heartbeat"], micros(params.Now), nullJSON(params.Metrics), params.ID.String())
-	if err != nil {
-		return fmt.Errorf("worker heartbeat: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return core.ErrNotFound
-	}
-	return nil
-}
-
-// WorkerHeartbeatMany records many heartbeats in one transaction. Unknown
-// workers are skipped.
-func (s *Store) WorkerHeartbeatMany(ctx context.Context, params []store.WorkerHeartbeatParams) error {
+// WorkerHeartbeat records heartbeats in one transaction; see store.Store.
+func (s *Store) WorkerHeartbeat(ctx context.Context, params []store.WorkerHeartbeatParams) error {
 	if len(params) == 0 {
 		return nil
 	}
@@ -287,19 +269,4 @@ func (s *Store) WorkerHeartbeatMany(ctx context.Context, params []store.WorkerHe
 		}
 		return nil
 	})
-}
-
-// WorkerDeleteTerminated deletes worker rows whose instance is gone
-// (terminated, or failed and terminated) since before Before.
-func (s *Store) WorkerDeleteTerminated(ctx context.Context, before time.Time) (int, error) {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM workers WHERE state IN ('terminated', 'failed')
-		AND terminated_at IS NOT NULL AND terminated_at < ?`, micros(before))
-	if err != nil {
-		return 0, fmt.Errorf("delete terminated workers: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("delete terminated workers: %w", err)
-	}
-	return int(n), nil
 }

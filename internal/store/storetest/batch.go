@@ -12,13 +12,13 @@ import (
 
 func batchCases() []suiteCase {
 	return []suiteCase{
-		{"TaskClaimBatchDisjoint", testTaskClaimBatchDisjoint},
-		{"TaskClaimBatchOwnerLimitAcrossItems", testTaskClaimBatchOwnerLimitAcrossItems},
-		{"TaskClaimBatchWorkerNotReady", testTaskClaimBatchWorkerNotReady},
-		{"TaskClaimBatchInvalidItem", testTaskClaimBatchInvalidItem},
-		{"TaskClaimBatchPools", testTaskClaimBatchPools},
-		{"TaskCompleteBatchLostPerItem", testTaskCompleteBatchLostPerItem},
-		{"WorkerListByIDs", testWorkerListByIDs},
+		{name: "TaskClaimBatchDisjoint", fn: testTaskClaimBatchDisjoint},
+		{name: "TaskClaimBatchOwnerLimitAcrossItems", fn: testTaskClaimBatchOwnerLimitAcrossItems},
+		{name: "TaskClaimBatchWorkerNotReady", fn: testTaskClaimBatchWorkerNotReady},
+		{name: "TaskClaimBatchInvalidItem", fn: testTaskClaimBatchInvalidItem},
+		{name: "TaskClaimBatchPools", fn: testTaskClaimBatchPools},
+		{name: "TaskCompleteBatchLostPerItem", fn: testTaskCompleteBatchLostPerItem},
+		{name: "WorkerListByIDs", fn: testWorkerListByIDs},
 	}
 }
 
@@ -39,7 +39,7 @@ func testTaskClaimBatchDisjoint(t *testing.T, s store.Store) {
 	}
 	tasks := InsertN(t, s, 7)
 	now := At(time.Hour)
-	got, err := s.TaskClaimBatch(t.Context(), []*store.TaskClaimParams{
+	got, err := s.TaskClaim(t.Context(), []*store.TaskClaimParams{
 		claimParams(ws[0], now, 2, 0), claimParams(ws[1], now, 3, 0), claimParams(ws[2], now, 5, 0),
 	})
 	noErr(t, "TaskClaimBatch", err)
@@ -70,7 +70,7 @@ func testTaskClaimBatchDisjoint(t *testing.T, s store.Store) {
 	eq(t, "queued left", countState(t, s, core.TaskQueued), 0)
 
 	// An empty batch is a no-op.
-	empty, err := s.TaskClaimBatch(t.Context(), nil)
+	empty, err := s.TaskClaim(t.Context(), nil)
 	noErr(t, "TaskClaimBatch(nil)", err)
 	eq(t, "empty batch results", len(empty), 0)
 }
@@ -83,7 +83,7 @@ func testTaskClaimBatchOwnerLimitAcrossItems(t *testing.T, s store.Store) {
 	InsertN(t, s, 6, Owner("alice"), Priority(5))
 	InsertN(t, s, 2, Owner("bob"))
 	now := At(time.Minute)
-	got, err := s.TaskClaimBatch(t.Context(), []*store.TaskClaimParams{
+	got, err := s.TaskClaim(t.Context(), []*store.TaskClaimParams{
 		claimParams(a, now, 2, 3), claimParams(b, now, 2, 3), claimParams(c, now, 2, 3),
 	})
 	noErr(t, "TaskClaimBatch", err)
@@ -98,7 +98,7 @@ func testTaskClaimBatchOwnerLimitAcrossItems(t *testing.T, s store.Store) {
 	eq(t, "first item", len(got[0]), 2)
 	eq(t, "running", countState(t, s, core.TaskRunning), 5)
 	// Nothing more for anyone: alice is at her limit, bob has nothing left.
-	again, err := s.TaskClaimBatch(t.Context(), []*store.TaskClaimParams{claimParams(a, now, 2, 3), claimParams(b, now, 2, 3)})
+	again, err := s.TaskClaim(t.Context(), []*store.TaskClaimParams{claimParams(a, now, 2, 3), claimParams(b, now, 2, 3)})
 	noErr(t, "TaskClaimBatch again", err)
 	eq(t, "again 0", len(again[0]), 0)
 	eq(t, "again 1", len(again[1]), 0)
@@ -113,7 +113,7 @@ func testTaskClaimBatchWorkerNotReady(t *testing.T, s store.Store) {
 	unknown := NewWorker(core.DefaultPool, core.WorkerReady)
 	InsertN(t, s, 4)
 	now := At(time.Minute)
-	got, err := s.TaskClaimBatch(t.Context(), []*store.TaskClaimParams{
+	got, err := s.TaskClaim(t.Context(), []*store.TaskClaimParams{
 		claimParams(ready, now, 1, 0), claimParams(draining, now, 2, 0),
 		claimParams(unknown, now, 1, 0), claimParams(ready2, now, 2, 0),
 	})
@@ -132,7 +132,7 @@ func testTaskClaimBatchWorkerNotReady(t *testing.T, s store.Store) {
 func testTaskClaimBatchInvalidItem(t *testing.T, s store.Store) {
 	w := InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
 	InsertN(t, s, 3)
-	_, err := s.TaskClaimBatch(t.Context(), []*store.TaskClaimParams{
+	_, err := s.TaskClaim(t.Context(), []*store.TaskClaimParams{
 		claimParams(w, At(time.Minute), 1, 0), claimParams(w, At(time.Minute), 0, 0),
 	})
 	if core.ErrorCode(err) != core.EINVALID {
@@ -151,7 +151,7 @@ func testTaskCompleteBatchLostPerItem(t *testing.T, s store.Store) {
 	child := InsertTasks(t, s, NewTask(DependsOn(parent.ID), Created(At(time.Hour))))[0]
 	InsertN(t, s, 3)
 	now := At(time.Minute)
-	claimed, err := s.TaskClaimBatch(t.Context(), []*store.TaskClaimParams{
+	claimed, err := s.TaskClaim(t.Context(), []*store.TaskClaimParams{
 		claimParams(a, now, 2, 0), claimParams(b, now, 1, 0), claimParams(c, now, 1, 0),
 	})
 	noErr(t, "TaskClaimBatch", err)
@@ -162,7 +162,7 @@ func testTaskCompleteBatchLostPerItem(t *testing.T, s store.Store) {
 	cLease := LeaseOf(t, claimed[2][0])
 	staleToken := core.Lease{TaskID: bLease.TaskID, Token: uuid.New()}
 	done := At(2 * time.Minute)
-	lost, err := s.TaskCompleteBatch(t.Context(), []*store.TaskCompleteManyParams{
+	lost, err := s.TaskComplete(t.Context(), []*store.TaskCompleteParams{
 		{Now: done, WorkerID: a.ID, Items: []store.TaskCompletion{
 			{Lease: aLeases[0], Result: json.RawMessage(`{"ok":1}`)}, {Lease: aLeases[1]},
 		}},
@@ -237,7 +237,7 @@ func testTaskClaimBatchPools(t *testing.T, s store.Store) {
 	InsertN(t, s, 1, Pool("a"))
 	InsertN(t, s, 3, Pool("b"))
 	now := At(time.Minute)
-	got, err := s.TaskClaimBatch(t.Context(), []*store.TaskClaimParams{
+	got, err := s.TaskClaim(t.Context(), []*store.TaskClaimParams{
 		claimParams(a1, now, 2, 0), claimParams(b1, now, 1, 0), claimParams(a2, now, 1, 0), claimParams(b2, now, 5, 0),
 	})
 	noErr(t, "TaskClaimBatch", err)

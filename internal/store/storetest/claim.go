@@ -14,21 +14,21 @@ import (
 
 func claimCases() []suiteCase {
 	return []suiteCase{
-		{"TaskClaimSetsLease", testTaskClaimSetsLease},
-		{"TaskClaimPriorityThenFIFO", testTaskClaimPriorityThenFIFO},
-		{"TaskClaimPoolMatching", testTaskClaimPoolMatching},
-		{"TaskClaimRunAfter", testTaskClaimRunAfter},
-		{"TaskClaimBatched", testTaskClaimBatched},
-		{"TaskClaimInvalidMax", testTaskClaimInvalidMax},
-		{"TaskClaimRefusedForWorkerState", testTaskClaimRefusedForWorkerState},
-		{"TaskClaimOwnerLimit", testTaskClaimOwnerLimit},
-		{"TaskClaimConcurrentExactlyOnce", testTaskClaimConcurrentExactlyOnce},
-		{"TaskClaimOwnerLimitConcurrent", testTaskClaimOwnerLimitConcurrent},
-		{"TaskConcurrentLifecycleCompletesOnce", testTaskConcurrentLifecycleCompletesOnce},
-		{"TaskDemand", testTaskDemand},
-		{"TaskDemandOwnerLimitBlocked", testTaskDemandOwnerLimitBlocked},
-		{"TaskDemandCap", testTaskDemandCap},
-		{"WorkerListBrief", testWorkerListBrief},
+		{name: "TaskClaimSetsLease", fn: testTaskClaimSetsLease},
+		{name: "TaskClaimPriorityThenFIFO", fn: testTaskClaimPriorityThenFIFO},
+		{name: "TaskClaimPoolMatching", fn: testTaskClaimPoolMatching},
+		{name: "TaskClaimRunAfter", fn: testTaskClaimRunAfter},
+		{name: "TaskClaimBatched", fn: testTaskClaimBatched},
+		{name: "TaskClaimInvalidMax", fn: testTaskClaimInvalidMax},
+		{name: "TaskClaimRefusedForWorkerState", fn: testTaskClaimRefusedForWorkerState},
+		{name: "TaskClaimOwnerLimit", fn: testTaskClaimOwnerLimit},
+		{name: "TaskClaimConcurrentExactlyOnce", fn: testTaskClaimConcurrentExactlyOnce},
+		{name: "TaskClaimOwnerLimitConcurrent", fn: testTaskClaimOwnerLimitConcurrent},
+		{name: "TaskConcurrentLifecycleCompletesOnce", rule: testTaskConcurrentLifecycleCompletesOnce},
+		{name: "TaskDemand", fn: testTaskDemand},
+		{name: "TaskDemandOwnerLimitBlocked", fn: testTaskDemandOwnerLimitBlocked},
+		{name: "TaskDemandCap", fn: testTaskDemandCap},
+		{name: "WorkerListBrief", fn: testWorkerListBrief},
 	}
 }
 
@@ -36,7 +36,7 @@ func testTaskClaimSetsLease(t *testing.T, s store.Store) {
 	w := InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
 	InsertN(t, s, 3)
 	now := At(time.Hour)
-	got, err := s.TaskClaim(t.Context(), &store.TaskClaimParams{
+	got, err := ClaimOne(t.Context(), s, &store.TaskClaimParams{
 		Now: now, WorkerID: w.ID, Pool: core.DefaultPool, Max: 2, LeaseDuration: 25 * time.Second,
 	})
 	noErr(t, "TaskClaim", err)
@@ -127,7 +127,7 @@ func testTaskClaimInvalidMax(t *testing.T, s store.Store) {
 	w := InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
 	InsertN(t, s, 2)
 	for _, max := range []int{0, -1, 1001} {
-		_, err := s.TaskClaim(t.Context(), &store.TaskClaimParams{Now: At(time.Hour), WorkerID: w.ID, Pool: w.Pool, Max: max, LeaseDuration: time.Minute})
+		_, err := ClaimOne(t.Context(), s, &store.TaskClaimParams{Now: At(time.Hour), WorkerID: w.ID, Pool: w.Pool, Max: max, LeaseDuration: time.Minute})
 		invalid(t, fmt.Sprintf("TaskClaim(max=%d)", max), err, "max")
 	}
 	eq(t, "queued", countState(t, s, core.TaskQueued), 2)
@@ -139,7 +139,7 @@ func testTaskClaimRefusedForWorkerState(t *testing.T, s store.Store) {
 		core.WorkerTerminating, core.WorkerTerminated, core.WorkerFailed}
 	try := func(id uuid.UUID, what string) {
 		t.Helper()
-		got, err := s.TaskClaim(t.Context(), &store.TaskClaimParams{Now: At(time.Minute), WorkerID: id, Pool: core.DefaultPool, Max: 5, LeaseDuration: time.Minute})
+		got, err := ClaimOne(t.Context(), s, &store.TaskClaimParams{Now: At(time.Minute), WorkerID: id, Pool: core.DefaultPool, Max: 5, LeaseDuration: time.Minute})
 		if err != nil && core.ErrorCode(err) == core.EINTERNAL {
 			t.Fatalf("%s: unexpected error %v", what, err)
 		}
@@ -207,7 +207,7 @@ func testTaskClaimConcurrentExactlyOnce(t *testing.T, s store.Store) {
 	for i := range claimers {
 		wg.Go(func() {
 			for {
-				got, err := s.TaskClaim(ctxOf(t), &store.TaskClaimParams{
+				got, err := ClaimOne(ctxOf(t), s, &store.TaskClaimParams{
 					Now: At(time.Hour), WorkerID: workers[i].ID, Pool: core.DefaultPool,
 					Max: 1 + i%7, LeaseDuration: time.Minute,
 				})
@@ -267,7 +267,7 @@ func testTaskClaimOwnerLimitConcurrent(t *testing.T, s store.Store) {
 		)
 		for i := range claimers {
 			wg.Go(func() {
-				got, err := s.TaskClaim(ctxOf(t), &store.TaskClaimParams{
+				got, err := ClaimOne(ctxOf(t), s, &store.TaskClaimParams{
 					Now: now, WorkerID: workers[i].ID, Pool: core.DefaultPool, Max: 2,
 					LeaseDuration: time.Minute, OwnerLimit: limit,
 				})
@@ -378,7 +378,7 @@ func testTaskDemandOwnerLimitBlocked(t *testing.T, s store.Store) {
 // testTaskConcurrentLifecycleCompletesOnce runs claimers, completers and
 // lease losses at the same time: every task ends succeeded, and exactly one
 // completion per task is accepted.
-func testTaskConcurrentLifecycleCompletesOnce(t *testing.T, s store.Store) {
+func testTaskConcurrentLifecycleCompletesOnce(t *testing.T, s store.Store, r Rules) {
 	const total, normal, flaky = 600, 6, 2
 	InsertN(t, s, total, MaxLost(100))
 	workers := make([]*core.Worker, normal+flaky)
@@ -400,7 +400,7 @@ func testTaskConcurrentLifecycleCompletesOnce(t *testing.T, s store.Store) {
 					errs <- fmt.Errorf("worker %d did not finish", i)
 					return
 				}
-				got, err := s.TaskClaim(ctx, &store.TaskClaimParams{Now: now, WorkerID: w.ID, Pool: core.DefaultPool, Max: 5, LeaseDuration: time.Minute})
+				got, err := ClaimOne(ctx, s, &store.TaskClaimParams{Now: now, WorkerID: w.ID, Pool: core.DefaultPool, Max: 5, LeaseDuration: time.Minute})
 				if err != nil {
 					errs <- err
 					return
@@ -419,7 +419,7 @@ func testTaskConcurrentLifecycleCompletesOnce(t *testing.T, s store.Store) {
 				requeued := i >= normal && iter%2 == 0
 				if requeued {
 					// This worker "dies": its leases are recycled before it reports.
-					if _, err := s.TaskRequeueLost(ctx, &store.TaskRequeueLostParams{Now: now, WorkerIDs: []uuid.UUID{w.ID}}); err != nil {
+					if _, err := r.TaskRequeueLost(ctx, s, &TaskRequeueLostParams{Now: now, WorkerIDs: []uuid.UUID{w.ID}}); err != nil {
 						errs <- err
 						return
 					}
@@ -428,7 +428,7 @@ func testTaskConcurrentLifecycleCompletesOnce(t *testing.T, s store.Store) {
 				for j, task := range got {
 					items[j] = store.TaskCompletion{Lease: core.Lease{TaskID: task.ID, Token: *task.LeaseToken}, Result: json.RawMessage(`{}`)}
 				}
-				lost, err := s.TaskCompleteMany(ctx, &store.TaskCompleteManyParams{Now: now, WorkerID: w.ID, Items: items})
+				lost, err := CompleteOne(ctx, s, &store.TaskCompleteParams{Now: now, WorkerID: w.ID, Items: items})
 				if err != nil {
 					errs <- err
 					return

@@ -13,20 +13,20 @@ import (
 
 func lifecycleCases() []suiteCase {
 	return []suiteCase{
-		{"TaskLeaseRenewManyWorkers", testTaskLeaseRenewManyWorkers},
-		{"TaskStaleLeaseRejected", testTaskStaleLeaseRejected},
-		{"TaskProgress", testTaskProgress},
-		{"TaskRelease", testTaskRelease},
-		{"TaskCompleteMany", testTaskCompleteMany},
-		{"TaskFailRetryBackoff", testTaskFailRetryBackoff},
-		{"TaskFailNotRetryable", testTaskFailNotRetryable},
-		{"TaskRequeueLostPoison", testTaskRequeueLostPoison},
-		{"TaskRequeueLostExpiredLeases", testTaskRequeueLostExpiredLeases},
-		{"TaskOrphanAtAttemptLimitReachesFinalState", testTaskOrphanAtAttemptLimit},
-		{"TaskTimeoutRunning", testTaskTimeoutRunning},
-		{"TaskCancel", testTaskCancel},
-		{"TaskRetry", testTaskRetry},
-		{"TaskExpireQueued", testTaskExpireQueued},
+		{name: "TaskLeaseRenewManyWorkers", fn: testTaskLeaseRenewManyWorkers},
+		{name: "TaskStaleLeaseRejected", rule: testTaskStaleLeaseRejected},
+		{name: "TaskProgress", rule: testTaskProgress},
+		{name: "TaskRelease", fn: testTaskRelease},
+		{name: "TaskCompleteMany", fn: testTaskCompleteMany},
+		{name: "TaskFailRetryBackoff", rule: testTaskFailRetryBackoff},
+		{name: "TaskFailNotRetryable", rule: testTaskFailNotRetryable},
+		{name: "TaskRequeueLostPoison", rule: testTaskRequeueLostPoison},
+		{name: "TaskRequeueLostExpiredLeases", rule: testTaskRequeueLostExpiredLeases},
+		{name: "TaskOrphanAtAttemptLimitReachesFinalState", rule: testTaskOrphanAtAttemptLimit},
+		{name: "TaskTimeoutRunning", rule: testTaskTimeoutRunning},
+		{name: "TaskCancel", rule: testTaskCancel},
+		{name: "TaskRetry", rule: testTaskRetry},
+		{name: "TaskExpireQueued", rule: testTaskExpireQueued},
 	}
 }
 
@@ -72,13 +72,13 @@ func testTaskLeaseRenewManyWorkers(t *testing.T, s store.Store) {
 	eq(t, "lost(empty)", len(lost), 0)
 }
 
-func testTaskStaleLeaseRejected(t *testing.T, s store.Store) {
+func testTaskStaleLeaseRejected(t *testing.T, s store.Store, r Rules) {
 	w1 := InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
 	w2 := InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
 	InsertTasks(t, s, NewTask())
 	first := Claim(t, s, w1, At(time.Minute), 1, 0)[0]
 	// w1 dies; its task is requeued and claimed by w2.
-	_, err := s.TaskRequeueLost(t.Context(), &store.TaskRequeueLostParams{Now: At(2 * time.Minute), WorkerIDs: []uuid.UUID{w1.ID}})
+	_, err := r.TaskRequeueLost(t.Context(), s, &TaskRequeueLostParams{Now: At(2 * time.Minute), WorkerIDs: []uuid.UUID{w1.ID}})
 	noErr(t, "TaskRequeueLost", err)
 	second := Claim(t, s, w2, At(3*time.Minute), 1, 0)[0]
 	eq(t, "same task", second.ID, first.ID)
@@ -91,12 +91,12 @@ func testTaskStaleLeaseRejected(t *testing.T, s store.Store) {
 	noErr(t, "TaskLeaseRenew", err)
 	eq(t, "renew lost", len(lost), 1)
 
-	lost, err = s.TaskCompleteMany(t.Context(), &store.TaskCompleteManyParams{Now: now, WorkerID: w1.ID, Items: []store.TaskCompletion{{Lease: stale, Result: json.RawMessage(`{"x":1}`)}}})
+	lost, err = CompleteOne(t.Context(), s, &store.TaskCompleteParams{Now: now, WorkerID: w1.ID, Items: []store.TaskCompletion{{Lease: stale, Result: json.RawMessage(`{"x":1}`)}}})
 	noErr(t, "TaskCompleteMany", err)
 	eq(t, "complete lost", len(lost), 1)
 	eq(t, "complete lost task", lost[0].TaskID, first.ID)
 
-	_, err = s.TaskFail(t.Context(), &store.TaskFailParams{Now: now, WorkerID: w1.ID, Lease: stale, Error: "late", Retryable: true, RetryAt: now})
+	_, err = r.TaskFail(t.Context(), s, &TaskFailParams{Now: now, WorkerID: w1.ID, Lease: stale, Error: "late", Retryable: true, RetryAt: now})
 	isErr(t, "TaskFail(stale)", err, core.ErrLeaseLost)
 
 	p := 0.9
@@ -112,7 +112,7 @@ func testTaskStaleLeaseRejected(t *testing.T, s store.Store) {
 	eq(t, "state", Get(t, s, first.ID).State, core.TaskSucceeded)
 }
 
-func testTaskProgress(t *testing.T, s store.Store) {
+func testTaskProgress(t *testing.T, s store.Store, r Rules) {
 	w := InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
 	InsertTasks(t, s, NewTask())
 	c := Claim(t, s, w, At(time.Minute), 1, 0)[0]
@@ -121,7 +121,7 @@ func testTaskProgress(t *testing.T, s store.Store) {
 	other := InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
 	err := s.TaskProgress(t.Context(), &store.TaskProgressParams{Now: At(2 * time.Minute), WorkerID: other.ID, Lease: LeaseOf(t, c), Progress: &p, Message: "forged"})
 	isErr(t, "TaskProgress(other worker)", err, core.ErrLeaseLost)
-	_, err = s.TaskFail(t.Context(), &store.TaskFailParams{Now: At(2 * time.Minute), WorkerID: other.ID, Lease: LeaseOf(t, c), Error: "forged", RetryAt: At(2 * time.Minute)})
+	_, err = r.TaskFail(t.Context(), s, &TaskFailParams{Now: At(2 * time.Minute), WorkerID: other.ID, Lease: LeaseOf(t, c), Error: "forged", RetryAt: At(2 * time.Minute)})
 	isErr(t, "TaskFail(other worker)", err, core.ErrLeaseLost)
 	if got := Get(t, s, c.ID); got.State != core.TaskRunning || got.Progress != nil || got.Failures != 0 {
 		t.Fatalf("after another worker's calls: state %s progress %v failures %d, want running, none, 0", got.State, got.Progress, got.Failures)
@@ -145,7 +145,7 @@ func testTaskCompleteMany(t *testing.T, s store.Store) {
 	c := Claim(t, s, w, At(time.Minute), 3, 0)
 	now := At(2 * time.Minute)
 	bogus := core.Lease{TaskID: c[2].ID, Token: uuid.New()}
-	lost, err := s.TaskCompleteMany(t.Context(), &store.TaskCompleteManyParams{Now: now, WorkerID: w.ID, Items: []store.TaskCompletion{
+	lost, err := CompleteOne(t.Context(), s, &store.TaskCompleteParams{Now: now, WorkerID: w.ID, Items: []store.TaskCompletion{
 		{Lease: LeaseOf(t, c[0]), Result: json.RawMessage(`{"url":"s3://a"}`)},
 		{Lease: LeaseOf(t, c[1]), Result: json.RawMessage(`{"url":"s3://b"}`)},
 		{Lease: bogus, Result: json.RawMessage(`{}`)},
@@ -169,14 +169,14 @@ func testTaskCompleteMany(t *testing.T, s store.Store) {
 	timePtrEq(t, "LastTaskAt", wk.LastTaskAt, now)
 
 	// A task is never completed twice.
-	lost, err = s.TaskCompleteMany(t.Context(), &store.TaskCompleteManyParams{Now: At(3 * time.Minute), WorkerID: w.ID, Items: []store.TaskCompletion{{Lease: LeaseOf(t, c[0]), Result: json.RawMessage(`{"url":"s3://c"}`)}}})
+	lost, err = CompleteOne(t.Context(), s, &store.TaskCompleteParams{Now: At(3 * time.Minute), WorkerID: w.ID, Items: []store.TaskCompletion{{Lease: LeaseOf(t, c[0]), Result: json.RawMessage(`{"url":"s3://c"}`)}}})
 	noErr(t, "TaskCompleteMany(again)", err)
 	eq(t, "lost(again)", len(lost), 1)
 	jsonEq(t, "Result after second complete", Get(t, s, c[0].ID).Result, `{"url":"s3://a"}`)
 	eq(t, "TasksDone", GetWorker(t, s, w.ID).TasksDone, 2)
 }
 
-func testTaskFailRetryBackoff(t *testing.T, s store.Store) {
+func testTaskFailRetryBackoff(t *testing.T, s store.Store, r Rules) {
 	w := InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
 	task := InsertTasks(t, s, NewTask(MaxAttempts(3)))[0]
 	now := At(time.Minute)
@@ -185,7 +185,7 @@ func testTaskFailRetryBackoff(t *testing.T, s store.Store) {
 		eq(t, fmt.Sprintf("attempt %d claimed", attempt), len(c), 1)
 		eq(t, "Attempt", c[0].Attempt, attempt)
 		retryAt := now.Add(time.Duration(attempt) * 10 * time.Second)
-		got, err := s.TaskFail(t.Context(), &store.TaskFailParams{
+		got, err := r.TaskFail(t.Context(), s, &TaskFailParams{
 			Now: now, WorkerID: w.ID, Lease: LeaseOf(t, c[0]),
 			Error: fmt.Sprintf("error %d", attempt), Retryable: true, RetryAt: retryAt,
 		})
@@ -214,20 +214,20 @@ func testTaskFailRetryBackoff(t *testing.T, s store.Store) {
 	eq(t, "claim after final failure", len(Claim(t, s, w, At(time.Hour), 1, 0)), 0)
 }
 
-func testTaskFailNotRetryable(t *testing.T, s store.Store) {
+func testTaskFailNotRetryable(t *testing.T, s store.Store, r Rules) {
 	w := InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
 	InsertTasks(t, s, NewTask(MaxAttempts(5)))
 	c := Claim(t, s, w, At(time.Minute), 1, 0)[0]
-	got, err := s.TaskFail(t.Context(), &store.TaskFailParams{Now: At(2 * time.Minute), WorkerID: w.ID, Lease: LeaseOf(t, c), Error: "bad params", RetryAt: At(3 * time.Minute)})
+	got, err := r.TaskFail(t.Context(), s, &TaskFailParams{Now: At(2 * time.Minute), WorkerID: w.ID, Lease: LeaseOf(t, c), Error: "bad params", RetryAt: At(3 * time.Minute)})
 	noErr(t, "TaskFail", err)
 	eq(t, "State", got.State, core.TaskFailed)
 	eq(t, "Failures", got.Failures, 1)
 	eq(t, "Error", got.Error, "bad params")
-	_, err = s.TaskFail(t.Context(), &store.TaskFailParams{Now: At(2 * time.Minute), WorkerID: w.ID, Lease: LeaseOf(t, c), Error: "again"})
+	_, err = r.TaskFail(t.Context(), s, &TaskFailParams{Now: At(2 * time.Minute), WorkerID: w.ID, Lease: LeaseOf(t, c), Error: "again"})
 	isErr(t, "TaskFail(again)", err, core.ErrLeaseLost)
 }
 
-func testTaskRequeueLostPoison(t *testing.T, s store.Store) {
+func testTaskRequeueLostPoison(t *testing.T, s store.Store, r Rules) {
 	dependent := NewTask(Created(At(time.Second)))
 	poison := NewTask(MaxLost(3), MaxAttempts(3))
 	dependent.DependsOn = []uuid.UUID{poison.ID}
@@ -238,7 +238,7 @@ func testTaskRequeueLostPoison(t *testing.T, s store.Store) {
 		c := Claim(t, s, w, now, 5, 0)
 		orderedIDs(t, fmt.Sprintf("claim %d", i), ids(c), []uuid.UUID{poison.ID})
 		now = now.Add(time.Minute)
-		got, err := s.TaskRequeueLost(t.Context(), &store.TaskRequeueLostParams{Now: now, WorkerIDs: []uuid.UUID{w.ID, uuid.New()}})
+		got, err := r.TaskRequeueLost(t.Context(), s, &TaskRequeueLostParams{Now: now, WorkerIDs: []uuid.UUID{w.ID, uuid.New()}})
 		noErr(t, "TaskRequeueLost", err)
 		eq(t, "requeued", len(got), 1)
 		eq(t, "Lost", got[0].Lost, i)
@@ -261,25 +261,25 @@ func testTaskRequeueLostPoison(t *testing.T, s store.Store) {
 	eq(t, "dependent Error", d.Error, core.ReasonDependency)
 }
 
-func testTaskRequeueLostExpiredLeases(t *testing.T, s store.Store) {
+func testTaskRequeueLostExpiredLeases(t *testing.T, s store.Store, r Rules) {
 	w1 := InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
 	w2 := InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
 	InsertN(t, s, 2)
 	a := Claim(t, s, w1, At(0), 1, 0)[0]              // lease until +30s
 	b := Claim(t, s, w2, At(20*time.Second), 1, 0)[0] // lease until +50s
 
-	got, err := s.TaskRequeueLost(t.Context(), &store.TaskRequeueLostParams{Now: At(25 * time.Second), ExpiredBefore: At(25 * time.Second)})
+	got, err := r.TaskRequeueLost(t.Context(), s, &TaskRequeueLostParams{Now: At(25 * time.Second), ExpiredBefore: At(25 * time.Second)})
 	noErr(t, "TaskRequeueLost", err)
 	eq(t, "requeued before expiry", len(got), 0)
 
-	got, err = s.TaskRequeueLost(t.Context(), &store.TaskRequeueLostParams{Now: At(40 * time.Second), ExpiredBefore: At(40 * time.Second)})
+	got, err = r.TaskRequeueLost(t.Context(), s, &TaskRequeueLostParams{Now: At(40 * time.Second), ExpiredBefore: At(40 * time.Second)})
 	noErr(t, "TaskRequeueLost", err)
 	orderedIDs(t, "requeued", ids(got), []uuid.UUID{a.ID})
 	eq(t, "State", got[0].State, core.TaskQueued)
 	eq(t, "b untouched", Get(t, s, b.ID).State, core.TaskRunning)
 
 	// Neither worker ids nor a horizon: nothing happens.
-	got, err = s.TaskRequeueLost(t.Context(), &store.TaskRequeueLostParams{Now: At(time.Hour)})
+	got, err = r.TaskRequeueLost(t.Context(), s, &TaskRequeueLostParams{Now: At(time.Hour)})
 	noErr(t, "TaskRequeueLost(nothing)", err)
 	eq(t, "requeued(nothing)", len(got), 0)
 	eq(t, "b still running", Get(t, s, b.ID).State, core.TaskRunning)
@@ -287,7 +287,7 @@ func testTaskRequeueLostExpiredLeases(t *testing.T, s store.Store) {
 
 // testTaskOrphanAtAttemptLimit is the predecessor's bug: a task at its
 // attempt limit whose worker died stayed "In Progress" forever.
-func testTaskOrphanAtAttemptLimit(t *testing.T, s store.Store) {
+func testTaskOrphanAtAttemptLimit(t *testing.T, s store.Store, r Rules) {
 	w := InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
 	once := NewTask(MaxAttempts(1), MaxLost(2))
 	twice := NewTask(MaxAttempts(2), MaxLost(2), Created(At(time.Second)))
@@ -302,7 +302,7 @@ func testTaskOrphanAtAttemptLimit(t *testing.T, s store.Store) {
 			twiceLease = LeaseOf(t, task)
 		}
 	}
-	got, err := s.TaskFail(t.Context(), &store.TaskFailParams{Now: At(time.Minute), WorkerID: w.ID, Lease: twiceLease, Error: "x", Retryable: true, RetryAt: At(time.Minute)})
+	got, err := r.TaskFail(t.Context(), s, &TaskFailParams{Now: At(time.Minute), WorkerID: w.ID, Lease: twiceLease, Error: "x", Retryable: true, RetryAt: At(time.Minute)})
 	noErr(t, "TaskFail", err)
 	eq(t, "twice failures", got.Failures, 1)
 	eq(t, "twice state", got.State, core.TaskQueued)
@@ -314,7 +314,7 @@ func testTaskOrphanAtAttemptLimit(t *testing.T, s store.Store) {
 		}
 		Claim(t, s, w, now, 2, 0)
 		now = now.Add(time.Minute)
-		lost, err := s.TaskRequeueLost(t.Context(), &store.TaskRequeueLostParams{Now: now, WorkerIDs: []uuid.UUID{w.ID}})
+		lost, err := r.TaskRequeueLost(t.Context(), s, &TaskRequeueLostParams{Now: now, WorkerIDs: []uuid.UUID{w.ID}})
 		noErr(t, "TaskRequeueLost", err)
 		for _, task := range lost {
 			if task.State == core.TaskRunning {
@@ -335,7 +335,7 @@ func testTaskOrphanAtAttemptLimit(t *testing.T, s store.Store) {
 	}
 }
 
-func testTaskTimeoutRunning(t *testing.T, s store.Store) {
+func testTaskTimeoutRunning(t *testing.T, s store.Store, r Rules) {
 	w := InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
 	retry := NewTask(func(task *core.Task) { task.Timeout = time.Minute })
 	final := NewTask(MaxAttempts(1), func(task *core.Task) { task.Timeout = time.Minute })
@@ -343,19 +343,19 @@ func testTaskTimeoutRunning(t *testing.T, s store.Store) {
 	InsertTasks(t, s, retry, final, long)
 	eq(t, "claimed", len(Claim(t, s, w, At(0), 3, 0)), 3)
 
-	got, err := s.TaskTimeoutRunning(t.Context(), At(59*time.Second))
+	got, err := r.TaskTimeoutRunning(t.Context(), s, At(59*time.Second))
 	noErr(t, "TaskTimeoutRunning(early)", err)
 	eq(t, "timed out early", len(got), 0)
 
 	now := At(61 * time.Second)
-	got, err = s.TaskTimeoutRunning(t.Context(), now)
+	got, err = r.TaskTimeoutRunning(t.Context(), s, now)
 	noErr(t, "TaskTimeoutRunning", err)
 	sameIDs(t, "timed out", ids(got), []uuid.UUID{retry.ID, final.ID})
-	r := Get(t, s, retry.ID)
-	eq(t, "retry State", r.State, core.TaskQueued)
-	eq(t, "retry Failures", r.Failures, 1)
-	timeEq(t, "retry RunAfter", r.RunAfter, now)
-	if r.LeaseToken != nil {
+	rt := Get(t, s, retry.ID)
+	eq(t, "retry State", rt.State, core.TaskQueued)
+	eq(t, "retry Failures", rt.Failures, 1)
+	timeEq(t, "retry RunAfter", rt.RunAfter, now)
+	if rt.LeaseToken != nil {
 		t.Fatalf("timed-out task keeps its lease")
 	}
 	f := Get(t, s, final.ID)
@@ -364,48 +364,48 @@ func testTaskTimeoutRunning(t *testing.T, s store.Store) {
 	eq(t, "long State", Get(t, s, long.ID).State, core.TaskRunning)
 }
 
-func testTaskCancel(t *testing.T, s store.Store) {
+func testTaskCancel(t *testing.T, s store.Store, r Rules) {
 	w := InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
 	tasks := InsertN(t, s, 3)
 	running := Claim(t, s, w, At(time.Minute), 1, 0)[0]
 	eq(t, "claimed oldest", running.ID, tasks[0].ID)
 
-	got, err := s.TaskCancel(t.Context(), tasks[1].ID, At(2*time.Minute))
+	got, err := r.TaskCancel(t.Context(), s, tasks[1].ID, At(2*time.Minute))
 	noErr(t, "TaskCancel(queued)", err)
 	eq(t, "State", got.State, core.TaskCancelled)
 	timePtrEq(t, "FinishedAt", got.FinishedAt, At(2*time.Minute))
 
-	got, err = s.TaskCancel(t.Context(), running.ID, At(2*time.Minute))
+	got, err = r.TaskCancel(t.Context(), s, running.ID, At(2*time.Minute))
 	noErr(t, "TaskCancel(running)", err)
 	eq(t, "State", got.State, core.TaskCancelled)
 	if got.LeaseToken != nil {
 		t.Fatalf("cancelled task keeps its lease")
 	}
 	// The holder's lease is now stale.
-	lost, err := s.TaskCompleteMany(t.Context(), &store.TaskCompleteManyParams{Now: At(3 * time.Minute), WorkerID: w.ID, Items: []store.TaskCompletion{{Lease: LeaseOf(t, running), Result: json.RawMessage(`{}`)}}})
+	lost, err := CompleteOne(t.Context(), s, &store.TaskCompleteParams{Now: At(3 * time.Minute), WorkerID: w.ID, Items: []store.TaskCompletion{{Lease: LeaseOf(t, running), Result: json.RawMessage(`{}`)}}})
 	noErr(t, "TaskCompleteMany", err)
 	eq(t, "lost", len(lost), 1)
 	eq(t, "still cancelled", Get(t, s, running.ID).State, core.TaskCancelled)
 
-	_, err = s.TaskCancel(t.Context(), running.ID, At(4*time.Minute))
+	_, err = r.TaskCancel(t.Context(), s, running.ID, At(4*time.Minute))
 	isErr(t, "TaskCancel(cancelled)", err, core.ErrConflict)
 	c := Claim(t, s, w, At(5*time.Minute), 1, 0)[0]
 	Complete(t, s, w, At(5*time.Minute), c)
-	_, err = s.TaskCancel(t.Context(), c.ID, At(6*time.Minute))
+	_, err = r.TaskCancel(t.Context(), s, c.ID, At(6*time.Minute))
 	isErr(t, "TaskCancel(succeeded)", err, core.ErrConflict)
 	eq(t, "succeeded untouched", Get(t, s, c.ID).State, core.TaskSucceeded)
-	_, err = s.TaskCancel(t.Context(), uuid.New(), At(6*time.Minute))
+	_, err = r.TaskCancel(t.Context(), s, uuid.New(), At(6*time.Minute))
 	isErr(t, "TaskCancel(unknown)", err, core.ErrNotFound)
 }
 
-func testTaskRetry(t *testing.T, s store.Store) {
+func testTaskRetry(t *testing.T, s store.Store, r Rules) {
 	w := InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
 	task := InsertTasks(t, s, NewTask(MaxAttempts(1)))[0]
 	c := Claim(t, s, w, At(time.Minute), 1, 0)[0]
-	_, err := s.TaskFail(t.Context(), &store.TaskFailParams{Now: At(2 * time.Minute), WorkerID: w.ID, Lease: LeaseOf(t, c), Error: "boom"})
+	_, err := r.TaskFail(t.Context(), s, &TaskFailParams{Now: At(2 * time.Minute), WorkerID: w.ID, Lease: LeaseOf(t, c), Error: "boom"})
 	noErr(t, "TaskFail", err)
 
-	got, err := s.TaskRetry(t.Context(), task.ID, At(3*time.Minute))
+	got, err := r.TaskRetry(t.Context(), s, task.ID, At(3*time.Minute))
 	noErr(t, "TaskRetry", err)
 	eq(t, "State", got.State, core.TaskQueued)
 	eq(t, "Failures", got.Failures, 0)
@@ -414,21 +414,21 @@ func testTaskRetry(t *testing.T, s store.Store) {
 	if got.FinishedAt != nil || got.LeaseToken != nil {
 		t.Fatalf("retried task keeps final fields: %s", taskSnapshot(got))
 	}
-	_, err = s.TaskRetry(t.Context(), task.ID, At(3*time.Minute))
+	_, err = r.TaskRetry(t.Context(), s, task.ID, At(3*time.Minute))
 	isErr(t, "TaskRetry(queued)", err, core.ErrConflict)
 
 	c = Claim(t, s, w, At(4*time.Minute), 1, 0)[0]
 	eq(t, "Attempt", c.Attempt, 2)
-	_, err = s.TaskCancel(t.Context(), task.ID, At(5*time.Minute))
+	_, err = r.TaskCancel(t.Context(), s, task.ID, At(5*time.Minute))
 	noErr(t, "TaskCancel", err)
-	got, err = s.TaskRetry(t.Context(), task.ID, At(6*time.Minute))
+	got, err = r.TaskRetry(t.Context(), s, task.ID, At(6*time.Minute))
 	noErr(t, "TaskRetry(cancelled)", err)
 	eq(t, "State", got.State, core.TaskQueued)
-	_, err = s.TaskRetry(t.Context(), uuid.New(), At(6*time.Minute))
+	_, err = r.TaskRetry(t.Context(), s, uuid.New(), At(6*time.Minute))
 	isErr(t, "TaskRetry(unknown)", err, core.ErrNotFound)
 }
 
-func testTaskExpireQueued(t *testing.T, s store.Store) {
+func testTaskExpireQueued(t *testing.T, s store.Store, r Rules) {
 	w := InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
 	old := NewTask(Created(At(0)), Priority(5))
 	oldRunning := NewTask(Created(At(0)), Priority(10))
@@ -438,7 +438,7 @@ func testTaskExpireQueued(t *testing.T, s store.Store) {
 	orderedIDs(t, "claim", ids(Claim(t, s, w, At(time.Second), 1, 0)), []uuid.UUID{oldRunning.ID})
 
 	now := At(9 * 24 * time.Hour)
-	n, err := s.TaskExpireQueued(t.Context(), now.Add(-core.DefaultQueueTTL), now)
+	n, err := r.TaskExpireQueued(t.Context(), s, now.Add(-core.DefaultQueueTTL), now)
 	noErr(t, "TaskExpireQueued", err)
 	eq(t, "expired", n, 1)
 	o := Get(t, s, old.ID)
@@ -451,7 +451,7 @@ func testTaskExpireQueued(t *testing.T, s store.Store) {
 	eq(t, "fresh State", Get(t, s, fresh.ID).State, core.TaskQueued)
 	eq(t, "running State", Get(t, s, oldRunning.ID).State, core.TaskRunning)
 
-	n, err = s.TaskExpireQueued(t.Context(), now.Add(-core.DefaultQueueTTL), now)
+	n, err = r.TaskExpireQueued(t.Context(), s, now.Add(-core.DefaultQueueTTL), now)
 	noErr(t, "TaskExpireQueued(again)", err)
 	eq(t, "expired again", n, 0)
 }

@@ -29,21 +29,102 @@ var Base = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 
 type suiteCase struct {
 	name string
+	// fn is a backend check; rule is a check of the task rules package
+	// queue decides over the store (run by RunRules).
 	fn   func(t *testing.T, s store.Store)
+	rule func(t *testing.T, s store.Store, r Rules)
 }
 
-// Run runs every conformance check as a PascalCase subtest, each against a
-// store returned by open. open must return a fresh, migrated, empty store
-// and register its own cleanup (t.Cleanup) to close it.
+func allCases() []suiteCase {
+	return slices.Concat(taskCases(), claimCases(), batchCases(), lifecycleCases(), workerCases(), miscCases(), txCases())
+}
+
+// Run runs every backend conformance check as a PascalCase subtest, in
+// parallel, each against its own store returned by open. open must return
+// a fresh, migrated, empty store (its own database file or schema) and
+// register its own cleanup (t.Cleanup) to close it.
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Helper()
-	cases := slices.Concat(taskCases(), claimCases(), batchCases(), lifecycleCases(), workerCases(), miscCases())
-	for _, tc := range cases {
+	for _, tc := range allCases() {
+		if tc.fn == nil {
+			continue
+		}
 		t.Run(tc.name, func(t *testing.T) {
-			s := open(t)
-			tc.fn(t, s)
+			t.Parallel()
+			tc.fn(t, open(t))
 		})
 	}
+}
+
+// RunRules runs the checks of the task rules (retry and backoff, attempts
+// and max_lost, the dependency cascade, timeouts, queue TTL, cancel and
+// retry) through r against stores returned by open, in parallel. Package
+// queue runs it on every backend.
+func RunRules(t *testing.T, open func(t *testing.T) store.Store, r Rules) {
+	t.Helper()
+	for _, tc := range allCases() {
+		if tc.rule == nil {
+			continue
+		}
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.rule(t, open(t), r)
+		})
+	}
+}
+
+// Rules are the task rules that package queue decides over a store, in
+// the shape the suite calls them. Each method runs in one store
+// transaction.
+type Rules interface {
+	// TaskFail records a handler failure for a held lease.
+	TaskFail(ctx context.Context, s store.Store, p *TaskFailParams) (*core.Task, error)
+	// TaskRequeueLost requeues (or fails past max_lost) lost leases.
+	TaskRequeueLost(ctx context.Context, s store.Store, p *TaskRequeueLostParams) ([]*core.Task, error)
+	// TaskTimeoutRunning fails attempts past their timeout.
+	TaskTimeoutRunning(ctx context.Context, s store.Store, now time.Time) ([]*core.Task, error)
+	// TaskCancel cancels a queued or running task.
+	TaskCancel(ctx context.Context, s store.Store, id uuid.UUID, now time.Time) (*core.Task, error)
+	// TaskRetry puts a failed or cancelled task back in the queue.
+	TaskRetry(ctx context.Context, s store.Store, id uuid.UUID, now time.Time) (*core.Task, error)
+	// TaskExpireQueued expires queued tasks created before createdBefore.
+	TaskExpireQueued(ctx context.Context, s store.Store, createdBefore, now time.Time) (int, error)
+}
+
+// TaskFailParams is the input of Rules.TaskFail.
+type TaskFailParams struct {
+	Now       time.Time
+	WorkerID  uuid.UUID
+	Lease     core.Lease
+	Error     string
+	Retryable bool
+	// RetryAt is the run_after of the requeued task.
+	RetryAt time.Time
+}
+
+// TaskRequeueLostParams is the input of Rules.TaskRequeueLost.
+type TaskRequeueLostParams struct {
+	Now           time.Time
+	WorkerIDs     []uuid.UUID
+	ExpiredBefore time.Time
+}
+
+// ClaimOne runs one claim through TaskClaim.
+func ClaimOne(ctx context.Context, s store.Store, p *store.TaskClaimParams) ([]*core.Task, error) {
+	got, err := s.TaskClaim(ctx, []*store.TaskClaimParams{p})
+	if err != nil {
+		return nil, err
+	}
+	return got[0], nil
+}
+
+// CompleteOne runs one worker's completions through TaskComplete.
+func CompleteOne(ctx context.Context, s store.Store, p *store.TaskCompleteParams) ([]core.Lease, error) {
+	got, err := s.TaskComplete(ctx, []*store.TaskCompleteParams{p})
+	if err != nil {
+		return nil, err
+	}
+	return got[0], nil
 }
 
 // At returns Base plus d.
@@ -164,7 +245,7 @@ func InsertWorker(t testing.TB, s store.Store, pool string, state core.WorkerSta
 // lease and the given owner limit.
 func Claim(t testing.TB, s store.Store, w *core.Worker, now time.Time, max, ownerLimit int) []*core.Task {
 	t.Helper()
-	got, err := s.TaskClaim(t.Context(), &store.TaskClaimParams{
+	got, err := ClaimOne(t.Context(), s, &store.TaskClaimParams{
 		Now: now, WorkerID: w.ID, Pool: w.Pool, Max: max,
 		LeaseDuration: 30 * time.Second, OwnerLimit: ownerLimit,
 	})
@@ -190,7 +271,7 @@ func Complete(t testing.TB, s store.Store, w *core.Worker, now time.Time, tasks 
 	for i, task := range tasks {
 		items[i] = store.TaskCompletion{Lease: LeaseOf(t, task), Result: json.RawMessage(`{"ok":true}`)}
 	}
-	lost, err := s.TaskCompleteMany(t.Context(), &store.TaskCompleteManyParams{Now: now, WorkerID: w.ID, Items: items})
+	lost, err := CompleteOne(t.Context(), s, &store.TaskCompleteParams{Now: now, WorkerID: w.ID, Items: items})
 	if err != nil {
 		t.Fatalf("TaskCompleteMany: %v", err)
 	}

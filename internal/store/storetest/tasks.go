@@ -12,18 +12,18 @@ import (
 
 func taskCases() []suiteCase {
 	return []suiteCase{
-		{"Backend", testBackend},
-		{"MigrateIdempotent", testMigrateIdempotent},
-		{"TaskInsertAndGet", testTaskInsertAndGet},
-		{"TaskGetNotFound", testTaskGetNotFound},
-		{"TaskInsertIdempotencyKey", testTaskInsertIdempotencyKey},
-		{"TaskInsertUnknownDependency", testTaskInsertUnknownDependency},
-		{"TaskInsertDependencyOnFinalTask", testTaskInsertDependencyOnFinalTask},
-		{"TaskDependenciesGateClaims", testTaskDependenciesGateClaims},
-		{"TaskDependencyFailurePropagates", testTaskDependencyFailurePropagates},
-		{"TaskDependencyCancelPropagates", testTaskDependencyCancelPropagates},
-		{"TaskListFiltersAndPaging", testTaskListFiltersAndPaging},
-		{"TaskCountByState", testTaskCountByState},
+		{name: "Backend", fn: testBackend},
+		{name: "MigrateIdempotent", fn: testMigrateIdempotent},
+		{name: "TaskInsertAndGet", fn: testTaskInsertAndGet},
+		{name: "TaskGetNotFound", fn: testTaskGetNotFound},
+		{name: "TaskInsertIdempotencyKey", fn: testTaskInsertIdempotencyKey},
+		{name: "TaskInsertUnknownDependency", fn: testTaskInsertUnknownDependency},
+		{name: "TaskInsertDependencyOnFinalTask", rule: testTaskInsertDependencyOnFinalTask},
+		{name: "TaskDependenciesGateClaims", fn: testTaskDependenciesGateClaims},
+		{name: "TaskDependencyFailurePropagates", rule: testTaskDependencyFailurePropagates},
+		{name: "TaskDependencyCancelPropagates", rule: testTaskDependencyCancelPropagates},
+		{name: "TaskListFiltersAndPaging", fn: testTaskListFiltersAndPaging},
+		{name: "TaskCountByState", rule: testTaskCountByState},
 	}
 }
 
@@ -139,15 +139,15 @@ func testTaskInsertUnknownDependency(t *testing.T, s store.Store) {
 	eq(t, "tasks written", totalTasks(t, s), 0)
 }
 
-func testTaskInsertDependencyOnFinalTask(t *testing.T, s store.Store) {
+func testTaskInsertDependencyOnFinalTask(t *testing.T, s store.Store, r Rules) {
 	w := InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
 	tasks := InsertTasks(t, s, NewTask(MaxAttempts(1)), NewTask(Created(At(time.Second))), NewTask(Created(At(2*time.Second))))
 	claimed := Claim(t, s, w, At(time.Minute), 2, 0)
 	eq(t, "claimed", len(claimed), 2)
-	_, err := s.TaskFail(t.Context(), &store.TaskFailParams{Now: At(2 * time.Minute), WorkerID: w.ID, Lease: LeaseOf(t, claimed[0]), Error: "boom"})
+	_, err := r.TaskFail(t.Context(), s, &TaskFailParams{Now: At(2 * time.Minute), WorkerID: w.ID, Lease: LeaseOf(t, claimed[0]), Error: "boom"})
 	noErr(t, "TaskFail", err)
 	Complete(t, s, w, At(2*time.Minute), claimed[1])
-	_, err = s.TaskCancel(t.Context(), tasks[2].ID, At(2*time.Minute))
+	_, err = r.TaskCancel(t.Context(), s, tasks[2].ID, At(2*time.Minute))
 	noErr(t, "TaskCancel", err)
 
 	for _, dep := range []uuid.UUID{tasks[0].ID, tasks[2].ID} {
@@ -188,7 +188,7 @@ func testTaskDependenciesGateClaims(t *testing.T, s store.Store) {
 	orderedIDs(t, "claim after b", ids(claimed), []uuid.UUID{c.ID})
 }
 
-func testTaskDependencyFailurePropagates(t *testing.T, s store.Store) {
+func testTaskDependencyFailurePropagates(t *testing.T, s store.Store, r Rules) {
 	w := InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
 	a := NewTask(MaxAttempts(1))
 	b := NewTask(DependsOn(a.ID))
@@ -198,7 +198,7 @@ func testTaskDependencyFailurePropagates(t *testing.T, s store.Store) {
 	claimed := Claim(t, s, w, At(time.Second), 1, 0)
 	orderedIDs(t, "claim", ids(claimed), []uuid.UUID{a.ID})
 
-	got, err := s.TaskFail(t.Context(), &store.TaskFailParams{
+	got, err := r.TaskFail(t.Context(), s, &TaskFailParams{
 		Now: At(time.Minute), WorkerID: w.ID, Lease: LeaseOf(t, claimed[0]),
 		Error: "CUDA out of memory", Retryable: true, RetryAt: At(2 * time.Minute),
 	})
@@ -213,12 +213,12 @@ func testTaskDependencyFailurePropagates(t *testing.T, s store.Store) {
 	eq(t, "unrelated State", Get(t, s, d.ID).State, core.TaskQueued)
 }
 
-func testTaskDependencyCancelPropagates(t *testing.T, s store.Store) {
+func testTaskDependencyCancelPropagates(t *testing.T, s store.Store, r Rules) {
 	a := NewTask()
 	b := NewTask(DependsOn(a.ID))
 	c := NewTask(DependsOn(b.ID))
 	InsertTasks(t, s, a, b, c)
-	got, err := s.TaskCancel(t.Context(), a.ID, At(time.Minute))
+	got, err := r.TaskCancel(t.Context(), s, a.ID, At(time.Minute))
 	noErr(t, "TaskCancel", err)
 	eq(t, "a.State", got.State, core.TaskCancelled)
 	for _, id := range []uuid.UUID{b.ID, c.ID} {
@@ -273,12 +273,12 @@ func testTaskListFiltersAndPaging(t *testing.T, s store.Store) {
 	orderedIDs(t, "page with filter", list(store.TaskListParams{Owner: "alice", BeforeID: &all[4].ID}), rev(2, 0))
 }
 
-func testTaskCountByState(t *testing.T, s store.Store) {
+func testTaskCountByState(t *testing.T, s store.Store, r Rules) {
 	w := InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
 	InsertN(t, s, 6)
 	claimed := Claim(t, s, w, At(time.Hour), 3, 0)
 	Complete(t, s, w, At(time.Hour), claimed[0])
-	_, err := s.TaskCancel(t.Context(), claimed[1].ID, At(time.Hour))
+	_, err := r.TaskCancel(t.Context(), s, claimed[1].ID, At(time.Hour))
 	noErr(t, "TaskCancel", err)
 	m, err := s.TaskCountByState(t.Context())
 	noErr(t, "TaskCountByState", err)
