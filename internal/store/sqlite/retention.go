@@ -1,0 +1,34 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// Prune deletes events and logs older than before and final tasks finished
+// before it. It returns the number of rows deleted.
+func (s *Store) Prune(ctx context.Context, before time.Time) (int, error) {
+	total := 0
+	err := s.inTx(ctx, "prune", func(tx *sql.Tx) error {
+		b := micros(before)
+		for _, q := range []string{
+			`DELETE FROM events WHERE time < ?`,
+			`DELETE FROM logs WHERE time < ?`,
+			`DELETE FROM tasks WHERE state IN ('succeeded', 'failed', 'cancelled') AND finished_at IS NOT NULL AND finished_at < ?`,
+		} {
+			res, err := tx.ExecContext(ctx, q, b)
+			if err != nil {
+				return fmt.Errorf("prune: %w", err)
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return fmt.Errorf("prune: %w", err)
+			}
+			total += int(n)
+		}
+		return nil
+	})
+	return total, err
+}
