@@ -2,9 +2,9 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 
 	"github.com/droverhq/drover/internal/api/wire"
 	"github.com/droverhq/drover/internal/core"
@@ -355,8 +355,9 @@ func (s *Server) handleWorkerTerminate(w http.ResponseWriter, r *http.Request) {
 	s.workerAction(w, r, "terminate", core.WorkerTerminating, terminateFrom)
 }
 
-// workerAction moves a worker to state on the operator's request. This is
-// not a failure: the reason says "operator".
+// workerAction asks the orchestrator to move a worker to state on the
+// operator's request (202 Accepted with the worker as it is now; the next
+// tick applies it). This is not a failure: the reason says "operator".
 func (s *Server) workerAction(w http.ResponseWriter, r *http.Request, verb string, state core.WorkerState, from []core.WorkerState) {
 	if !s.operator(w, r, verb+" workers") {
 		return
@@ -390,27 +391,24 @@ func (s *Server) workerAction(w http.ResponseWriter, r *http.Request, verb strin
 		writeJSON(w, http.StatusOK, before) // idempotent
 		return
 	}
-	now := s.clock.Now()
-	wk, err := s.store.WorkerUpdate(ctx, &store.WorkerUpdateParams{
-		Now: now, ID: id, FromStates: from, State: &state, Reason: &reason,
-	})
-	if err != nil {
-		if core.ErrorCode(err) == core.ECONFLICT {
-			err = core.Errorf(core.ECONFLICT, "cannot %s worker %s: it is %s", verb, id, before.State)
-		}
-		s.writeError(w, r, fmt.Errorf("%s worker %s: %w", verb, id, err))
+	if !slices.Contains(from, before.State) {
+		s.writeError(w, r, fmt.Errorf("%s worker %s: %w", verb, id,
+			core.Errorf(core.ECONFLICT, "cannot %s worker %s: it is %s", verb, id, before.State)))
 		return
 	}
-	data, _ := json.Marshal(map[string]string{"from": string(before.State), "to": string(state), "by": "operator"})
-	ev := &core.Event{Time: now, Kind: core.EventWorkerState, Pool: wk.Pool, WorkerID: id.String(),
-		Message: fmt.Sprintf("worker %s: %s → %s (%s)", id, before.State, state, reason), Data: data}
-	if err := s.store.EventInsertMany(ctx, []*core.Event{ev}); err != nil {
-		s.logger.WarnContext(ctx, "record operator action event", "error", err.Error())
+	// The orchestrator is the only writer of worker state: the action is
+	// recorded as a request that its next tick applies (with its event),
+	// and the loop is woken at once.
+	if err := s.store.WorkerRequestPut(ctx, &store.WorkerRequest{
+		WorkerID: id, Action: store.WorkerAction(verb), Reason: reason, RequestedBy: "operator", RequestedAt: s.clock.Now(),
+	}); err != nil {
+		s.writeError(w, r, fmt.Errorf("%s worker %s: %w", verb, id, err))
+		return
 	}
 	if s.cfg.Wake != nil {
 		s.cfg.Wake("operator " + verb)
 	}
-	writeJSON(w, http.StatusOK, wk)
+	writeJSON(w, http.StatusAccepted, before)
 }
 
 func (s *Server) handleEventList(w http.ResponseWriter, r *http.Request) {

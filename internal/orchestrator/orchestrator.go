@@ -269,6 +269,8 @@ type tick struct {
 	dirty    map[string]bool
 	requeue  map[uuid.UUID]bool
 	changed  bool
+	// requests are the pending worker requests read this tick.
+	requests []*store.WorkerRequest
 }
 
 func (t *tick) event(kind core.EventKind, pool, workerID, msg string, data any) {
@@ -313,6 +315,9 @@ func (o *Orchestrator) Tick(ctx context.Context) (*TickReport, error) {
 		return nil, err
 	}
 	o.reconcileOrphans(ctx, t)
+	if err := o.applyRequests(ctx, t, t.requests); err != nil {
+		return nil, err
+	}
 	if err := o.advance(ctx, t); err != nil {
 		return nil, err
 	}
@@ -382,6 +387,9 @@ func (o *Orchestrator) observe(ctx context.Context, t *tick) error {
 		var err error
 		if bs, err = o.st.BreakerGetAll(gctx); err != nil {
 			return fmt.Errorf("tick: load breakers: %w", err)
+		}
+		if t.requests, err = o.st.WorkerRequestList(gctx); err != nil {
+			return fmt.Errorf("tick: read worker requests: %w", err)
 		}
 		return nil
 	})
@@ -569,29 +577,6 @@ func (o *Orchestrator) fail(ctx context.Context, t *tick, w *core.Worker, class 
 	return nil
 }
 
-// recordForeignFailure records a row that another component failed (the
-// queue fails gpu-missing at registration): an event and the breaker.
-func (o *Orchestrator) recordForeignFailure(t *tick, w *core.Worker) {
-	age := t.now.Sub(w.CreatedAt)
-	t.event(core.EventWorkerFailed, w.Pool, w.ID.String(), fmt.Sprintf("worker %s failed (%s) after %s: %s", w.ID, w.Failure, age.Round(time.Second), w.Reason),
-		map[string]any{"class": w.Failure, "age_s": int(age.Seconds()), "placement": w.Placement, "reason": w.Reason, "held_tasks": w.Running > 0})
-	o.m.failures.WithLabelValues(w.Pool, string(w.Failure)).Inc()
-	if w.Placement == "" || w.Running > 0 {
-		return
-	}
-	st := t.breaker(w.Placement)
-	switch {
-	case breaker.TripsAtOnce(w.Failure):
-		breaker.Trip(o.bcfg, st, t.now, fmt.Sprintf("%s: %s", w.Failure, w.Reason))
-		t.dirty[st.Key] = true
-	case breaker.CountsAsStartFailure(w.Failure, w.ReadyAt, w.StateChangedAt, o.bcfg.StartGrace):
-		if tr := breaker.Record(o.bcfg, st, core.BreakerOutcome{Time: t.now, Class: w.Failure, Worker: w.ID.String()}, t.now); tr != "" {
-			t.event(core.EventBreakerState, w.Pool, w.ID.String(), fmt.Sprintf("breaker %s for %s: %s", tr, breaker.KeyLabel(st.Key), st.Reason), map[string]any{"transition": tr})
-		}
-		t.dirty[st.Key] = true
-	}
-}
-
 func (o *Orchestrator) markReady(ctx context.Context, t *tick, w *core.Worker) error {
 	ok, err := o.setState(ctx, t, w, core.WorkerReady, "first heartbeat received", func(p *store.WorkerUpdateParams) { p.ReadyAt = ptr(t.now) })
 	if err != nil || !ok {
@@ -737,9 +722,6 @@ func (o *Orchestrator) advance(ctx context.Context, t *tick) error {
 	// failed → terminating, terminating → terminated.
 	for _, w := range t.workers {
 		if w.State == core.WorkerFailed {
-			if _, ours := t.rep.Failed[w.ID]; !ours {
-				o.recordForeignFailure(t, w)
-			}
 			if w.Running > 0 {
 				t.requeue[w.ID] = true
 			}

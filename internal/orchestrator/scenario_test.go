@@ -178,11 +178,14 @@ func TestScenarioStageTimeouts(t *testing.T) {
 		task := h.submit(1, "", params(time.Hour, "succeed"))[0]
 		h.runUntil(5*time.Minute, "task running", func() bool { return h.task(task).State == core.TaskRunning })
 		w := h.workersIn(core.WorkerReady)[0]
-		// An operator drains it (what `drover workers drain` writes).
-		if _, err := h.raw.WorkerUpdate(h.ctx, &store.WorkerUpdateParams{Now: h.clock.Now(), ID: w.ID,
-			FromStates: []core.WorkerState{core.WorkerReady}, State: new(core.WorkerDraining)}); err != nil {
+		// An operator drains it (what `drover workers drain` writes: a
+		// request the next tick applies).
+		if err := h.raw.WorkerRequestPut(h.ctx, &store.WorkerRequest{WorkerID: w.ID, Action: store.WorkerActionDrain,
+			Reason: "operator", RequestedBy: "operator", RequestedAt: h.clock.Now()}); err != nil {
 			t.Fatal(err)
 		}
+		h.tick()
+		eq(t, "draining after the next tick", h.worker(w.ID).State, core.WorkerDraining)
 		h.run(50 * time.Second)
 		eq(t, "still draining within drain_timeout", h.worker(w.ID).State, core.WorkerDraining)
 		eq(t, "task still running", h.task(task).State, core.TaskRunning)
@@ -517,9 +520,10 @@ func TestScenarioNormalTerminationsLeaveBreaker(t *testing.T) {
 	task := h.submit(1, "", params(time.Hour, "succeed"))[0]
 	h.runUntil(5*time.Minute, "task running", func() bool { return h.task(task).State == core.TaskRunning })
 	w := h.workersIn(core.WorkerReady)[0]
-	// The operator terminates the worker (what `drover workers terminate` writes).
-	if _, err := h.raw.WorkerUpdate(h.ctx, &store.WorkerUpdateParams{Now: h.clock.Now(), ID: w.ID,
-		FromStates: []core.WorkerState{core.WorkerReady}, State: new(core.WorkerTerminating), Reason: new("operator: terminate")}); err != nil {
+	// The operator terminates the worker (what `drover workers terminate`
+	// writes: a request the next tick applies).
+	if err := h.raw.WorkerRequestPut(h.ctx, &store.WorkerRequest{WorkerID: w.ID, Action: store.WorkerActionTerminate,
+		Reason: "operator: terminate", RequestedBy: "operator", RequestedAt: h.clock.Now()}); err != nil {
 		t.Fatalf("operator terminate: %v", err)
 	}
 	h.runUntil(time.Minute, "terminated", func() bool { return h.worker(w.ID).State == core.WorkerTerminated })

@@ -232,8 +232,9 @@ var registerStates = []core.WorkerState{core.WorkerRequested, core.WorkerProvisi
 // Register records what an agent reports when it starts: agent version,
 // GPUs, instance id (kept if the row already has one) and a first
 // heartbeat. It does not change the worker's state (the orchestrator moves
-// it to ready), except that a worker of a pool that requires GPUs and
-// reports none is failed with class gpu-missing at once.
+// it to ready). A worker of a pool that requires GPUs and reports none is
+// refused, and a gpu-missing failure is requested from the orchestrator
+// (the only writer of worker state), which applies it in its next tick.
 func (s *Service) Register(ctx context.Context, workerID uuid.UUID, info RegisterInfo) (*core.Worker, error) {
 	w, err := s.st.WorkerGet(ctx, workerID)
 	if err != nil {
@@ -245,12 +246,13 @@ func (s *Service) Register(ctx context.Context, workerID uuid.UUID, info Registe
 	now := s.clock.Now()
 	if s.cfg.RequiresGPU(w.Pool) && len(info.GPUs) == 0 {
 		msg := fmt.Sprintf("gpu-missing: pool %s requires GPUs and the agent found none", w.Pool)
-		failed, class := core.WorkerFailed, core.FailGPUMissing
-		if _, err := s.st.WorkerUpdate(ctx, &store.WorkerUpdateParams{
-			Now: now, ID: workerID, FromStates: registerStates,
-			State: &failed, Failure: &class, Reason: &msg,
+		// The orchestrator (the only writer of worker state) fails the
+		// worker in its next tick, woken below.
+		if err := s.st.WorkerRequestPut(ctx, &store.WorkerRequest{
+			WorkerID: workerID, Action: store.WorkerActionFail, Failure: core.FailGPUMissing,
+			Reason: msg, RequestedBy: "agent", RequestedAt: now,
 		}); err != nil {
-			return nil, fmt.Errorf("register worker %s: mark gpu-missing: %w", workerID, err)
+			return nil, fmt.Errorf("register worker %s: report gpu-missing: %w", workerID, err)
 		}
 		s.wake("register")
 		return nil, core.Invalid("gpus", "%s", msg)

@@ -329,15 +329,24 @@ func TestRegister(t *testing.T) {
 		}
 	})
 
-	t.Run("GPUMissingFailsWorker", func(t *testing.T) {
+	// The worker is failed by the orchestrator's next tick
+	// (orchestrator TestGPUMissingAppliedByTick); the queue only requests it.
+	t.Run("GPUMissingRequestsFailure", func(t *testing.T) {
 		t.Parallel()
 		s, b := setup(t, cfg)
 		w := storetest.InsertWorker(t, b.st, "gpu", core.WorkerBooting)
 		_, err := s.Register(t.Context(), w.ID, RegisterInfo{AgentVersion: "1"})
 		wantCode(t, err, core.EINVALID, "gpus", "gpu-missing: pool gpu requires GPUs and the agent found none")
+		reqs, err := b.st.WorkerRequestList(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(reqs) != 1 || reqs[0].WorkerID != w.ID || reqs[0].Action != store.WorkerActionFail || reqs[0].Failure != core.FailGPUMissing {
+			t.Fatalf("requests %+v, want one fail/gpu-missing for %s", reqs, w.ID)
+		}
 		got, _ := b.st.WorkerGet(t.Context(), w.ID)
-		if got.State != core.WorkerFailed || got.Failure != core.FailGPUMissing {
-			t.Fatalf("worker %s/%s, want failed/gpu-missing", got.State, got.Failure)
+		if got.State != core.WorkerBooting {
+			t.Fatalf("worker state %s written by the queue, want booting (the orchestrator writes it)", got.State)
 		}
 	})
 

@@ -123,6 +123,16 @@ type Store interface {
 	// transaction. Unknown workers are skipped.
 	WorkerHeartbeat(ctx context.Context, params []WorkerHeartbeatParams) error
 
+	// WorkerRequestPut records a request to change a worker's state,
+	// replacing the worker's pending request if any.
+	WorkerRequestPut(ctx context.Context, req *WorkerRequest) error
+	// WorkerRequestList returns the pending requests, oldest first.
+	WorkerRequestList(ctx context.Context) ([]*WorkerRequest, error)
+	// WorkerRequestDelete deletes the given requests once applied; a
+	// worker's request that was replaced since it was listed (another
+	// action or time) is kept.
+	WorkerRequestDelete(ctx context.Context, reqs []*WorkerRequest) error
+
 	// --- events and logs ---
 
 	// EventInsertMany appends events (ID and Time are assigned if zero).
@@ -393,4 +403,30 @@ type WorkerCounters struct {
 	Done       int
 	Failed     int
 	LastTaskAt time.Time
+}
+
+// WorkerAction is what a WorkerRequest asks the orchestrator to do.
+type WorkerAction string
+
+// Worker actions.
+const (
+	// WorkerActionDrain asks for state draining (operator).
+	WorkerActionDrain WorkerAction = "drain"
+	// WorkerActionTerminate asks for state terminating (operator).
+	WorkerActionTerminate WorkerAction = "terminate"
+	// WorkerActionFail asks for state failed with Failure (a fact the agent
+	// reported, such as gpu-missing at registration).
+	WorkerActionFail WorkerAction = "fail"
+)
+
+// WorkerRequest is a pending request to change a worker's state. Only the
+// orchestrator writes worker state; other components record a request and
+// wake it.
+type WorkerRequest struct {
+	WorkerID    uuid.UUID
+	Action      WorkerAction
+	Failure     core.FailureClass
+	Reason      string
+	RequestedBy string
+	RequestedAt time.Time
 }

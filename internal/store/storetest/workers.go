@@ -16,6 +16,7 @@ func workerCases() []suiteCase {
 		{name: "WorkerUpdate", fn: testWorkerUpdate},
 		{name: "WorkerUpdateFromStatesConflict", fn: testWorkerUpdateFromStatesConflict},
 		{name: "WorkerHeartbeat", fn: testWorkerHeartbeat},
+		{name: "WorkerRequests", fn: testWorkerRequests},
 		{name: "WorkerListFiltersAndRunning", fn: testWorkerListFiltersAndRunning},
 	}
 }
@@ -215,4 +216,36 @@ func testWorkerListFiltersAndRunning(t *testing.T, s store.Store) {
 	orderedIDs(t, "live only default pool", wids(list(store.WorkerListParams{LiveOnly: true, Pool: core.DefaultPool})), []uuid.UUID{ready.ID, booting.ID, terminating.ID, failedLive.ID})
 	orderedIDs(t, "limit", wids(list(store.WorkerListParams{Limit: 2})), []uuid.UUID{ready.ID, booting.ID})
 	_ = failedGone
+}
+
+func testWorkerRequests(t *testing.T, s store.Store) {
+	a, b := uuid.New(), uuid.New()
+	put := func(r store.WorkerRequest) {
+		t.Helper()
+		noErr(t, "WorkerRequestPut", s.WorkerRequestPut(t.Context(), &r))
+	}
+	put(store.WorkerRequest{WorkerID: a, Action: store.WorkerActionDrain, Reason: "operator", RequestedBy: "operator", RequestedAt: At(time.Second)})
+	put(store.WorkerRequest{WorkerID: b, Action: store.WorkerActionFail, Failure: core.FailGPUMissing, Reason: "no gpu", RequestedBy: "agent", RequestedAt: At(2 * time.Second)})
+	got, err := s.WorkerRequestList(t.Context())
+	noErr(t, "WorkerRequestList", err)
+	eq(t, "requests", len(got), 2)
+	eq(t, "oldest first", got[0].WorkerID, a)
+	eq(t, "action", got[0].Action, store.WorkerActionDrain)
+	eq(t, "failure", got[1].Failure, core.FailGPUMissing)
+	eq(t, "reason", got[1].Reason, "no gpu")
+	eq(t, "by", got[1].RequestedBy, "agent")
+	timeEq(t, "at", got[1].RequestedAt, At(2*time.Second))
+
+	// A later request replaces a worker's pending one; deleting what was
+	// listed before keeps the replacement.
+	put(store.WorkerRequest{WorkerID: a, Action: store.WorkerActionTerminate, Reason: "operator", RequestedAt: At(3 * time.Second)})
+	noErr(t, "WorkerRequestDelete", s.WorkerRequestDelete(t.Context(), got))
+	left, err := s.WorkerRequestList(t.Context())
+	noErr(t, "WorkerRequestList", err)
+	eq(t, "left", len(left), 1)
+	eq(t, "replacement kept", left[0].Action, store.WorkerActionTerminate)
+	noErr(t, "WorkerRequestDelete", s.WorkerRequestDelete(t.Context(), left))
+	left, err = s.WorkerRequestList(t.Context())
+	noErr(t, "WorkerRequestList", err)
+	eq(t, "none left", len(left), 0)
 }
