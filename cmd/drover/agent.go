@@ -53,6 +53,9 @@ second signal stops at once (handlers get SIGTERM, then SIGKILL).`,
 			if instanceID == "" {
 				instanceID = os.Getenv("DROVER_INSTANCE_ID")
 			}
+			if instanceID == "" {
+				instanceID = os.Getenv("RUNPOD_POD_ID") // set by RunPod in every pod
+			}
 			switch {
 			case server == "":
 				return errors.New("agent: --server (or DROVER_SERVER) is required")
