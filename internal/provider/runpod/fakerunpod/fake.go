@@ -28,6 +28,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -219,6 +220,9 @@ func (s *Server) gate(next http.Handler) http.Handler {
 				}
 			}
 			if f.Status != 0 {
+				if f.AfterDoing {
+					next.ServeHTTP(httptest.NewRecorder(), r)
+				}
 				if f.Status == http.StatusTooManyRequests {
 					w.Header().Set("Retry-After", strconv.Itoa(max(f.RetryAfter, 0)))
 				}

@@ -21,6 +21,9 @@ type Fault struct {
 	Delay time.Duration
 	// Detail overrides the problem's detail.
 	Detail string
+	// AfterDoing runs the real endpoint first and then answers Status
+	// anyway (a 5xx after the pod was created: an ambiguous create).
+	AfterDoing bool
 }
 
 func (f *Fault) detail() string {
