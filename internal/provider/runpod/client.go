@@ -245,6 +245,7 @@ func (c *Client) once(ctx context.Context, op, method, u string, body []byte, ou
 	}
 	req, err := http.NewRequestWithContext(rctx, method, u, rd)
 	if err != nil {
+		c.limiter.Done()
 		return 0, 0, &provider.Error{Op: op, Kind: provider.KindInvalid, Message: "build request", Err: err}
 	}
 	req.Header.Set("Authorization", "Bearer "+c.opt.APIKey)
@@ -256,6 +257,7 @@ func (c *Client) once(ctx context.Context, op, method, u string, body []byte, ou
 	c.calls.Add(1)
 	resp, err := c.hc.Do(req)
 	if err != nil {
+		c.limiter.Done()
 		return 0, 0, &provider.Error{Op: op, Kind: provider.KindTransient, Message: "request failed", Err: scrubURLError(err)}
 	}
 	defer resp.Body.Close()

@@ -24,6 +24,9 @@ type Limiter struct {
 	// blockedUntil is set by a 429's Retry-After: nothing is sent before.
 	blockedUntil time.Time
 	waits        int
+	// inflight counts requests sent but not answered: the server's
+	// remaining count does not know them yet.
+	inflight int
 }
 
 type window struct {
@@ -74,8 +77,9 @@ func (l *Limiter) reserve() time.Duration {
 		if !now.Before(w.resetAt.Add(resetMargin)) {
 			if w.quota > 0 {
 				// The window rolled over: a fresh quota until the
-				// server says otherwise.
-				w.remaining = w.quota
+				// server says otherwise, less what is in flight (it may
+				// be counted in the new window).
+				w.remaining = w.quota - l.inflight
 				w.resetAt = now.Add(w.length)
 			} else {
 				w.known = false
@@ -97,16 +101,25 @@ func (l *Limiter) reserve() time.Duration {
 			w.remaining--
 		}
 	}
+	l.inflight++
 	return 0
+}
+
+// Done ends a request that got no answer (Observe ends answered ones).
+func (l *Limiter) Done() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.inflight = max(l.inflight-1, 0)
 }
 
 // Observe reads the rate-limit headers of a response.
 func (l *Limiter) Observe(policy, state string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.inflight = max(l.inflight-1, 0)
 	if policy == "" && state == "" {
 		return
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	now := l.now()
 	for _, m := range parseRateLimit(policy) {
 		w := l.window(m.name)
@@ -125,12 +138,14 @@ func (l *Limiter) Observe(policy, state string) {
 		}
 		w := l.window(m.name)
 		reset := now.Add(time.Duration(t) * time.Second)
+		// The server's count does not include requests still in flight.
+		left := r - l.inflight
 		if !w.known || reset.After(w.resetAt.Add(time.Second)) {
 			// A new window (or the first news of one): the server's count.
-			w.remaining, w.resetAt, w.known = r, reset, true
+			w.remaining, w.resetAt, w.known = left, reset, true
 			continue
 		}
-		w.remaining = min(w.remaining, r)
+		w.remaining = min(w.remaining, left)
 		w.resetAt = reset
 	}
 }
