@@ -191,6 +191,8 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	status, v, detail := s.createLocked(req)
+	s.creates = append(s.creates, CreateRecord{Time: s.opt.Clock.Now(), Name: req.Name, GPU: req.GPU.ID,
+		DataCenters: slices.Clone(req.DataCenterIDs), Status: status})
 	s.mu.Unlock()
 	if status != http.StatusCreated {
 		writeProblem(w, status, detail)

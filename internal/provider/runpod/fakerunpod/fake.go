@@ -95,6 +95,7 @@ type Server struct {
 	window  rateWindow
 	agents  *agents
 	started time.Time
+	creates []CreateRecord
 }
 
 type pod struct {
@@ -128,6 +129,17 @@ type Stats struct {
 	Injected int
 	// Unauthorized counts requests with a bad or missing key.
 	Unauthorized int
+}
+
+// CreateRecord is one POST /v2/pods that reached the endpoint.
+type CreateRecord struct {
+	Time time.Time
+	Name string
+	GPU  string
+	// DataCenters is what the request asked for.
+	DataCenters []string
+	// Status is the answer: 201, or 400 for capacity, …
+	Status int
 }
 
 // New returns a fake.
@@ -306,6 +318,13 @@ func (s *Server) Stats() Stats {
 		st.Calls[k] = v
 	}
 	return st
+}
+
+// Creates returns every create that reached the endpoint, in order.
+func (s *Server) Creates() []CreateRecord {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.creates)
 }
 
 // PodInfo is what a test sees of one pod.
