@@ -58,6 +58,8 @@ type rpOpts struct {
 	idleTimeout           time.Duration
 	candidates            []config.CandidateConfig
 	before                func(*fakerunpod.Server)
+	// exec replaces the shell handler.
+	exec string
 }
 
 func newRPEnv(t *testing.T, o rpOpts) *rpEnv {
@@ -103,8 +105,11 @@ func newRPEnv(t *testing.T, o rpOpts) *rpEnv {
 	if o.candidates == nil {
 		o.candidates = []config.CandidateConfig{{GPU: gpuA, Regions: []string{"US-TX-3", "US-KS-2"}}}
 	}
+	if o.exec == "" {
+		o.exec = "sh " + script
+	}
 	pool := &config.PoolConfig{Provider: "runpod", Min: o.min, Max: o.max, Concurrency: o.concurrency,
-		Image: "ghcr.io/acme/worker:1", Exec: "sh " + script, RequiresGPU: new(false), Candidates: o.candidates}
+		Image: "ghcr.io/acme/worker:1", Exec: o.exec, RequiresGPU: new(false), Candidates: o.candidates}
 	cfg.Pools = map[string]*config.PoolConfig{"gpu": pool}
 	fillPool(pool)
 	if o.provisionTimeout > 0 {
