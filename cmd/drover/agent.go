@@ -19,6 +19,7 @@ import (
 func init() {
 	var (
 		server, workerID, execCmd, instanceID, logLevel, tokenFlag string
+		caFile                                                     string
 		concurrency                                                int
 		killGrace                                                  time.Duration
 		noGPU                                                      bool
@@ -53,6 +54,9 @@ second signal stops at once (handlers get SIGTERM, then SIGKILL).`,
 			if instanceID == "" {
 				instanceID = os.Getenv("DROVER_INSTANCE_ID")
 			}
+			if instanceID == "" {
+				instanceID = os.Getenv("RUNPOD_POD_ID") // set by RunPod in every pod
+			}
 			switch {
 			case server == "":
 				return errors.New("agent: --server (or DROVER_SERVER) is required")
@@ -76,7 +80,18 @@ second signal stops at once (handlers get SIGTERM, then SIGKILL).`,
 				return fmt.Errorf("agent: --log-level %q: want debug|info|warn|error", logLevel)
 			}
 			logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-			c, err := client.New(server, token, client.WithUserAgent("drover-agent/"+version))
+			if caFile == "" {
+				caFile = os.Getenv("DROVER_CA_FILE")
+			}
+			opts := []client.Option{client.WithUserAgent("drover-agent/" + version)}
+			if caFile != "" {
+				hc, err := client.CAFileHTTPClient(caFile)
+				if err != nil {
+					return fmt.Errorf("agent: --ca-file: %w", err)
+				}
+				opts = append(opts, client.WithHTTPClient(hc))
+			}
+			c, err := client.New(server, token, opts...)
 			if err != nil {
 				return fmt.Errorf("agent: %w", err)
 			}
@@ -129,5 +144,6 @@ second signal stops at once (handlers get SIGTERM, then SIGKILL).`,
 	f.DurationVar(&killGrace, "kill-grace", agent.DefaultKillGrace, "time between SIGTERM and SIGKILL when a handler is cancelled or times out")
 	f.BoolVar(&noGPU, "no-gpu", false, "do not probe GPUs (report none)")
 	f.StringVar(&logLevel, "log-level", "info", "debug|info|warn|error")
+	f.StringVar(&caFile, "ca-file", "", "PEM CA certificate(s) to trust for an https server with a private CA (env DROVER_CA_FILE)")
 	rootCmd.AddCommand(cmd)
 }

@@ -40,6 +40,9 @@ exit 1. See docs/configuration.md.`,
 				}
 				return err
 			}
+			for _, w := range cfg.Warnings() {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning: "+w)
+			}
 			out, err := cfg.Describe(os.Getenv)
 			if err != nil {
 				return err

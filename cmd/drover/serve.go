@@ -76,6 +76,10 @@ directory for PostgreSQL); its path is printed, the token never is.`,
 			if err != nil {
 				return err
 			}
+			for _, w := range cfg.Warnings() {
+				logger.Warn("config: " + w)
+			}
+			go reloadTLSOnHangup(ctx, srv, logger)
 			fmt.Fprintf(cmd.ErrOrStderr(), "drover serving on %s (database %s)\n", srv.URL(), dbopen.Redact(cfg.Database))
 			return srv.Run(ctx)
 		},

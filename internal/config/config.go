@@ -27,6 +27,11 @@ type Config struct {
 	HeartbeatTimeout Duration `yaml:"heartbeat_timeout"`
 	// Retention is how long events, logs and final tasks are kept.
 	Retention Duration `yaml:"retention"`
+	// Cluster names this deployment at shared providers (a DNS label;
+	// default: derived from the database URL). See ClusterName.
+	Cluster string `yaml:"cluster"`
+	// TLS makes the server speak HTTPS.
+	TLS TLSConfig `yaml:"tls"`
 	// LogFormat is "text" or "json"; LogLevel is debug|info|warn|error.
 	LogFormat string `yaml:"log_format"`
 	LogLevel  string `yaml:"log_level"`
@@ -77,6 +82,8 @@ type PoolConfig struct {
 	Candidates      []CandidateConfig `yaml:"candidates"`
 	// Exec is the handler command for local-provider agents.
 	Exec string `yaml:"exec"`
+	// RunPod holds the settings of a runpod pool (config/runpod.go).
+	RunPod *RunPodPoolConfig `yaml:"runpod,omitempty"`
 }
 
 // CandidateConfig is one entry of a pool's candidate list; each region

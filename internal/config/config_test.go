@@ -194,7 +194,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		{"empty candidates for sim", func(c *Config) { c.Pools["default"].Provider = "sim" }, []string{"pools.default.candidates: a sim pool needs at least one candidate"}},
 		{"runpod without key and image", func(c *Config) {
 			c.Pools["default"].Provider = "runpod"
-			c.Pools["default"].Candidates = []CandidateConfig{{GPU: "RTX4090", Regions: []string{"EU-RO-1"}}}
+			c.Pools["default"].Candidates = []CandidateConfig{{GPU: "NVIDIA GeForce RTX 4090", Regions: []string{"EU-RO-1"}}}
 		}, []string{"pools.default.image: a runpod pool needs an image", "providers.runpod: a pool uses runpod but there is no API key"}},
 		{"zero and negative timeouts", func(c *Config) {
 			c.Pools["default"].BootTimeout = 0

@@ -97,6 +97,8 @@ func (c *Config) Validate() error {
 	c.validateTasks(&ck)
 	c.validatePools(&ck)
 	c.validateBreaker(&ck)
+	c.validateRunPod(&ck)
+	c.validateTLS(&ck)
 
 	if c.Leader.TTL <= 0 || c.Leader.Interval <= 0 {
 		ck.positive("leader.ttl", c.Leader.TTL)
@@ -210,9 +212,6 @@ func (c *Config) validatePools(ck *checker) {
 		}
 		if p.Provider == "local" && strings.TrimSpace(p.Exec) == "" {
 			ck.addf(f+".exec", "a local pool needs the handler command its agents run (e.g. exec: \"python3 handler.py\")")
-		}
-		if p.Provider == "runpod" && p.Image == "" {
-			ck.addf(f+".image", "a runpod pool needs an image")
 		}
 		seen := map[string]bool{}
 		for i, cand := range p.Candidates {

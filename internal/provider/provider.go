@@ -63,6 +63,9 @@ type Instance struct {
 	CreatedAt    time.Time
 	// Preempted is true when the provider took the machine back.
 	Preempted bool
+	// Exited is true when the machine's container stopped on its own
+	// (RunPod EXITED or ERROR): the agent is gone, the instance is Gone.
+	Exited bool
 }
 
 // Provider is the small interface every machine source implements (after

@@ -7,6 +7,7 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 	"github.com/droverhq/drover/internal/orchestrator"
 	"github.com/droverhq/drover/internal/provider"
 	"github.com/droverhq/drover/internal/provider/local"
+	"github.com/droverhq/drover/internal/provider/runpod"
 	"github.com/droverhq/drover/internal/queue"
 	"github.com/droverhq/drover/internal/store"
 	"github.com/droverhq/drover/internal/store/dbopen"
@@ -61,6 +63,7 @@ type Server struct {
 	Local *local.Provider
 
 	ln     net.Listener
+	certs  *certReloader // nil without TLS
 	http   *http.Server
 	log    *slog.Logger
 	closed sync.Once
@@ -102,6 +105,13 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (_ *Server, err e
 	if lp, ok := s.Providers[local.Name].(*local.Provider); ok {
 		s.Local = lp
 	}
+	if _, ok := s.Providers[runpod.Name]; !ok && usesProvider(cfg, runpod.Name) {
+		rp, err := NewRunPodProvider(ctx, cfg, opt.Clock, log)
+		if err != nil {
+			return nil, err
+		}
+		s.Providers[runpod.Name] = rp
+	}
 
 	reg := prometheus.NewRegistry()
 	s.Orchestrator, err = orchestrator.New(orchestrator.Deps{
@@ -139,6 +149,12 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (_ *Server, err e
 		}
 	}
 	s.http = &http.Server{Handler: s.API.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	if cfg.TLS.Enabled() {
+		if s.certs, err = newCertReloader(cfg.TLS.CertFile, cfg.TLS.KeyFile, opt.Clock.Now); err != nil {
+			return nil, err
+		}
+		s.ln = tls.NewListener(s.ln, s.certs.tlsConfig())
+	}
 	return s, nil
 }
 
@@ -205,8 +221,22 @@ func usesProvider(cfg *config.Config, name string) bool {
 // Addr returns the address the server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// URL returns http://<listen address>.
-func (s *Server) URL() string { return "http://" + s.Addr() }
+// URL returns http://<listen address> (https:// with TLS).
+func (s *Server) URL() string {
+	if s.certs != nil {
+		return "https://" + s.Addr()
+	}
+	return "http://" + s.Addr()
+}
+
+// ReloadTLS reads the TLS certificate and key again (on SIGHUP); without
+// TLS it does nothing.
+func (s *Server) ReloadTLS() error {
+	if s.certs == nil {
+		return nil
+	}
+	return s.certs.Reload()
+}
 
 // Run serves the API and runs the control loop until ctx is cancelled,
 // then shuts down: long polls are released, in-flight requests get up to
