@@ -301,6 +301,13 @@ func (r *run) nextStop(tr *orchestrator.TickReport, live []*core.Worker, bs []*c
 		k := t.Sub(Epoch)/tick + 1
 		return Epoch.Add(k * tick)
 	}
+	// The first tick at or after t (the idle rule compares with >=).
+	gridAtOrAfter := func(t time.Time) time.Time {
+		if t.Sub(Epoch)%tick == 0 {
+			return t
+		}
+		return gridAfter(t)
+	}
 	active := len(tr.Spawned)+len(tr.Failed)+len(tr.Ready)+len(tr.Drained)+len(tr.Terminated)+len(tr.OrphansDeleted) > 0 || tr.Requeued > 0
 	for _, w := range live {
 		ps := r.cfg.Pools[w.Pool]
@@ -324,7 +331,7 @@ func (r *run) nextStop(tr *orchestrator.TickReport, live []*core.Worker, bs []*c
 				if w.LastTaskAt != nil && w.LastTaskAt.After(since) {
 					since = *w.LastTaskAt
 				}
-				consider(gridAfter(since.Add(orDefault(ps.IdleTimeout, config.DefaultIdleTimeout))))
+				consider(gridAtOrAfter(since.Add(orDefault(ps.IdleTimeout, config.DefaultIdleTimeout))))
 			}
 		}
 	}
