@@ -64,8 +64,8 @@ func parseNode(doc *yaml.Node) (*config.Config, error) {
 	}
 	cfg, err := config.Parse(b)
 	if err != nil {
-		msg := strings.TrimPrefix(oneLine(err), "parse yaml: ")
-		return nil, errors.New(linePrefix.ReplaceAllString(strings.TrimPrefix(msg, "yaml: "), ""))
+		msg := yamlMessage(errors.New(strings.TrimPrefix(oneLine(err), "parse yaml: ")))
+		return nil, errors.New(linePrefix.ReplaceAllString(msg, ""))
 	}
 	return cfg, nil
 }

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math"
 	"math/rand/v2"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -82,32 +83,41 @@ func (d *Dist) UnmarshalYAML(n *yaml.Node) error {
 		*d = Dist{Kind: "fixed", Value: v, set: map[string]bool{"dist": true, "value": true}}
 		return nil
 	}
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: want a duration or a mapping like {dist: normal, mean: 330s, sd: 15s}", n.Line)
+	}
+	set := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		if !slices.Contains(distKeys, k.Value) {
+			return fmt.Errorf("line %d: unknown field %q in a distribution (want %s)", k.Line, k.Value, strings.Join(distKeys, ", "))
+		}
+		set[k.Value] = true
+	}
 	type plain Dist
 	var p plain
-	if err := strictDecode(n, &p); err != nil {
+	if err := n.Decode(&p); err != nil {
 		return err
 	}
 	*d = Dist(p)
-	d.set = map[string]bool{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		d.set[n.Content[i].Value] = true
-	}
+	d.set = set
 	return nil
 }
 
-// strictDecode decodes n into v rejecting unknown keys (yaml.v3's
-// Node.Decode does not apply KnownFields).
-func strictDecode(n *yaml.Node, v any) error {
-	b, err := yaml.Marshal(n)
-	if err != nil {
-		return err
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("line %d: %s", n.Line, strings.TrimPrefix(oneLine(err), "yaml: "))
-	}
-	return nil
+// distKeys are the fields of a distribution.
+var distKeys = []string{"dist", "value", "mean", "sd", "median", "sigma", "p95"}
+
+var (
+	unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
+	wrongType    = regexp.MustCompile("cannot unmarshal !!(\\w+) `([^`]*)` into (\\S+)")
+)
+
+// yamlMessage makes yaml.v3's errors one readable line.
+func yamlMessage(err error) string {
+	msg := strings.TrimPrefix(oneLine(err), "yaml: ")
+	msg = strings.TrimPrefix(msg, "unmarshal errors:; ")
+	msg = unknownField.ReplaceAllString(msg, `unknown field "$1"`)
+	return wrongType.ReplaceAllString(msg, `"$2" is not a valid $3`)
 }
 
 // z95 is the standard normal's 95th percentile.
@@ -200,7 +210,7 @@ func ParseWorld(data []byte, name string) (*World, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%s: empty world", name)
 		}
-		return nil, fmt.Errorf("%s: %s", name, strings.TrimPrefix(oneLine(err), "yaml: "))
+		return nil, fmt.Errorf("%s: %s", name, yamlMessage(err))
 	}
 	if err := w.validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
