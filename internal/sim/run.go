@@ -254,14 +254,16 @@ func (r *run) loop(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("simulate: tick at %s: %w", now.Sub(Epoch), err)
 		}
-		// Agents long-poll their claims: what the tick freed or requeued is
-		// claimed at once.
-		if err := r.fleet.Step(ctx); err != nil {
-			return fmt.Errorf("simulate: agents: %w", err)
+		// Agents long-poll their claims: what the tick requeued, or a
+		// worker it made ready, is claimed at once.
+		if tr.Requeued > 0 || len(tr.Ready) > 0 {
+			if err := r.fleet.Step(ctx); err != nil {
+				return fmt.Errorf("simulate: agents: %w", err)
+			}
 		}
 		r.rep.Steps++
 		r.drained += len(tr.Drained)
-		live, err := r.st.WorkerList(ctx, &store.WorkerListParams{LiveOnly: true})
+		live, err := r.st.WorkerList(ctx, &store.WorkerListParams{LiveOnly: true, Brief: true})
 		if err != nil {
 			return fmt.Errorf("simulate: list workers: %w", err)
 		}

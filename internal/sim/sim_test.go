@@ -3,6 +3,7 @@ package sim
 import (
 	"bytes"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -36,12 +37,19 @@ func simRun(t *testing.T, trace, world, cfg string, sets []string, timeline *byt
 
 func readFile(t *testing.T, path string) string {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	data, err := readFileErr(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(b)
+	return data
 }
+
+func readFileErr(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	return string(b), err
+}
+
+func sortFloats(xs []float64) { slices.Sort(xs) }
 
 const handConfig = `
 pools:
