@@ -5,6 +5,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -25,6 +26,14 @@ var rootCmd = &cobra.Command{
 func main() {
 	if err := rootCmd.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "drover:", err)
-		os.Exit(1)
+		code := 1
+		// An error may carry its own exit status (simulate: 2 for bad input).
+		if ec, ok := errors.AsType[interface {
+			error
+			ExitCode() int
+		}](err); ok {
+			code = ec.ExitCode()
+		}
+		os.Exit(code)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/droverhq/drover/internal/provider"
 	"github.com/droverhq/drover/internal/provider/sim"
 	"github.com/droverhq/drover/internal/queue"
+	"github.com/droverhq/drover/internal/sim/simagent"
 	"github.com/droverhq/drover/internal/store"
 	"github.com/droverhq/drover/internal/store/sqlite"
 	"github.com/google/uuid"
@@ -128,7 +129,7 @@ type harness struct {
 	cfg   *config.Config
 	q     *queue.Service
 	prov  *sim.Provider
-	fleet *sim.Fleet
+	fleet *simagent.Fleet
 	o     *Orchestrator
 	// reports holds every tick's report, in order.
 	reports []*TickReport
@@ -136,7 +137,7 @@ type harness struct {
 
 type harnessOpts struct {
 	cfg   func(*config.Config)
-	fleet sim.FleetOptions
+	fleet simagent.FleetOptions
 	sim   sim.Options
 }
 
@@ -164,7 +165,7 @@ func newHarness(t *testing.T, opts harnessOpts) *harness {
 	}, slog.New(slog.DiscardHandler))
 	prov := sim.New(clock, opts.sim)
 	h := &harness{t: t, ctx: ctx, clock: clock, raw: raw, st: cs, cfg: cfg, q: q, prov: prov,
-		fleet: sim.NewFleet(prov, q, opts.fleet)}
+		fleet: simagent.NewFleet(prov, q, opts.fleet)}
 	h.o = h.newOrchestrator()
 	return h
 }

@@ -1,10 +1,10 @@
 // Package sim is an in-memory Provider on an injected clock, with scripted
 // placements (provisioning and boot times, capacity and quota errors,
 // crashes, vanishing and preemption), fault injection for the provider API
-// itself, call recording in the style of Karpenter's fake, and simulated
-// agents (Fleet) that register, heartbeat, claim and finish tasks against a
-// queue. Tests of the control loop and the simulator use it; nothing in it
-// sleeps: time is whatever the clock says.
+// itself and call recording in the style of Karpenter's fake. The simulated
+// agents that run on its instances live in internal/sim/simagent. Tests of
+// the control loop and the simulator use it; nothing in it sleeps: time is
+// whatever the clock says.
 //
 // # Instance lifecycle
 //
@@ -46,15 +46,24 @@ type Script struct {
 	// a capacity error; CapacityAlways makes every create fail so.
 	CapacityErrors int
 	CapacityAlways bool
+	// CapacityOut, when set, makes creates fail with a capacity error
+	// while it returns true for the clock's now (capacity outages).
+	CapacityOut func(now time.Time) bool
 	// QuotaError makes every create fail with a quota error.
 	QuotaError bool
 	// InvalidError makes every create fail with an invalid-request error.
 	InvalidError bool
 	// NeverBoot: the instance runs but its agent never comes up.
 	NeverBoot bool
+	// NeverBootFraction makes that fraction of instances (drawn at create)
+	// never boot.
+	NeverBootFraction float64
 	// CrashAfter: the agent dies this long after the instance runs
 	// (0 = never). The instance keeps running.
 	CrashAfter time.Duration
+	// CrashDist, when set, draws CrashAfter per instance (a result ≤ 0
+	// means never).
+	CrashDist func(r *rand.Rand) time.Duration
 	// VanishAfter: the instance disappears this long after it runs
 	// (0 = never).
 	VanishAfter time.Duration
@@ -241,6 +250,8 @@ func (p *Provider) Create(ctx context.Context, req *provider.CreateRequest) (*pr
 		err = provider.NewError("create", provider.KindInvalid, "invalid request for %s", key)
 	case s.CapacityAlways:
 		err = provider.NewError("create", provider.KindCapacity, "no instances available for gpu %q in region %q", req.Placement.GPU, req.Placement.Region)
+	case s.CapacityOut != nil && s.CapacityOut(p.clock.Now()):
+		err = provider.NewError("create", provider.KindCapacity, "no instances available for gpu %q in region %q", req.Placement.GPU, req.Placement.Region)
 	case s.CapacityErrors > 0:
 		s.CapacityErrors--
 		err = provider.NewError("create", provider.KindCapacity, "no instances available for gpu %q in region %q", req.Placement.GPU, req.Placement.Region)
@@ -268,15 +279,23 @@ func (p *Provider) Create(ctx context.Context, req *provider.CreateRequest) (*pr
 		CreatedAt:    now,
 	}}
 	in.runningAt = now.Add(provision)
-	if !s.NeverBoot {
+	neverBoot := s.NeverBoot
+	if !neverBoot && s.NeverBootFraction > 0 {
+		neverBoot = p.rnd.Float64() < s.NeverBootFraction
+	}
+	if !neverBoot {
 		boot := s.BootTime
 		if s.BootDist != nil {
 			boot = max(0, s.BootDist(p.rnd))
 		}
 		in.bootAt = in.runningAt.Add(boot)
 	}
-	if s.CrashAfter > 0 {
-		in.crashAt = in.runningAt.Add(s.CrashAfter)
+	crash := s.CrashAfter
+	if s.CrashDist != nil {
+		crash = s.CrashDist(p.rnd)
+	}
+	if crash > 0 {
+		in.crashAt = in.runningAt.Add(crash)
 	}
 	switch {
 	case s.PreemptAfter > 0 && (s.VanishAfter <= 0 || s.PreemptAfter <= s.VanishAfter):
@@ -469,36 +488,65 @@ func (p *Provider) Instances() []provider.Instance {
 	return out
 }
 
-// agentStatus is what the fleet needs to know about an instance's agent.
-type agentStatus struct {
-	exists   bool
-	gone     bool
-	running  bool
-	booted   bool // the agent process is up (boot time elapsed, not crashed)
-	crashed  bool
-	workerID string
-	pool     string
+// AgentStatus is what simulated agents need to know about an instance.
+type AgentStatus struct {
+	Exists   bool
+	Gone     bool
+	Running  bool
+	Booted   bool // the agent process is up (boot time elapsed, not crashed)
+	Crashed  bool
+	WorkerID string
+	Pool     string
 }
 
-// agent reports the state of instance id's agent at now.
-func (p *Provider) agent(id string, now time.Time) agentStatus {
+// Now returns the provider's clock's now.
+func (p *Provider) Now() time.Time { return p.clock.Now() }
+
+// Agent reports the state of instance id's agent at now.
+func (p *Provider) Agent(id string, now time.Time) AgentStatus {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	in, ok := p.instances[id]
 	if !ok {
-		return agentStatus{}
+		return AgentStatus{}
 	}
 	p.advance(in, now)
-	st := agentStatus{exists: true, gone: in.gone, workerID: in.inst.WorkerID, pool: in.inst.Pool}
-	st.running = !in.gone && in.inst.State == provider.InstanceRunning
-	st.crashed = !in.crashAt.IsZero() && !now.Before(in.crashAt)
-	st.booted = st.running && !in.bootAt.IsZero() && !now.Before(in.bootAt) && !st.crashed
+	st := AgentStatus{Exists: true, Gone: in.gone, WorkerID: in.inst.WorkerID, Pool: in.inst.Pool}
+	st.Running = !in.gone && in.inst.State == provider.InstanceRunning
+	st.Crashed = !in.crashAt.IsZero() && !now.Before(in.crashAt)
+	st.Booted = st.Running && !in.bootAt.IsZero() && !now.Before(in.bootAt) && !st.Crashed
 	return st
 }
 
-// ids returns every instance id in creation order.
-func (p *Provider) ids() []string {
+// IDs returns every instance id in creation order.
+func (p *Provider) IDs() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return slices.Clone(p.order)
+}
+
+// NextChange returns the earliest moment after now at which an instance
+// that is not gone changes by itself (becomes running, its agent comes up
+// or crashes, it vanishes or is preempted), and false when none will. The
+// simulator jumps its clock to such moments.
+func (p *Provider) NextChange(now time.Time) (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var next time.Time
+	consider := func(t time.Time) {
+		if !t.IsZero() && t.After(now) && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	for _, id := range p.order {
+		in := p.instances[id]
+		if in.gone {
+			continue
+		}
+		consider(in.runningAt)
+		consider(in.bootAt)
+		consider(in.crashAt)
+		consider(in.goneAt)
+	}
+	return next, !next.IsZero()
 }

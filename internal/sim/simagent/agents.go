@@ -1,4 +1,8 @@
-package sim
+// Package simagent simulates Drover agents: one per instance of the sim
+// provider, they register, heartbeat, claim and finish tasks against a real
+// queue, on the provider's clock. The orchestrator's tests and the simulator
+// (package sim) drive them; nothing in it sleeps.
+package simagent
 
 import (
 	"cmp"
@@ -7,12 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/droverhq/drover/internal/core"
+	psim "github.com/droverhq/drover/internal/provider/sim"
 	"github.com/droverhq/drover/internal/queue"
 	"github.com/google/uuid"
 )
@@ -166,7 +170,7 @@ type agent struct {
 // creation order and tasks in (due time, id) order. Step is safe for
 // concurrent use but serialises.
 type Fleet struct {
-	p      *Provider
+	p      *psim.Provider
 	q      AgentBackend
 	opts   FleetOptions
 	logger *slog.Logger
@@ -176,7 +180,7 @@ type Fleet struct {
 }
 
 // NewFleet returns a fleet of agents for p's instances talking to q.
-func NewFleet(p *Provider, q AgentBackend, opts FleetOptions) *Fleet {
+func NewFleet(p *psim.Provider, q AgentBackend, opts FleetOptions) *Fleet {
 	if opts.HeartbeatInterval <= 0 {
 		opts.HeartbeatInterval = 5 * time.Second
 	}
@@ -205,8 +209,8 @@ func NewFleet(p *Provider, q AgentBackend, opts FleetOptions) *Fleet {
 func (f *Fleet) Step(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	now := f.p.clock.Now()
-	for _, id := range f.p.ids() {
+	now := f.p.Now()
+	for _, id := range f.p.IDs() {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -218,13 +222,13 @@ func (f *Fleet) Step(ctx context.Context) error {
 }
 
 func (f *Fleet) stepAgent(ctx context.Context, instanceID string, now time.Time) error {
-	st := f.p.agent(instanceID, now)
-	if !st.exists || st.workerID == "" {
+	st := f.p.Agent(instanceID, now)
+	if !st.Exists || st.WorkerID == "" {
 		return nil
 	}
 	a := f.agents[instanceID]
 	if a == nil {
-		wid, err := uuid.Parse(st.workerID)
+		wid, err := uuid.Parse(st.WorkerID)
 		if err != nil {
 			return nil // not a Drover worker id: nothing runs there
 		}
@@ -235,13 +239,13 @@ func (f *Fleet) stepAgent(ctx context.Context, instanceID string, now time.Time)
 		return nil
 	}
 	switch {
-	case st.gone:
+	case st.Gone:
 		a.stop("instance gone")
 		return nil
-	case st.crashed:
+	case st.Crashed:
 		a.stop("agent crashed")
 		return nil
-	case !st.booted:
+	case !st.Booted:
 		return nil
 	}
 	wid := a.info.WorkerID
@@ -402,7 +406,7 @@ func (a *agent) leases() []core.Lease {
 	return out
 }
 
-func (f *Fleet) gpus(st agentStatus) []core.GPU {
+func (f *Fleet) gpus(st psim.AgentStatus) []core.GPU {
 	if f.opts.NoGPUs {
 		return nil
 	}
@@ -417,7 +421,7 @@ func (f *Fleet) Agents() []AgentInfo {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []AgentInfo
-	for _, id := range f.p.ids() {
+	for _, id := range f.p.IDs() {
 		if a := f.agents[id]; a != nil {
 			info := a.info
 			info.Running = len(a.running)
@@ -440,21 +444,34 @@ func (f *Fleet) Agent(instanceID string) (AgentInfo, bool) {
 	return info, true
 }
 
-// Uniform returns a distribution for Script.ProvisionDist/BootDist drawing
-// uniformly from [lo, hi].
-func Uniform(lo, hi time.Duration) func(*rand.Rand) time.Duration {
-	return func(r *rand.Rand) time.Duration {
-		if hi <= lo {
-			return lo
+// NextDue returns the earliest moment after now at which a running task of
+// a live agent finishes (or kills its worker), and false when none will.
+// The simulator jumps its clock to such moments.
+func (f *Fleet) NextDue(now time.Time) (time.Time, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var next time.Time
+	for _, a := range f.agents {
+		if a.info.Stopped {
+			continue
 		}
-		return lo + time.Duration(r.Int64N(int64(hi-lo)+1))
+		for _, t := range a.running {
+			if t.b.Outcome == Hang || !t.doneAt.After(now) {
+				continue
+			}
+			if next.IsZero() || t.doneAt.Before(next) {
+				next = t.doneAt
+			}
+		}
 	}
+	return next, !next.IsZero()
 }
 
-// Normal returns a distribution with the given mean and standard
-// deviation, never below zero.
-func Normal(mean, stddev time.Duration) func(*rand.Rand) time.Duration {
-	return func(r *rand.Rand) time.Duration {
-		return max(0, mean+time.Duration(r.NormFloat64()*float64(stddev)))
-	}
+// Stopped reports whether the agent on instanceID has stopped (exited,
+// died or was told to stop).
+func (f *Fleet) Stopped(instanceID string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a := f.agents[instanceID]
+	return a != nil && a.info.Stopped
 }

@@ -1,4 +1,4 @@
-package sim
+package simagent
 
 import (
 	"context"
@@ -10,10 +10,17 @@ import (
 
 	"github.com/droverhq/drover/internal/core"
 	"github.com/droverhq/drover/internal/provider"
+	psim "github.com/droverhq/drover/internal/provider/sim"
 	"github.com/droverhq/drover/internal/queue"
 	"github.com/droverhq/drover/internal/store"
 	"github.com/droverhq/drover/internal/store/sqlite"
 	"github.com/google/uuid"
+)
+
+// start is the tests' fake-clock origin; pl their placement.
+var (
+	start = time.Date(2025, 10, 15, 12, 0, 0, 0, time.UTC)
+	pl    = provider.Placement{GPU: "RTX4090", Region: "EU-RO-1", Cloud: "SECURE"}
 )
 
 // fleetBundle is a real queue on a temp-file SQLite store, a sim provider
@@ -23,11 +30,11 @@ type fleetBundle struct {
 	clock *core.FakeClock
 	st    store.Store
 	q     *queue.Service
-	p     *Provider
+	p     *psim.Provider
 	fleet *Fleet
 }
 
-func setupFleet(t *testing.T, def Script, opts FleetOptions) *fleetBundle {
+func setupFleet(t *testing.T, def psim.Script, opts FleetOptions) *fleetBundle {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "drover.db"))
@@ -40,7 +47,7 @@ func setupFleet(t *testing.T, def Script, opts FleetOptions) *fleetBundle {
 	}
 	clock := core.NewFakeClock(start)
 	q := queue.New(st, clock, queue.Config{LeaseDuration: 25 * time.Second, OwnerLimit: 0}, nil)
-	p := New(clock, Options{Seed: 7, Default: def})
+	p := psim.New(clock, psim.Options{Seed: 7, Default: def})
 	return &fleetBundle{ctx: ctx, clock: clock, st: st, q: q, p: p, fleet: NewFleet(p, q, opts)}
 }
 
@@ -137,7 +144,7 @@ func (b *fleetBundle) agent(t *testing.T, instanceID string) AgentInfo {
 }
 
 func TestFleetRunsTasks(t *testing.T) {
-	b := setupFleet(t, Script{ProvisionTime: time.Minute, BootTime: 2 * time.Minute}, FleetOptions{})
+	b := setupFleet(t, psim.Script{ProvisionTime: time.Minute, BootTime: 2 * time.Minute}, FleetOptions{})
 	wid, iid := b.spawn(t, 2)
 	tasks := b.submit(t, `{"sim_duration":"30s"}`, `{"sim_duration":"30s"}`, `{"sim_duration":"30s"}`)
 
@@ -176,7 +183,7 @@ func TestFleetRunsTasks(t *testing.T) {
 }
 
 func TestFleetPoisonTaskKillsAgent(t *testing.T) {
-	b := setupFleet(t, Script{}, FleetOptions{})
+	b := setupFleet(t, psim.Script{}, FleetOptions{})
 	wid, iid := b.spawn(t, 1)
 	poison := b.submit(t, `{"sim_duration":"2s","sim_outcome":"kill"}`)[0]
 
@@ -203,7 +210,7 @@ func TestFleetPoisonTaskKillsAgent(t *testing.T) {
 }
 
 func TestFleetDrainStopAndLost(t *testing.T) {
-	b := setupFleet(t, Script{}, FleetOptions{})
+	b := setupFleet(t, psim.Script{}, FleetOptions{})
 	w1, i1 := b.spawn(t, 1)
 	w2, i2 := b.spawn(t, 1)
 	ids := b.submit(t, `{"sim_duration":"1m"}`, `{"sim_duration":"1m"}`, `{"sim_duration":"1m"}`)
@@ -240,11 +247,11 @@ func TestFleetDrainStopAndLost(t *testing.T) {
 }
 
 func TestFleetInstanceGoneAndScripts(t *testing.T) {
-	b := setupFleet(t, Script{}, FleetOptions{})
+	b := setupFleet(t, psim.Script{}, FleetOptions{})
 	_, iid := b.spawn(t, 1)
-	b.p.SetScript(pl.Key("default"), Script{NeverBoot: true})
+	b.p.SetScript(pl.Key("default"), psim.Script{NeverBoot: true})
 	_, never := b.spawn(t, 1)
-	b.p.SetScript(pl.Key("default"), Script{CrashAfter: 30 * time.Second})
+	b.p.SetScript(pl.Key("default"), psim.Script{CrashAfter: 30 * time.Second})
 	_, crash := b.spawn(t, 1)
 
 	b.run(t, 10*time.Second)
@@ -265,7 +272,7 @@ func TestFleetInstanceGoneAndScripts(t *testing.T) {
 }
 
 func TestFleetHandlerErrorAndHang(t *testing.T) {
-	b := setupFleet(t, Script{}, FleetOptions{Concurrency: 2})
+	b := setupFleet(t, psim.Script{}, FleetOptions{Concurrency: 2})
 	_, iid := b.spawn(t, 0)
 	ids := b.submit(t, `{"sim_duration":"5s","sim_outcome":"final"}`, `{"sim_outcome":"hang"}`)
 	b.runStep(t, 2*time.Minute, 5*time.Second)
@@ -283,7 +290,7 @@ func TestFleetHandlerErrorAndHang(t *testing.T) {
 
 func TestFleetDeterministic(t *testing.T) {
 	trace := func() string {
-		b := setupFleet(t, Script{ProvisionDist: Uniform(10*time.Second, time.Minute), BootDist: Uniform(5*time.Second, 30*time.Second)}, FleetOptions{})
+		b := setupFleet(t, psim.Script{ProvisionDist: psim.Uniform(10*time.Second, time.Minute), BootDist: psim.Uniform(5*time.Second, 30*time.Second)}, FleetOptions{})
 		var params []string
 		for i := range 6 {
 			params = append(params, fmt.Sprintf(`{"sim_duration":"20s","n":%d}`, i))
@@ -309,7 +316,7 @@ func TestFleetDeterministic(t *testing.T) {
 }
 
 func TestFleetAbandonsLostLease(t *testing.T) {
-	b := setupFleet(t, Script{}, FleetOptions{})
+	b := setupFleet(t, psim.Script{}, FleetOptions{})
 	_, iid := b.spawn(t, 1)
 	ids := b.submit(t, `{"sim_outcome":"hang"}`)
 	b.run(t, 3*time.Second)
