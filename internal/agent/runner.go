@@ -240,7 +240,9 @@ func (r *Runner) Run(ctx context.Context, job Job) Outcome {
 	case timedOut:
 		out.TimedOut = true
 		out.Retryable = true
-		out.Error = fmt.Sprintf("%s: attempt exceeded its timeout of %s%s", core.ReasonTimeout, job.Timeout, tailSuffix(tail.String()))
+		// The same message as when the server's check notices first: the
+		// handler's stderr is in the task's logs.
+		out.Error = core.ReasonTimeout
 		return out
 	case waitErr != nil:
 		out.Retryable = out.ExitCode != ExitFinal

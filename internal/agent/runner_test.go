@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/droverhq/drover/internal/core"
 )
 
 // logSink collects handler log lines and signals when a line appears.
@@ -224,7 +226,8 @@ func TestRunnerTimeout(t *testing.T) {
 	if !out.TimedOut || !out.Retryable || out.OK || out.Cancelled {
 		t.Fatalf("outcome %+v", out)
 	}
-	if !strings.Contains(out.Error, "timeout") {
+	// The documented message, the same as the server's own timeout check.
+	if out.Error != core.ReasonTimeout {
 		t.Fatalf("error %q", out.Error)
 	}
 }
