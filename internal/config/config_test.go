@@ -132,7 +132,7 @@ func TestLoadFullFile(t *testing.T) {
 			t.Fatalf("redacted YAML contains secret %q:\n%s", secret, out)
 		}
 	}
-	if !strings.Contains(string(out), "postgres://drover:****@db.internal/drover") || !strings.Contains(string(out), "MODEL: wan2") ||
+	if !strings.Contains(string(out), "postgres://drover:xxxxx@db.internal/drover") || !strings.Contains(string(out), "MODEL: wan2") ||
 		!strings.Contains(string(out), "boot_timeout: 20m") {
 		t.Fatalf("redacted YAML lost non-secret content:\n%s", out)
 	}
@@ -302,7 +302,10 @@ func TestDurationYAML(t *testing.T) {
 }
 
 func TestRedactURL(t *testing.T) {
-	if got := RedactURL("postgres://u:pw@h:5432/db?sslmode=disable"); got != "postgres://u:****@h:5432/db?sslmode=disable" {
+	if got := RedactURL("postgres://u:pw@h:5432/db?sslmode=disable"); got != "postgres://u:xxxxx@h:5432/db?sslmode=disable" {
+		t.Fatalf("RedactURL = %q", got)
+	}
+	if got := RedactURL("postgres://u@h:5432/db?password=pw&sslpassword=k"); got != "postgres://u@h:5432/db?password=xxxxx&sslpassword=xxxxx" {
 		t.Fatalf("RedactURL = %q", got)
 	}
 	if got := RedactURL("sqlite://drover.db"); got != "sqlite://drover.db" {

@@ -117,6 +117,7 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (_ *Server, err e
 		OwnerTokens:       cfg.Auth.OwnerTokens,
 		HeartbeatInterval: cfg.HeartbeatInterval.D(),
 		HeartbeatTimeout:  cfg.HeartbeatTimeout.D(),
+		ServerLostTimeout: cfg.EffectiveServerLostTimeout(),
 		PoolConcurrency: func(pool string) int {
 			if pc := cfg.Pools[pool]; pc != nil {
 				return pc.Concurrency
@@ -267,21 +268,35 @@ func (s *Server) close() {
 // random one (mode 0600) if the file does not exist. The token is never
 // logged.
 func ReadOrCreateToken(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err == nil && len(b) > 0 {
-		return string(trimSpace(b)), nil
+	tok, err := ReadToken(path)
+	if err != nil || tok != "" {
+		return tok, err
 	}
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("read operator token: %w", err)
-	}
-	tok, err := RandomToken()
-	if err != nil {
+	if tok, err = RandomToken(); err != nil {
 		return "", err
 	}
-	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("write operator token: %w", err)
+	return tok, WriteToken(path, tok)
+}
+
+// ReadToken returns the operator token stored in path, or "" when the file
+// does not exist or is empty.
+func ReadToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
 	}
-	return tok, nil
+	if err != nil {
+		return "", fmt.Errorf("read operator token: %w", err)
+	}
+	return string(trimSpace(b)), nil
+}
+
+// WriteToken stores tok in path (mode 0600).
+func WriteToken(path, tok string) error {
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write operator token: %w", err)
+	}
+	return nil
 }
 
 func trimSpace(b []byte) []byte {
