@@ -91,6 +91,8 @@ func Load(path string, env func(string) string) (*Config, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// One default, shown by `drover config check` and used by the server.
+	cfg.Providers.Local.Dir = cfg.EffectiveLocalDir()
 	return cfg, nil
 }
 

@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -171,13 +170,7 @@ func QueueConfig(cfg *config.Config) queue.Config {
 // in providers.local.dir (default: "drover-agents" next to a SQLite
 // database, else in the working directory), one entry per local pool.
 func NewLocalProvider(cfg *config.Config, exe string, grace time.Duration, clock core.Clock, log *slog.Logger) (*local.Provider, error) {
-	dir := cfg.Providers.Local.Dir
-	if dir == "" {
-		dir = "drover-agents"
-		if backend, target, err := dbopen.Parse(cfg.Database); err == nil && backend == "sqlite" {
-			dir = filepath.Join(filepath.Dir(target), "drover-agents")
-		}
-	}
+	dir := cfg.EffectiveLocalDir()
 	pools := map[string]local.Pool{}
 	for name, pc := range cfg.Pools {
 		if pc != nil && pc.Provider == local.Name {
