@@ -204,6 +204,8 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		{"breaker threshold", func(c *Config) { c.Breaker.Threshold = 1.5 }, []string{"breaker.threshold: must be in (0, 1]"}},
 		{"breaker threshold zero", func(c *Config) { c.Breaker.Threshold = 0 }, []string{"breaker.threshold: must be in (0, 1]"}},
 		{"heartbeat timeout", func(c *Config) { c.HeartbeatTimeout = c.HeartbeatInterval }, []string{"heartbeat_timeout: must be greater than heartbeat_interval 5s (got 5s)"}},
+		{"type pool missing", func(c *Config) { c.Tasks.TypePools = map[string]string{"render": "gpu-big"} }, []string{`tasks.type_pools.render: pool "gpu-big" is not defined under pools`}},
+		{"server lost timeout", func(c *Config) { c.ServerLostTimeout = Duration(10 * time.Second) }, []string{"server_lost_timeout: must be 0 (= 4 × heartbeat_timeout) or greater than heartbeat_timeout 25s (got 10s)"}},
 		{"tasks limits", func(c *Config) {
 			c.Tasks.MaxAttempts = 0
 			c.Tasks.OwnerLimit = -1

@@ -11,9 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -154,6 +156,7 @@ func QueueConfig(cfg *config.Config) queue.Config {
 		DefaultTimeout: cfg.Tasks.Timeout.D(),
 		TypeTimeouts:   tt,
 		TypePools:      cfg.Tasks.TypePools,
+		Pools:          slices.Sorted(maps.Keys(cfg.Pools)),
 		QueueTTL:       cfg.Tasks.QueueTTL.D(),
 		OwnerLimit:     cfg.Tasks.OwnerLimit,
 		LeaseDuration:  cfg.HeartbeatTimeout.D(),

@@ -31,14 +31,18 @@ func failDependents(ctx context.Context, q querier, ids []uuid.UUID, now time.Ti
 	if len(ids) == 0 {
 		return nil
 	}
-	_, err := q.Exec(ctx, `WITH RECURSIVE dep(id) AS (
-			SELECT task_id FROM task_deps WHERE dep_id = ANY($1::uuid[])
+	// The error names the dependency that did not succeed (for a task
+	// failed transitively, its own dependency that failed for this reason).
+	_, err := q.Exec(ctx, `WITH RECURSIVE dep(id, via) AS (
+			SELECT task_id, dep_id FROM task_deps WHERE dep_id = ANY($1::uuid[])
 			UNION
-			SELECT td.task_id FROM task_deps td JOIN dep ON td.dep_id = dep.id
+			SELECT td.task_id, td.dep_id FROM task_deps td JOIN dep ON td.dep_id = dep.id
+		), one AS (
+			SELECT id, min(via::text) AS via FROM dep GROUP BY id
 		)
-		UPDATE tasks t SET state = 'failed', error = $2, finished_at = $3, updated_at = $3
-		FROM dep WHERE t.id = dep.id AND t.state = 'queued'`,
-		uuidStrings(ids), core.ReasonDependency, now)
+		UPDATE tasks t SET state = 'failed', error = $2 || one.via || $4, finished_at = $3, updated_at = $3
+		FROM one WHERE t.id = one.id AND t.state = 'queued'`,
+		uuidStrings(ids), core.ReasonDependencyPrefix, now, core.ReasonDependencySuffix)
 	if err != nil {
 		return fmt.Errorf("fail dependents: %w", err)
 	}

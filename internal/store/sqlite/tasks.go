@@ -306,11 +306,18 @@ func failDependents(ctx context.Context, tx *sql.Tx, ids []string, now time.Time
 		var next []string
 		for start := 0; start < len(ids); start += chunkSize {
 			chunk := ids[start:min(start+chunkSize, len(ids))]
-			args := []any{core.ReasonDependency, micros(now), micros(now)}
+			// The error names the dependency that did not succeed.
+			args := []any{core.ReasonDependencyPrefix}
 			for _, id := range chunk {
 				args = append(args, id)
 			}
-			rows, err := tx.QueryContext(ctx, `UPDATE tasks SET state = 'failed', error = ?, finished_at = ?, updated_at = ?
+			args = append(args, core.ReasonDependencySuffix, micros(now), micros(now))
+			for _, id := range chunk {
+				args = append(args, id)
+			}
+			rows, err := tx.QueryContext(ctx, `UPDATE tasks SET state = 'failed',
+				error = ? || (SELECT dep_id FROM task_deps WHERE task_id = tasks.id AND dep_id IN (`+placeholders(len(chunk))+`) ORDER BY dep_id LIMIT 1) || ?,
+				finished_at = ?, updated_at = ?
 				WHERE state = 'queued' AND id IN (SELECT task_id FROM task_deps WHERE dep_id IN (`+placeholders(len(chunk))+`))
 				RETURNING id`, args...)
 			if err != nil {
