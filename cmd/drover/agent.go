@@ -21,7 +21,7 @@ func init() {
 		server, workerID, execCmd, instanceID, logLevel, tokenFlag string
 		caFile                                                     string
 		concurrency                                                int
-		killGrace                                                  time.Duration
+		killGrace, serverLost                                      time.Duration
 		noGPU                                                      bool
 	)
 	cmd := &cobra.Command{
@@ -36,7 +36,12 @@ DROVER_WORKER_ID and DROVER_TOKEN (providers set these). Pass the token in
 the environment: a command-line flag shows in ps.
 
 SIGTERM or SIGINT drains (running tasks finish, nothing new is claimed); a
-second signal stops at once (handlers get SIGTERM, then SIGKILL).`,
+second signal stops at once (handlers get SIGTERM, then SIGKILL).
+
+Dead man's switch: when no call has reached the server for
+--server-lost-timeout (default: the server's server_lost_timeout, 4 ×
+heartbeat_timeout), the agent kills its handlers, reports nothing and exits
+1, so that a rented machine whose server is gone for good stops billing.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			token := tokenFlag
 			if token == "" {
@@ -68,6 +73,8 @@ second signal stops at once (handlers get SIGTERM, then SIGKILL).`,
 				return errors.New("agent: --exec (or DROVER_EXEC) is required")
 			case killGrace <= 0:
 				return fmt.Errorf("agent: --kill-grace %s: must be positive", killGrace)
+			case serverLost < 0:
+				return fmt.Errorf("agent: --server-lost-timeout %s: must be 0 (the server's) or positive", serverLost)
 			case concurrency < 0 || concurrency > 256:
 				return fmt.Errorf("agent: --concurrency %d: want 0..256 (0 = the pool's)", concurrency)
 			}
@@ -107,6 +114,8 @@ second signal stops at once (handlers get SIGTERM, then SIGKILL).`,
 				Runner:      &agent.Runner{Command: execCmd, KillGrace: killGrace},
 				GPU:         probe,
 				Logger:      logger,
+
+				ServerLostTimeout: serverLost,
 			})
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
@@ -131,7 +140,13 @@ second signal stops at once (handlers get SIGTERM, then SIGKILL).`,
 					}
 				}
 			}()
-			return a.Run(ctx)
+			if err := a.Run(ctx); err != nil {
+				if errors.Is(err, agent.ErrServerLost) {
+					return fmt.Errorf("agent: no answer from the server for server_lost_timeout; handlers killed, nothing reported: %w", err)
+				}
+				return err
+			}
+			return nil
 		},
 	}
 	f := cmd.Flags()
@@ -142,6 +157,7 @@ second signal stops at once (handlers get SIGTERM, then SIGKILL).`,
 	f.StringVar(&instanceID, "instance-id", "", "provider instance id, if known (env DROVER_INSTANCE_ID)")
 	f.IntVar(&concurrency, "concurrency", 0, "tasks run at once (0 = the pool's concurrency)")
 	f.DurationVar(&killGrace, "kill-grace", agent.DefaultKillGrace, "time between SIGTERM and SIGKILL when a handler is cancelled or times out")
+	f.DurationVar(&serverLost, "server-lost-timeout", 0, "dead man's switch: with no answer from the server for this long, kill the handlers and exit 1 (0 = the server's server_lost_timeout, 4 × heartbeat_timeout by default)")
 	f.BoolVar(&noGPU, "no-gpu", false, "do not probe GPUs (report none)")
 	f.StringVar(&logLevel, "log-level", "info", "debug|info|warn|error")
 	f.StringVar(&caFile, "ca-file", "", "PEM CA certificate(s) to trust for an https server with a private CA (env DROVER_CA_FILE)")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -52,17 +53,26 @@ directory for PostgreSQL); its path is printed, the token never is.`,
 				return err
 			}
 			logger := newServeLogger(cfg)
+			// A generated token is written only once the server could
+			// start: a failed start (unreachable database) leaves no file.
+			var newTokenPath, tokenPath string
 			if cfg.Auth.OperatorToken == "" {
 				tokPath := cfg.Auth.OperatorTokenFile
 				if tokPath == "" {
 					tokPath = defaultTokenPath(cfg.Database)
 				}
-				tok, err := server.ReadOrCreateToken(tokPath)
+				tok, err := server.ReadToken(tokPath)
 				if err != nil {
 					return err
 				}
+				if tok == "" {
+					if tok, err = server.RandomToken(); err != nil {
+						return err
+					}
+					newTokenPath = tokPath
+				}
 				cfg.Auth.OperatorToken = tok
-				fmt.Fprintf(cmd.ErrOrStderr(), "operator token file: %s\n", tokPath)
+				tokenPath = tokPath
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -80,8 +90,18 @@ directory for PostgreSQL); its path is printed, the token never is.`,
 				logger.Warn("config: " + w)
 			}
 			go reloadTLSOnHangup(ctx, srv, logger)
+			if newTokenPath != "" {
+				if err := server.WriteToken(newTokenPath, cfg.Auth.OperatorToken); err != nil {
+					return err
+				}
+			}
+			if tokenPath != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "operator token file: %s\n", tokenPath)
+			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "drover serving on %s (database %s)\n", srv.URL(), dbopen.Redact(cfg.Database))
-			return srv.Run(ctx)
+			err = srv.Run(ctx)
+			fmt.Fprintln(cmd.ErrOrStderr(), shutdownMessage(context.WithoutCancel(ctx), cfg, srv, err))
+			return err
 		},
 	}
 	cmd.Flags().StringVar(&path, "config", "", "path to drover.yaml (default: $DROVER_CONFIG, else built-in defaults)")

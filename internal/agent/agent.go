@@ -54,6 +54,14 @@ type Options struct {
 	// ReportTimeout bounds the one report attempt made for a finished
 	// handler while stopping (5s).
 	ReportTimeout time.Duration
+	// ServerLostTimeout is the dead man's switch: after this long without
+	// any answer from the server the agent kills its handlers, reports
+	// nothing and Run returns ErrServerLost. 0 takes the server's
+	// server_lost_timeout_s from the register reply, else ServerLostFactor
+	// × its heartbeat_timeout (DefaultServerLostTimeout until registered).
+	ServerLostTimeout time.Duration
+	// ServerLostCheck is how often the switch is checked (1s).
+	ServerLostCheck time.Duration
 }
 
 // Agent is the worker agent: it registers, heartbeats, claims tasks, runs
@@ -74,6 +82,9 @@ type Agent struct {
 	wg       sync.WaitGroup
 	logs     *logShipper
 	stopWhy  string
+
+	dead       deadMan
+	serverLost bool
 }
 
 type runningTask struct {
@@ -102,9 +113,11 @@ func New(api API, opt Options) *Agent {
 	if opt.ReportTimeout <= 0 {
 		opt.ReportTimeout = 5 * time.Second
 	}
+	if opt.ServerLostCheck <= 0 {
+		opt.ServerLostCheck = time.Second
+	}
 	log := opt.Logger.With("worker", opt.WorkerID.String())
-	return &Agent{
-		api:      api,
+	a := &Agent{
 		opt:      opt,
 		log:      log,
 		tasks:    map[uuid.UUID]*runningTask{},
@@ -112,8 +125,10 @@ func New(api API, opt Options) *Agent {
 		drainCh:  make(chan struct{}),
 		stopCh:   make(chan struct{}),
 		slotFree: make(chan struct{}, 1),
-		logs:     newLogShipper(api, opt.WorkerID, opt.Clock, log),
 	}
+	a.api = watchedAPI{API: api, a: a}
+	a.logs = newLogShipper(a.api, opt.WorkerID, opt.Clock, log)
+	return a
 }
 
 // Drain makes the agent finish the tasks it runs, claim nothing more and
@@ -152,13 +167,28 @@ func (a *Agent) Running() int {
 }
 
 // Run registers and works until drained, stopped or ctx is cancelled. It
-// returns nil after a drain or a stop command, and an error when it could
+// returns nil after a drain or a stop command, ErrServerLost when the
+// server did not answer for server_lost_timeout, and an error when it could
 // not register or the server rejected the worker's credentials.
 func (a *Agent) Run(ctx context.Context) error {
+	// The dead man's switch runs from the start: a server that never
+	// answers the registration is lost too.
+	a.dead.alive(a.opt.Clock.Now())
+	a.dead.setTimeout(a.serverLostTimeout(nil))
+	ctx, giveUp := context.WithCancel(ctx)
+	defer giveUp()
+	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWatch()
+	go a.watch(watchCtx, giveUp)
+
 	reg, err := a.register(ctx)
 	if err != nil {
+		if a.isServerLost() {
+			return fmt.Errorf("register worker: %w", ErrServerLost)
+		}
 		return err
 	}
+	a.dead.setTimeout(a.serverLostTimeout(reg))
 	interval := reg.HeartbeatInterval.D()
 	if interval <= 0 {
 		interval = 5 * time.Second
@@ -174,7 +204,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if claimWait <= 0 || claimWait > wire.MaxClaimWait {
 		claimWait = wire.MaxClaimWait
 	}
-	a.log.Info("agent registered", "pool", reg.Pool, "concurrency", conc, "heartbeat_interval", interval.String())
+	a.log.Info("agent registered", "pool", reg.Pool, "concurrency", conc, "heartbeat_interval", interval.String(),
+		"server_lost_timeout", a.serverLostTimeout(reg).String())
 
 	// runCtx ends on stop or on cancellation of ctx: it kills handlers.
 	runCtx, cancelRun := context.WithCancel(ctx)
@@ -202,6 +233,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	cancelBg()
 	<-hbDone
 	<-logsDone
+	if a.isServerLost() {
+		return ErrServerLost
+	}
 	flushCtx, cancelFlush := context.WithTimeout(context.WithoutCancel(ctx), a.opt.ReportTimeout)
 	_ = a.logs.flush(flushCtx)
 	cancelFlush()
@@ -347,6 +381,10 @@ func (a *Agent) runTask(ctx context.Context, t wire.ClaimedTask, rt *runningTask
 	}
 	if out.Cancelled {
 		log.Info("handler killed: agent stopping, nothing reported")
+		return
+	}
+	if a.isServerLost() {
+		log.Info("handler finished after the server was lost: nothing reported")
 		return
 	}
 	if out.Unkillable {

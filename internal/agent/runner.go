@@ -240,7 +240,9 @@ func (r *Runner) Run(ctx context.Context, job Job) Outcome {
 	case timedOut:
 		out.TimedOut = true
 		out.Retryable = true
-		out.Error = fmt.Sprintf("%s: attempt exceeded its timeout of %s%s", core.ReasonTimeout, job.Timeout, tailSuffix(tail.String()))
+		// The same message as when the server's check notices first: the
+		// handler's stderr is in the task's logs.
+		out.Error = core.ReasonTimeout
 		return out
 	case waitErr != nil:
 		out.Retryable = out.ExitCode != ExitFinal
@@ -263,13 +265,17 @@ func (r *Runner) Run(ctx context.Context, job Job) Outcome {
 // wrapper SIGUSR2 when the agent dies (Pdeathsig, Linux), and the wrapper
 // then SIGKILLs its whole process group, handler and grandchildren
 // included. SIGTERM and SIGINT (from a cancel or timeout, sent to the whole
-// group) do not end the wrapper: it keeps waiting so that the handler gets
-// its grace period. The handler's stdin is passed through fd 3 because an
-// asynchronous list otherwise reads /dev/null.
+// group) end neither the wrapper nor the subshell that runs the handler
+// command: both keep waiting, so that the handler gets its whole grace
+// period however its command is written (`cmd args`, `exec cmd args`,
+// `sh -c '…'`). The subshell catches the signals rather than ignoring
+// them, so the handler it starts gets the default actions back on exec.
+// The handler's stdin is passed through fd 3 because an asynchronous list
+// otherwise reads /dev/null.
 const handlerWrapper = `trap 'kill -KILL 0' USR2
 trap ':' TERM INT
 exec 3<&0
-( trap - TERM INT USR2; exec 3<&-; eval "$1" ) <&3 &
+( trap - USR2; trap ':' TERM INT; exec 3<&-; eval "$1" ) <&3 &
 pid=$!
 exec 3<&-
 while :; do

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/droverhq/drover/internal/core"
 )
 
 // logSink collects handler log lines and signals when a line appears.
@@ -224,7 +226,8 @@ func TestRunnerTimeout(t *testing.T) {
 	if !out.TimedOut || !out.Retryable || out.OK || out.Cancelled {
 		t.Fatalf("outcome %+v", out)
 	}
-	if !strings.Contains(out.Error, "timeout") {
+	// The documented message, the same as the server's own timeout check.
+	if out.Error != core.ReasonTimeout {
 		t.Fatalf("error %q", out.Error)
 	}
 }
@@ -246,5 +249,50 @@ func TestRunnerEscapedChildDoesNotHang(t *testing.T) {
 	})
 	if out.Error != "" || string(out.Result) != `{"ok":true}` {
 		t.Fatalf("outcome %+v, want the handler's result", out)
+	}
+}
+
+// The kill grace holds for every way a handler command can be written: a
+// handler that traps SIGTERM and needs 3 s to save its work gets them,
+// whether the command is `cmd args`, `exec cmd args` or `sh -c '…'`.
+func TestRunnerKillGraceEveryExecForm(t *testing.T) {
+	dir := t.TempDir()
+	script := filepath.Join(dir, "handler.sh")
+	body := `trap 'sleep 3; echo saved > "$MARK"; exit 0' TERM
+echo started
+while :; do sleep 0.05; done
+`
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	forms := map[string]string{
+		"cmd args":      "sh " + script,
+		"exec cmd args": "exec sh " + script,
+		"sh -c":         `sh -c 'trap "sleep 3; echo saved > \"\$MARK\"; exit 0" TERM; echo started; while :; do sleep 0.05; done'`,
+	}
+	for name, command := range forms {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			mark := filepath.Join(t.TempDir(), "mark")
+			sink := newLogSink("started")
+			r := &Runner{Command: command, KillGrace: 10 * time.Second, Env: []string{"MARK=" + mark}, TempDir: t.TempDir()}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan Outcome, 1)
+			go func() { done <- r.Run(ctx, Job{TaskID: "t", Log: sink.log}) }()
+			select {
+			case <-sink.wait("started"):
+			case out := <-done:
+				t.Fatalf("handler ended before it started: %+v", out)
+			}
+			cancel()
+			out := <-done
+			if !out.Cancelled || out.Unkillable {
+				t.Fatalf("outcome %+v", out)
+			}
+			b, err := os.ReadFile(mark)
+			if err != nil || strings.TrimSpace(string(b)) != "saved" {
+				t.Fatalf("the handler was killed before it saved its work (mark %q, %v); logs %q", b, err, sink.all())
+			}
+		})
 	}
 }

@@ -22,7 +22,10 @@ import (
 // ETOOLARGE over the limit, EINVALID (naming the field where known)
 // otherwise. When optional is true an empty body leaves dst unchanged.
 func decodeJSON(body io.Reader, limit int64, dst any, optional bool) error {
-	lr := &limitReader{r: body, n: limit}
+	// The bytes read are kept to name the field of an error that
+	// encoding/json reports without one.
+	var seen bytes.Buffer
+	lr := &limitReader{r: io.TeeReader(body, &seen), n: limit}
 	dec := json.NewDecoder(lr)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
@@ -35,7 +38,13 @@ func decodeJSON(body io.Reader, limit int64, dst any, optional bool) error {
 			}
 			return core.Invalid("body", "request body is empty; want a JSON object")
 		}
-		return jsonError(err)
+		jerr := jsonError(err)
+		if e, ok := errors.AsType[*core.Error](jerr); ok && e.Field == "body" {
+			if located := fieldOfTextError(seen.Bytes(), reflect.TypeOf(dst)); located != nil {
+				return located
+			}
+		}
+		return jerr
 	}
 	// Anything but whitespace after the value is an error.
 	var extra json.RawMessage

@@ -70,6 +70,9 @@ type Config struct {
 	HeartbeatTimeout  time.Duration
 	// LeaseDuration is sent to agents (default HeartbeatTimeout).
 	LeaseDuration time.Duration
+	// ServerLostTimeout is sent to agents: their dead man's switch
+	// (default 4 × HeartbeatTimeout).
+	ServerLostTimeout time.Duration
 	// PoolConcurrency returns the per-worker concurrency of a pool (1 when
 	// nil or ≤ 0).
 	PoolConcurrency func(pool string) int
@@ -131,6 +134,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.LeaseDuration <= 0 {
 		cfg.LeaseDuration = cfg.HeartbeatTimeout
+	}
+	if cfg.ServerLostTimeout <= 0 {
+		cfg.ServerLostTimeout = 4 * cfg.HeartbeatTimeout
 	}
 	if cfg.ClaimPoll <= 0 {
 		cfg.ClaimPoll = time.Second

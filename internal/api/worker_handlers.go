@@ -108,6 +108,8 @@ func (s *Server) handleWorkerRegister(w http.ResponseWriter, r *http.Request) {
 		LeaseDuration:     wire.Duration(s.cfg.LeaseDuration),
 		Concurrency:       conc,
 		ClaimWait:         wire.Duration(wire.MaxClaimWait),
+		// Seconds, per the JSON convention of docs/api.md.
+		ServerLostTimeoutS: s.cfg.ServerLostTimeout.Seconds(),
 	})
 }
 

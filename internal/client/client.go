@@ -343,7 +343,7 @@ func setStates[S ~string](q url.Values, states []S) {
 // Task returns one task.
 func (c *Client) Task(ctx context.Context, id uuid.UUID) (*wire.Task, error) {
 	var out wire.Task
-	if err := c.do(ctx, "get task", http.MethodGet, taskPath(id, ""), nil, nil, &out, 0); err != nil {
+	if err := c.do(ctx, "get task "+id.String(), http.MethodGet, taskPath(id, ""), nil, nil, &out, 0); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -371,7 +371,7 @@ func (c *Client) Tasks(ctx context.Context, f wire.TaskFilter) ([]*wire.Task, er
 // Cancel cancels a queued or running task.
 func (c *Client) Cancel(ctx context.Context, id uuid.UUID) (*wire.Task, error) {
 	var out wire.Task
-	if err := c.do(ctx, "cancel task", http.MethodPost, taskPath(id, "cancel"), nil, nil, &out, 0); err != nil {
+	if err := c.do(ctx, "cancel task "+id.String(), http.MethodPost, taskPath(id, "cancel"), nil, nil, &out, 0); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -380,7 +380,7 @@ func (c *Client) Cancel(ctx context.Context, id uuid.UUID) (*wire.Task, error) {
 // Retry puts a failed or cancelled task back in the queue.
 func (c *Client) Retry(ctx context.Context, id uuid.UUID) (*wire.Task, error) {
 	var out wire.Task
-	if err := c.do(ctx, "retry task", http.MethodPost, taskPath(id, "retry"), nil, nil, &out, 0); err != nil {
+	if err := c.do(ctx, "retry task "+id.String(), http.MethodPost, taskPath(id, "retry"), nil, nil, &out, 0); err != nil {
 		return nil, err
 	}
 	return &out, nil

@@ -25,6 +25,10 @@ type Config struct {
 	// HeartbeatTimeout fails a ready worker whose heartbeat is older, and is
 	// the lease duration of its tasks.
 	HeartbeatTimeout Duration `yaml:"heartbeat_timeout"`
+	// ServerLostTimeout is the agents' dead man's switch: an agent that got
+	// no answer from the server for this long kills its handlers and exits
+	// non-zero. 0 means ServerLostFactor × HeartbeatTimeout.
+	ServerLostTimeout Duration `yaml:"server_lost_timeout"`
 	// Retention is how long events, logs and final tasks are kept.
 	Retention Duration `yaml:"retention"`
 	// Cluster names this deployment at shared providers (a DNS label;

@@ -132,7 +132,7 @@ func TestLoadFullFile(t *testing.T) {
 			t.Fatalf("redacted YAML contains secret %q:\n%s", secret, out)
 		}
 	}
-	if !strings.Contains(string(out), "postgres://drover:****@db.internal/drover") || !strings.Contains(string(out), "MODEL: wan2") ||
+	if !strings.Contains(string(out), "postgres://drover:xxxxx@db.internal/drover") || !strings.Contains(string(out), "MODEL: wan2") ||
 		!strings.Contains(string(out), "boot_timeout: 20m") {
 		t.Fatalf("redacted YAML lost non-secret content:\n%s", out)
 	}
@@ -204,6 +204,8 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		{"breaker threshold", func(c *Config) { c.Breaker.Threshold = 1.5 }, []string{"breaker.threshold: must be in (0, 1]"}},
 		{"breaker threshold zero", func(c *Config) { c.Breaker.Threshold = 0 }, []string{"breaker.threshold: must be in (0, 1]"}},
 		{"heartbeat timeout", func(c *Config) { c.HeartbeatTimeout = c.HeartbeatInterval }, []string{"heartbeat_timeout: must be greater than heartbeat_interval 5s (got 5s)"}},
+		{"type pool missing", func(c *Config) { c.Tasks.TypePools = map[string]string{"render": "gpu-big"} }, []string{`tasks.type_pools.render: pool "gpu-big" is not defined under pools`}},
+		{"server lost timeout", func(c *Config) { c.ServerLostTimeout = Duration(10 * time.Second) }, []string{"server_lost_timeout: must be 0 (= 4 × heartbeat_timeout) or greater than heartbeat_timeout 25s (got 10s)"}},
 		{"tasks limits", func(c *Config) {
 			c.Tasks.MaxAttempts = 0
 			c.Tasks.OwnerLimit = -1
@@ -302,7 +304,10 @@ func TestDurationYAML(t *testing.T) {
 }
 
 func TestRedactURL(t *testing.T) {
-	if got := RedactURL("postgres://u:pw@h:5432/db?sslmode=disable"); got != "postgres://u:****@h:5432/db?sslmode=disable" {
+	if got := RedactURL("postgres://u:pw@h:5432/db?sslmode=disable"); got != "postgres://u:xxxxx@h:5432/db?sslmode=disable" {
+		t.Fatalf("RedactURL = %q", got)
+	}
+	if got := RedactURL("postgres://u@h:5432/db?password=pw&sslpassword=k"); got != "postgres://u@h:5432/db?password=xxxxx&sslpassword=xxxxx" {
 		t.Fatalf("RedactURL = %q", got)
 	}
 	if got := RedactURL("sqlite://drover.db"); got != "sqlite://drover.db" {

@@ -155,3 +155,16 @@ func (c *Config) BreakerConfig() breaker.Config {
 		StartGrace:     b.StartGrace.D(),
 	}.WithDefaults()
 }
+
+// ServerLostFactor times heartbeat_timeout is the default
+// server_lost_timeout: the agents' dead man's switch.
+const ServerLostFactor = 4
+
+// EffectiveServerLostTimeout is server_lost_timeout, or ServerLostFactor ×
+// heartbeat_timeout when it is 0.
+func (c *Config) EffectiveServerLostTimeout() time.Duration {
+	if c.ServerLostTimeout > 0 {
+		return c.ServerLostTimeout.D()
+	}
+	return ServerLostFactor * c.HeartbeatTimeout.D()
+}

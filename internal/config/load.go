@@ -8,11 +8,11 @@ import (
 	"io"
 	"io/fs"
 	"net"
-	"net/url"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/droverhq/drover/internal/redact"
 	"gopkg.in/yaml.v3"
 )
 
@@ -91,6 +91,8 @@ func Load(path string, env func(string) string) (*Config, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// One default, shown by `drover config check` and used by the server.
+	cfg.Providers.Local.Dir = cfg.EffectiveLocalDir()
 	return cfg, nil
 }
 
@@ -331,19 +333,10 @@ func SecretName(name string) bool {
 	return false
 }
 
-// RedactURL masks the password of a URL such as postgres://u:pw@host/db.
-// Strings that are not URLs with a password are returned unchanged.
+// RedactURL masks every credential of a database URL or DSN (see package
+// redact). Strings without one are returned unchanged.
 func RedactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	if _, has := u.User.Password(); !has {
-		return s
-	}
-	const placeholder = "drover-redacted-password"
-	u.User = url.UserPassword(u.User.Username(), placeholder)
-	return strings.Replace(u.String(), ":"+placeholder+"@", ":"+Mask+"@", 1)
+	return redact.DatabaseURL(s)
 }
 
 // YAML renders c as YAML (call Redacted first when printing).

@@ -90,6 +90,10 @@ func (c *Config) Validate() error {
 		ck.addf("heartbeat_timeout", "must be greater than heartbeat_interval %s (got %s); 5 intervals is usual",
 			c.HeartbeatInterval, c.HeartbeatTimeout)
 	}
+	if c.ServerLostTimeout < 0 || (c.ServerLostTimeout > 0 && c.ServerLostTimeout <= c.HeartbeatTimeout) {
+		ck.addf("server_lost_timeout", "must be 0 (= %d × heartbeat_timeout) or greater than heartbeat_timeout %s (got %s)",
+			ServerLostFactor, c.HeartbeatTimeout, c.ServerLostTimeout)
+	}
 	ck.positive("retention", c.Retention)
 	ck.oneOf("log_format", c.LogFormat, "text", "json")
 	ck.oneOf("log_level", c.LogLevel, "debug", "info", "warn", "error")

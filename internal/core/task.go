@@ -57,10 +57,15 @@ const (
 	DefaultOwnerLimit    = 5
 	DefaultLeaseDuration = 25 * time.Second
 	ReasonDependency     = "dependency failed"
-	ReasonExpired        = "expired"
-	ReasonCancelled      = "cancelled"
-	ReasonTimeout        = "timeout"
-	ReasonLostFormat     = "worker lost %d times while running this task"
+	// ReasonDependencyPrefix starts the error of a task failed because a
+	// task it depends on did not succeed; the dependency's id follows.
+	ReasonDependencyPrefix = ReasonDependency + ": task "
+	// ReasonDependencySuffix ends it.
+	ReasonDependencySuffix = " did not succeed"
+	ReasonExpired          = "expired"
+	ReasonCancelled        = "cancelled"
+	ReasonTimeout          = "timeout"
+	ReasonLostFormat       = "worker lost %d times while running this task"
 )
 
 // Task is a unit of GPU work.
@@ -110,4 +115,10 @@ type Task struct {
 type Lease struct {
 	TaskID uuid.UUID `json:"task_id"`
 	Token  uuid.UUID `json:"lease_token"`
+}
+
+// DependencyReason is the error of a task failed because its dependency
+// dep did not succeed.
+func DependencyReason(dep uuid.UUID) string {
+	return ReasonDependencyPrefix + dep.String() + ReasonDependencySuffix
 }

@@ -206,7 +206,7 @@ func (s *Service) Cancel(ctx context.Context, id uuid.UUID) (*core.Task, error) 
 	now := s.clock.Now()
 	t, err := CancelTask(ctx, s.st, id, now)
 	if err != nil {
-		return nil, err
+		return nil, s.stateConflict(ctx, id, err, "task is already %s")
 	}
 	s.emit(ctx, taskEvent(now, core.EventTaskCancelled, t, "cancelled by operator"))
 	return t, nil
@@ -218,13 +218,35 @@ func (s *Service) Retry(ctx context.Context, id uuid.UUID) (*core.Task, error) {
 	now := s.clock.Now()
 	t, err := RetryTask(ctx, s.st, id, now)
 	if err != nil {
-		return nil, err
+		return nil, s.stateConflict(ctx, id, err, "task is %s; only a failed or cancelled task can be retried")
 	}
 	s.emit(ctx, taskEvent(now, core.EventTaskRetried, t, "retried by operator"))
 	s.notify()
 	s.wake("submit")
 	return t, nil
 }
+
+// stateConflict turns a store conflict on task id into one caller-safe
+// message naming the task's state (format has one %s for it), so that the
+// answer reads once, whatever the backend's own wording; other errors pass
+// through. The caller (client, CLI) names the operation and the id.
+func (s *Service) stateConflict(ctx context.Context, id uuid.UUID, err error, format string) error {
+	if !errors.Is(err, core.ErrConflict) {
+		return err
+	}
+	t, gerr := s.st.TaskGet(ctx, id)
+	if gerr != nil {
+		return err
+	}
+	return &stateConflictError{e: &core.Error{Code: core.ECONFLICT, Message: fmt.Sprintf(format, t.State)}}
+}
+
+// stateConflictError is a caller-safe conflict that is still
+// core.ErrConflict for errors.Is.
+type stateConflictError struct{ e *core.Error }
+
+func (c *stateConflictError) Error() string   { return c.e.Error() }
+func (c *stateConflictError) Unwrap() []error { return []error{c.e, core.ErrConflict} }
 
 // registerStates are the worker states in which an agent may register.
 var registerStates = []core.WorkerState{core.WorkerRequested, core.WorkerProvisioning, core.WorkerBooting, core.WorkerReady}

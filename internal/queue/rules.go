@@ -301,12 +301,26 @@ func lockOne(ctx context.Context, tx store.Tx, id uuid.UUID) (*core.Task, error)
 }
 
 // failDependents is the dependency cascade: every queued task that depends
-// on one of ids fails with core.ReasonDependency, and so on transitively.
+// on one of ids fails with core.DependencyReason naming the dependency that
+// did not succeed (for a task failed transitively, its own dependency that
+// failed this way), and so on transitively.
 func failDependents(ctx context.Context, tx store.Tx, ids []uuid.UUID, now time.Time) error {
 	for len(ids) > 0 {
-		deps, err := tx.TaskDependents(ctx, ids)
-		if err != nil {
-			return fmt.Errorf("fail dependents: %w", err)
+		// via maps each dependent to the first failed dependency found for
+		// it; one lookup per failed task keeps the reason exact.
+		via := make(map[uuid.UUID]uuid.UUID)
+		var deps []uuid.UUID
+		for _, id := range ids {
+			ds, err := tx.TaskDependents(ctx, []uuid.UUID{id})
+			if err != nil {
+				return fmt.Errorf("fail dependents of task %s: %w", id, err)
+			}
+			for _, d := range ds {
+				if _, seen := via[d]; !seen {
+					via[d] = id
+					deps = append(deps, d)
+				}
+			}
 		}
 		if len(deps) == 0 {
 			return nil
@@ -318,7 +332,7 @@ func failDependents(ctx context.Context, tx store.Tx, ids []uuid.UUID, now time.
 		ids = ids[:0:0]
 		for _, t := range ts {
 			t.State = core.TaskFailed
-			t.Error = core.ReasonDependency
+			t.Error = core.DependencyReason(via[t.ID])
 			t.FinishedAt = &now
 			t.UpdatedAt = now
 			ids = append(ids, t.ID)

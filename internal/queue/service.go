@@ -31,6 +31,9 @@ type Config struct {
 	TypeTimeouts map[string]time.Duration
 	// TypePools routes a task without a pool by its type; else "default".
 	TypePools map[string]string
+	// Pools lists the pools a task may go to (the configured ones): a task
+	// for any other pool is rejected. nil accepts every valid pool name.
+	Pools []string
 	// QueueTTL expires queued tasks older than this (7 days).
 	QueueTTL time.Duration
 	// OwnerLimit is the running-task limit per owner; 0 means unlimited.

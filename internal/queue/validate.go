@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -157,6 +158,16 @@ func (s *Service) prepareOne(r *SubmitRequest, i int, prefix string, now time.Ti
 	if !poolRe.MatchString(pool) {
 		return nil, nil, core.Invalid(f("pool"), "must be 1-%d characters of a-z 0-9 _ -", core.MaxPoolLen)
 	}
+	if s.cfg.Pools != nil && !slices.Contains(s.cfg.Pools, pool) {
+		// A task for a pool that does not exist would wait for a worker
+		// that never comes, until the queue TTL.
+		from := ""
+		if r.Pool == "" {
+			from = " (the default for a task without a pool)"
+		}
+		return nil, nil, core.Invalid(f("pool"), "%q%s is not a pool of this server; known pools: %s",
+			pool, from, strings.Join(s.cfg.Pools, ", "))
+	}
 	maxAttempts := s.cfg.MaxAttempts
 	if r.MaxAttempts != nil {
 		maxAttempts = *r.MaxAttempts
@@ -229,6 +240,10 @@ func parseDeps(raw []string, i int, field string) ([]depRef, error) {
 				return nil, core.Invalid(fj, "%q is not a task id or #N (N = index of an earlier task in this batch)", s)
 			case k == i:
 				return nil, core.Invalid(field, "cycle: task depends on itself (%s)", s)
+			case k > i && i == 0:
+				return nil, core.Invalid(fj, "%s names a later task of the batch; the first task (#0) can depend only on existing tasks, by id", s)
+			case k > i && i == 1:
+				return nil, core.Invalid(fj, "%s names a later task of the batch; only the earlier task #0 can be named", s)
 			case k > i:
 				return nil, core.Invalid(fj, "%s names a later task of the batch; only earlier tasks (#0 to #%d) can be named", s, i-1)
 			}

@@ -12,10 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -127,6 +128,7 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (_ *Server, err e
 		OwnerTokens:       cfg.Auth.OwnerTokens,
 		HeartbeatInterval: cfg.HeartbeatInterval.D(),
 		HeartbeatTimeout:  cfg.HeartbeatTimeout.D(),
+		ServerLostTimeout: cfg.EffectiveServerLostTimeout(),
 		PoolConcurrency: func(pool string) int {
 			if pc := cfg.Pools[pool]; pc != nil {
 				return pc.Concurrency
@@ -170,6 +172,7 @@ func QueueConfig(cfg *config.Config) queue.Config {
 		DefaultTimeout: cfg.Tasks.Timeout.D(),
 		TypeTimeouts:   tt,
 		TypePools:      cfg.Tasks.TypePools,
+		Pools:          slices.Sorted(maps.Keys(cfg.Pools)),
 		QueueTTL:       cfg.Tasks.QueueTTL.D(),
 		OwnerLimit:     cfg.Tasks.OwnerLimit,
 		LeaseDuration:  cfg.HeartbeatTimeout.D(),
@@ -186,13 +189,7 @@ func QueueConfig(cfg *config.Config) queue.Config {
 // in providers.local.dir (default: "drover-agents" next to a SQLite
 // database, else in the working directory), one entry per local pool.
 func NewLocalProvider(cfg *config.Config, exe string, grace time.Duration, clock core.Clock, log *slog.Logger) (*local.Provider, error) {
-	dir := cfg.Providers.Local.Dir
-	if dir == "" {
-		dir = "drover-agents"
-		if backend, target, err := dbopen.Parse(cfg.Database); err == nil && backend == "sqlite" {
-			dir = filepath.Join(filepath.Dir(target), "drover-agents")
-		}
-	}
+	dir := cfg.EffectiveLocalDir()
 	pools := map[string]local.Pool{}
 	for name, pc := range cfg.Pools {
 		if pc != nil && pc.Provider == local.Name {
@@ -297,21 +294,35 @@ func (s *Server) close() {
 // random one (mode 0600) if the file does not exist. The token is never
 // logged.
 func ReadOrCreateToken(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err == nil && len(b) > 0 {
-		return string(trimSpace(b)), nil
+	tok, err := ReadToken(path)
+	if err != nil || tok != "" {
+		return tok, err
 	}
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("read operator token: %w", err)
-	}
-	tok, err := RandomToken()
-	if err != nil {
+	if tok, err = RandomToken(); err != nil {
 		return "", err
 	}
-	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("write operator token: %w", err)
+	return tok, WriteToken(path, tok)
+}
+
+// ReadToken returns the operator token stored in path, or "" when the file
+// does not exist or is empty.
+func ReadToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
 	}
-	return tok, nil
+	if err != nil {
+		return "", fmt.Errorf("read operator token: %w", err)
+	}
+	return string(trimSpace(b)), nil
+}
+
+// WriteToken stores tok in path (mode 0600).
+func WriteToken(path, tok string) error {
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write operator token: %w", err)
+	}
+	return nil
 }
 
 func trimSpace(b []byte) []byte {

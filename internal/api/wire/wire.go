@@ -160,6 +160,11 @@ type RegisterResponse struct {
 	Concurrency int `json:"concurrency"`
 	// ClaimWait is the long-poll wait the agent should ask for.
 	ClaimWait Duration `json:"claim_wait"`
+	// ServerLostTimeoutS is the agent's dead man's switch, in seconds:
+	// after this long without an answer from the server the agent kills
+	// its handlers and exits non-zero. 0 (an older server): the agent uses
+	// 4 × heartbeat_timeout.
+	ServerLostTimeoutS float64 `json:"server_lost_timeout_s,omitempty"`
 }
 
 // TaskProgress is a progress report of one held task.

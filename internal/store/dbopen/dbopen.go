@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/droverhq/drover/internal/redact"
 	"github.com/droverhq/drover/internal/store"
 	"github.com/droverhq/drover/internal/store/postgres"
 	"github.com/droverhq/drover/internal/store/sqlite"
@@ -82,47 +83,19 @@ func Parse(rawURL string) (backend, target string, err error) {
 	}
 }
 
-// Redact returns rawURL with its password (user:PASSWORD@ or a password=
-// query parameter) replaced by "xxxxx", for logs and error messages.
+// Redact returns rawURL with every credential masked (user:PASSWORD@,
+// password= and sslpassword= in a URL or a key/value DSN), for logs and
+// error messages. It is redact.DatabaseURL.
 func Redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil || u.Scheme == "" {
-		// Not parseable: mask anything between "://user:" and "@" by hand.
-		if i := strings.Index(rawURL, "://"); i >= 0 {
-			rest := rawURL[i+3:]
-			if at := strings.LastIndex(rest, "@"); at >= 0 {
-				if c := strings.Index(rest[:at], ":"); c >= 0 {
-					return rawURL[:i+3] + rest[:c] + ":xxxxx" + rest[at:]
-				}
-			}
-		}
-		return rawURL
-	}
-	q := u.Query()
-	if q.Has("password") {
-		q.Set("password", "xxxxx")
-		u.RawQuery = q.Encode()
-	}
-	return u.Redacted()
+	return redact.DatabaseURL(rawURL)
 }
 
-// scrub removes the password of rawURL from a backend error's text, in
+// scrub removes the credentials of rawURL from a backend error's text, in
 // case a driver echoes the connection string.
 func scrub(err error, rawURL string) error {
-	pw := password(rawURL)
-	if pw == "" || !strings.Contains(err.Error(), pw) {
-		return err
+	msg := err.Error()
+	if masked := redact.Text(msg, rawURL); masked != msg {
+		return fmt.Errorf("%s", masked)
 	}
-	return fmt.Errorf("%s", strings.ReplaceAll(err.Error(), pw, "xxxxx"))
-}
-
-func password(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return ""
-	}
-	if p, ok := u.User.Password(); ok && p != "" {
-		return p
-	}
-	return u.Query().Get("password")
+	return err
 }

@@ -258,7 +258,7 @@ func testTaskRequeueLostPoison(t *testing.T, s store.Store, r Rules) {
 	}
 	d := Get(t, s, dependent.ID)
 	eq(t, "dependent State", d.State, core.TaskFailed)
-	eq(t, "dependent Error", d.Error, core.ReasonDependency)
+	eq(t, "dependent Error", d.Error, core.DependencyReason(poison.ID))
 }
 
 func testTaskRequeueLostExpiredLeases(t *testing.T, s store.Store, r Rules) {
@@ -447,7 +447,7 @@ func testTaskExpireQueued(t *testing.T, s store.Store, r Rules) {
 	timePtrEq(t, "old FinishedAt", o.FinishedAt, now)
 	d := Get(t, s, dependent.ID)
 	eq(t, "dependent State", d.State, core.TaskFailed)
-	eq(t, "dependent Error", d.Error, core.ReasonDependency)
+	eq(t, "dependent Error", d.Error, core.DependencyReason(old.ID))
 	eq(t, "fresh State", Get(t, s, fresh.ID).State, core.TaskQueued)
 	eq(t, "running State", Get(t, s, oldRunning.ID).State, core.TaskRunning)
 

@@ -204,10 +204,10 @@ func testTaskDependencyFailurePropagates(t *testing.T, s store.Store, r Rules) {
 	})
 	noErr(t, "TaskFail", err)
 	eq(t, "a.State", got.State, core.TaskFailed)
-	for _, id := range []uuid.UUID{b.ID, c.ID} {
+	for id, dep := range map[uuid.UUID]uuid.UUID{b.ID: a.ID, c.ID: b.ID} {
 		task := Get(t, s, id)
 		eq(t, "dependent State", task.State, core.TaskFailed)
-		eq(t, "dependent Error", task.Error, core.ReasonDependency)
+		eq(t, "dependent Error", task.Error, core.DependencyReason(dep))
 		timePtrEq(t, "dependent FinishedAt", task.FinishedAt, At(time.Minute))
 	}
 	eq(t, "unrelated State", Get(t, s, d.ID).State, core.TaskQueued)
@@ -221,10 +221,10 @@ func testTaskDependencyCancelPropagates(t *testing.T, s store.Store, r Rules) {
 	got, err := r.TaskCancel(t.Context(), s, a.ID, At(time.Minute))
 	noErr(t, "TaskCancel", err)
 	eq(t, "a.State", got.State, core.TaskCancelled)
-	for _, id := range []uuid.UUID{b.ID, c.ID} {
+	for id, dep := range map[uuid.UUID]uuid.UUID{b.ID: a.ID, c.ID: b.ID} {
 		task := Get(t, s, id)
 		eq(t, "dependent State", task.State, core.TaskFailed)
-		eq(t, "dependent Error", task.Error, core.ReasonDependency)
+		eq(t, "dependent Error", task.Error, core.DependencyReason(dep))
 	}
 }
 
