@@ -12,11 +12,12 @@ import (
 	"github.com/droverhq/drover/internal/store/sqlite"
 )
 
-// TestExportRoundTrip simulates the poison trace on a store it keeps, then
-// exports that store: the trace comes back (arrivals, owners, run times,
-// the poison task marked) and the fitted world parses, with a boot median
-// near the world's 120 s.
-func TestExportRoundTrip(t *testing.T) {
+// TestPoisonAndExport simulates the poison trace on a store it keeps. The
+// poison task ends failed with its reason after max_lost (3) workers and
+// every other task succeeds. Then it exports that store: the trace comes
+// back (arrivals, owners, run times, the poison task marked) and the fitted
+// world parses, with a boot median near the world's 120 s.
+func TestPoisonAndExport(t *testing.T) {
 	ctx := t.Context()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "sim.db"))
 	if err != nil {
@@ -39,6 +40,19 @@ func TestExportRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(rep.Poison) != 1 {
+		t.Fatalf("poison tasks = %+v, want one", rep.Poison)
+	}
+	if p := rep.Poison[0]; p.State != "failed" || p.WorkersLost != 3 || !strings.Contains(p.Reason, "lost 3 times") {
+		t.Errorf("poison = %+v, want failed after 3 lost workers with the reason", p)
+	}
+	if rep.Tasks.Succeeded != rep.Tasks.Total-1 || rep.Tasks.Unfinished != 0 {
+		t.Errorf("tasks = %+v, want every other task succeeded", rep.Tasks)
+	}
+	if rep.Workers.Failed["heartbeat-lost"] != 3 || len(rep.Workers.Failed) != 1 {
+		t.Errorf("failed workers = %v, want 3 heartbeat-lost", rep.Workers.Failed)
+	}
+
 	var tasks []*core.Task
 	for _, s := range []core.TaskState{core.TaskSucceeded, core.TaskFailed} {
 		page, err := st.TaskList(ctx, &store.TaskListParams{States: []core.TaskState{s}, Limit: 1000})

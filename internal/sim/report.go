@@ -8,8 +8,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/droverhq/drover/internal/core"
 	"github.com/droverhq/drover/internal/orchestrator"
@@ -247,22 +247,35 @@ func (rep *Report) Print(w io.Writer, h Header) error {
 	fmt.Fprintf(w, "drover simulate: trace %s (%d tasks), world %s (seed %d), config %s\n", h.Trace, h.Tasks, h.World, h.Seed, h.Config)
 	fmt.Fprintf(w, "simulated %s in %d steps of the control loop\n", rep.Simulated, rep.Steps)
 	classes, reasons := keysOf(rep)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	var rows [][2]string
 	section := ""
 	for _, l := range rep.lines(classes, reasons) {
 		if l.section != section {
 			section = l.section
-			fmt.Fprintf(tw, "%s\t\n", section)
+			rows = append(rows, [2]string{section, ""})
 		}
-		fmt.Fprintf(tw, "  %s\t%s\n", l.name, l.format(l.value))
+		rows = append(rows, [2]string{"  " + l.name, l.format(l.value)})
 	}
 	for _, p := range rep.Poison {
-		fmt.Fprintf(tw, "  line %d: final state\t%s\n", p.Line, p.State)
+		rows = append(rows, [2]string{fmt.Sprintf("  line %d: final state", p.Line), p.State})
 		if p.Reason != "" {
-			fmt.Fprintf(tw, "  line %d: reason\t%s\n", p.Line, p.Reason)
+			rows = append(rows, [2]string{fmt.Sprintf("  line %d: reason", p.Line), p.Reason})
 		}
 	}
-	return tw.Flush()
+	wn := 0
+	for _, r := range rows {
+		wn = max(wn, utf8.RuneCountInString(r[0]))
+	}
+	for _, r := range rows {
+		if r[1] == "" {
+			fmt.Fprintln(w, r[0])
+			continue
+		}
+		if _, err := fmt.Fprintf(w, "%s%s  %s\n", r[0], strings.Repeat(" ", wn-utf8.RuneCountInString(r[0])), r[1]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // PrintVs writes two reports side by side with the ratio b ÷ a of every
@@ -276,17 +289,35 @@ func PrintVs(w io.Writer, h Header, nameA, nameB string, a, b *Report) error {
 		// Different poison lines cannot happen on one trace; be safe.
 		return fmt.Errorf("simulate: the two reports do not line up")
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "\tA\tB\tB ÷ A\t\n")
+	// Names left-aligned, figures right-aligned.
+	type row struct{ name, a, b, r string }
+	rows := []row{{"", "A", "B", "B ÷ A"}}
 	section := ""
 	for i := range la {
 		if la[i].section != section {
 			section = la[i].section
-			fmt.Fprintf(tw, "%s\t\t\t\t\n", section)
+			rows = append(rows, row{name: section})
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t\n", la[i].name, la[i].format(la[i].value), lb[i].format(lb[i].value), ratio(la[i].value, lb[i].value))
+		rows = append(rows, row{"  " + la[i].name, la[i].format(la[i].value), lb[i].format(lb[i].value), ratio(la[i].value, lb[i].value)})
 	}
-	return tw.Flush()
+	var wn, wa, wb, wr int
+	for _, r := range rows {
+		wn, wa = max(wn, utf8.RuneCountInString(r.name)), max(wa, utf8.RuneCountInString(r.a))
+		wb, wr = max(wb, utf8.RuneCountInString(r.b)), max(wr, utf8.RuneCountInString(r.r))
+	}
+	pad := func(s string, n int) string { return strings.Repeat(" ", max(0, n-utf8.RuneCountInString(s))) }
+	for _, r := range rows {
+		if r.a == "" && r.r == "" {
+			if _, err := fmt.Fprintln(w, r.name); err != nil {
+				return err
+			}
+			continue
+		}
+		if _, err := fmt.Fprintf(w, "%s%s  %s%s  %s%s  %s%s\n", r.name, pad(r.name, wn), pad(r.a, wa), r.a, pad(r.b, wb), r.b, pad(r.r, wr), r.r); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func ratio(a, b float64) string {

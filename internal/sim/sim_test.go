@@ -2,6 +2,7 @@ package sim
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"slices"
 	"strings"
@@ -177,39 +178,41 @@ func TestSeedIncident(t *testing.T) {
 	})
 }
 
-// TestPoison: the poison task ends failed with its reason after max_lost
-// (3) workers, and every other task succeeds. The report is deterministic.
-func TestPoisonAndDeterminism(t *testing.T) {
-	trace := readFile(t, examples+"poison.csv")
-	world := readFile(t, examples+"poison.world.yaml")
-	cfg := readFile(t, examples+"drover.yaml")
-	rep := simRun(t, trace, world, cfg, nil, nil)
-	if len(rep.Poison) != 1 {
-		t.Fatalf("poison tasks = %+v, want one", rep.Poison)
+// TestDeterminism: the same inputs and seed give a byte-identical report,
+// text and JSON, in a world with random boots, never-booting instances and
+// crashes.
+func TestDeterminism(t *testing.T) {
+	world := `
+seed: 5
+price_per_hour: 1.10
+run_after_last_arrival: 20m
+placements:
+  "*":
+    running_after: 20s
+    boot: {dist: lognormal, median: 90s, p95: 200s}
+    never_boot: 0.2
+    crash_per_hour: 2
+`
+	trace := GenerateTrace(40, 3600, 3)
+	h := Header{Trace: "t.csv", World: "w.yaml", Config: "c.yaml", Tasks: 40, Seed: 5}
+	var outs [2]bytes.Buffer
+	var reps [2]*Report
+	for i := range outs {
+		reps[i] = simRun(t, trace, world, handConfig, nil, nil)
+		if err := reps[i].Print(&outs[i], h); err != nil {
+			t.Fatal(err)
+		}
 	}
-	p := rep.Poison[0]
-	if p.State != "failed" || p.WorkersLost != 3 || !strings.Contains(p.Reason, "lost 3 times") {
-		t.Errorf("poison = %+v, want failed after 3 lost workers with the reason", p)
+	if !bytes.Equal(outs[0].Bytes(), outs[1].Bytes()) {
+		t.Errorf("two runs differ:\n%s\n---\n%s", outs[0].String(), outs[1].String())
 	}
-	if rep.Tasks.Succeeded != rep.Tasks.Total-1 || rep.Tasks.Unfinished != 0 {
-		t.Errorf("tasks = %+v, want every other task succeeded", rep.Tasks)
+	j0, _ := json.Marshal(reps[0])
+	j1, _ := json.Marshal(reps[1])
+	if !bytes.Equal(j0, j1) {
+		t.Errorf("JSON differs:\n%s\n%s", j0, j1)
 	}
-	if rep.Workers.Failed["heartbeat-lost"] != 3 {
-		t.Errorf("failed workers = %v, want 3 heartbeat-lost", rep.Workers.Failed)
-	}
-
-	// The same inputs and seed: a byte-identical report, text and JSON.
-	again := simRun(t, trace, world, cfg, nil, nil)
-	h := Header{Trace: "poison.csv", World: "poison.world.yaml", Config: "drover.yaml", Tasks: 54, Seed: 13}
-	var a, b bytes.Buffer
-	if err := rep.Print(&a, h); err != nil {
-		t.Fatal(err)
-	}
-	if err := again.Print(&b, h); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(a.Bytes(), b.Bytes()) {
-		t.Errorf("two runs differ:\n%s\n---\n%s", a.String(), b.String())
+	if len(reps[0].Workers.Failed) == 0 {
+		t.Errorf("no worker failed in a world with never-booting instances and crashes: the randomness was not exercised\n%s", outs[0].String())
 	}
 }
 
