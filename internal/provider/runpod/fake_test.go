@@ -270,3 +270,23 @@ func TestStormOf429And5xxLosesNothing(t *testing.T) {
 		t.Error("no faults were injected")
 	}
 }
+
+func TestCatalogOutageKeepsTheConfiguredOrder(t *testing.T) {
+	fk, p, clock := againstFake(t, fakerunpod.Options{})
+	fk.Inject(fakerunpod.Fault{Route: fakerunpod.RouteCatalog, Status: 500, Count: runpod.DefaultMaxAttempts})
+	in := []provider.Placement{{GPU: "NVIDIA H100 80GB HBM3", Region: "US-TX-3"}, rtx}
+	for range 3 {
+		if out := p.Order(context.Background(), "gpu", in); out[0] != in[0] || out[1] != in[1] {
+			t.Fatalf("order during an outage: %+v", out)
+		}
+	}
+	calls := fk.Stats().Calls[fakerunpod.RouteCatalog]
+	if calls != runpod.DefaultMaxAttempts {
+		t.Errorf("%d catalog calls for 3 orders within the TTL, want one call's %d tries", calls, runpod.DefaultMaxAttempts)
+	}
+	// After the TTL, with the catalog back: H100 stock is LOW, RTX 4090 HIGH.
+	clock.Advance(runpod.DefaultCatalogTTL + time.Second)
+	if out := p.Order(context.Background(), "gpu", in); out[0] != rtx {
+		t.Errorf("order with the catalog back: %+v", out)
+	}
+}
