@@ -22,7 +22,7 @@ type Catalog struct {
 	c   *Client
 	ttl time.Duration
 
-	mu     sync.Mutex
+	mu      sync.Mutex
 	gpus    map[string]GPUType
 	readAt  time.Time
 	lastErr error
