@@ -492,3 +492,40 @@ func TestRunPodCandidatesOrderedByAvailability(t *testing.T) {
 		}
 	}
 }
+
+func TestRunPodExitedPodIsReplacedAndDeleted(t *testing.T) {
+	e := newRPEnv(t, rpOpts{min: 1, max: 1, agents: true})
+	var first *wire.Worker
+	e.waitFor("a ready worker", 60*time.Second, func() bool {
+		for _, w := range e.workers() {
+			if w.State == core.WorkerReady {
+				first = w
+				return true
+			}
+		}
+		return false
+	})
+	if !e.fake.Exit(first.InstanceID) {
+		t.Fatalf("exit %s", first.InstanceID)
+	}
+	e.waitFor("the exited pod deleted and a new worker ready", 60*time.Second, func() bool {
+		deleted := false
+		for _, p := range e.fake.Pods() {
+			if p.ID == first.InstanceID {
+				deleted = p.Deleted
+			}
+		}
+		replaced := false
+		for _, w := range e.workers() {
+			if w.ID != first.ID && w.State == core.WorkerReady {
+				replaced = true
+			}
+		}
+		return deleted && replaced
+	})
+	for _, w := range e.workers() {
+		if w.ID == first.ID && w.State != core.WorkerFailed && w.State != core.WorkerTerminated {
+			t.Errorf("the exited pod's worker is %s", w.State)
+		}
+	}
+}
