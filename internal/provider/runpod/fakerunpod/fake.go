@@ -117,7 +117,7 @@ type podJSON struct {
 
 type pod struct {
 	runpod.Pod
-	req *runpod.CreatePodRequest
+	req         *runpod.CreatePodRequest
 	created     time.Time
 	ended       *time.Time // deleted, exited or errored: billing stops
 	billedUntil time.Time
@@ -509,7 +509,7 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 // view is the pod as the API shows it.
 func (s *Server) view(p *pod) podJSON {
 	v := podJSON{Pod: p.Pod, Disk: 50, Mounts: map[string]any{}, Ports: []string{}, Env: map[string]string{},
-		SSH: map[string]any{"proxy": map[string]any{"host": "ssh.runpod.io", "port": 22, "username": p.ID}, "direct": nil},
+		SSH:              map[string]any{"proxy": map[string]any{"host": "ssh.runpod.io", "port": 22, "username": p.ID}, "direct": nil},
 		GlobalNetworking: map[string]bool{"enabled": false}}
 	for k, val := range p.Env {
 		v.Env[k] = val
