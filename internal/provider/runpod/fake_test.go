@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -288,5 +289,29 @@ func TestCatalogOutageKeepsTheConfiguredOrder(t *testing.T) {
 	clock.Advance(runpod.DefaultCatalogTTL + time.Second)
 	if out := p.Order(context.Background(), "gpu", in); out[0] != rtx {
 		t.Errorf("order with the catalog back: %+v", out)
+	}
+}
+
+func TestSlowAnswerTimesOutAndIsRetried(t *testing.T) {
+	clock := core.NewFakeClock(time.Date(2026, 8, 20, 6, 0, 0, 0, time.UTC))
+	fk := fakerunpod.New(fakerunpod.Options{APIKey: testKey, Clock: clock, Logger: quiet})
+	srv := httptest.NewServer(fk.Handler())
+	defer srv.Close()
+	c, err := runpod.NewClient(runpod.ClientOptions{BaseURL: srv.URL, APIKey: testKey, Now: clock.Now, Sleep: sleeper(clock),
+		Timeout: 30 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fk.Inject(fakerunpod.Fault{Route: fakerunpod.RouteList, Delay: time.Minute})
+	if _, err := c.ListPods(context.Background()); err != nil {
+		t.Fatalf("list after one slow answer: %v", err)
+	}
+	if n := fk.Stats().Calls[fakerunpod.RouteList]; n != 2 {
+		t.Errorf("%d list calls, want 2 (the slow one timed out)", n)
+	}
+	fk.Inject(fakerunpod.Fault{Route: fakerunpod.RouteList, Delay: time.Minute, Count: runpod.DefaultMaxAttempts})
+	_, err = c.ListPods(context.Background())
+	if provider.KindOf(err) != provider.KindTransient || !strings.Contains(err.Error(), "timeout") || strings.Contains(err.Error(), testKey) {
+		t.Errorf("list with every answer slow: %v", err)
 	}
 }
