@@ -60,6 +60,8 @@ type rpOpts struct {
 	before                func(*fakerunpod.Server)
 	// exec replaces the shell handler.
 	exec string
+	// runpod is the pool's runpod block.
+	runpod *config.RunPodPoolConfig
 }
 
 func newRPEnv(t *testing.T, o rpOpts) *rpEnv {
@@ -109,7 +111,7 @@ func newRPEnv(t *testing.T, o rpOpts) *rpEnv {
 		o.exec = "sh " + script
 	}
 	pool := &config.PoolConfig{Provider: "runpod", Min: o.min, Max: o.max, Concurrency: o.concurrency,
-		Image: "ghcr.io/acme/worker:1", Exec: o.exec, RequiresGPU: new(false), Candidates: o.candidates}
+		Image: "ghcr.io/acme/worker:1", Exec: o.exec, RequiresGPU: new(false), Candidates: o.candidates, RunPod: o.runpod}
 	cfg.Pools = map[string]*config.PoolConfig{"gpu": pool}
 	fillPool(pool)
 	if o.provisionTimeout > 0 {
@@ -475,5 +477,55 @@ func TestRunPodBalanceRunsOutMidRun(t *testing.T) {
 	}
 	if opened < 2 {
 		t.Errorf("%d breaker-open events, want every candidate open", opened)
+	}
+}
+
+func TestRunPodCandidatesOrderedByAvailability(t *testing.T) {
+	h100 := "NVIDIA H100 80GB HBM3" // LOW stock in the fake's catalog
+	e := newRPEnv(t, rpOpts{min: 2, max: 2,
+		candidates: []config.CandidateConfig{{GPU: h100, Regions: []string{"US-TX-3"}}, {GPU: gpuA, Regions: []string{"US-KS-2"}}},
+		runpod:     &config.RunPodPoolConfig{CandidatesOrder: "availability"}})
+	e.waitFor("2 pods", 30*time.Second, func() bool { return len(e.fake.Live()) == 2 })
+	for _, p := range e.fake.Pods() {
+		if p.GPU != gpuA {
+			t.Errorf("pod %s on %s: the better-stocked candidate was not tried first", p.ID, p.GPU)
+		}
+	}
+}
+
+func TestRunPodExitedPodIsReplacedAndDeleted(t *testing.T) {
+	e := newRPEnv(t, rpOpts{min: 1, max: 1, agents: true})
+	var first *wire.Worker
+	e.waitFor("a ready worker", 60*time.Second, func() bool {
+		for _, w := range e.workers() {
+			if w.State == core.WorkerReady {
+				first = w
+				return true
+			}
+		}
+		return false
+	})
+	if !e.fake.Exit(first.InstanceID) {
+		t.Fatalf("exit %s", first.InstanceID)
+	}
+	e.waitFor("the exited pod deleted and a new worker ready", 60*time.Second, func() bool {
+		deleted := false
+		for _, p := range e.fake.Pods() {
+			if p.ID == first.InstanceID {
+				deleted = p.Deleted
+			}
+		}
+		replaced := false
+		for _, w := range e.workers() {
+			if w.ID != first.ID && w.State == core.WorkerReady {
+				replaced = true
+			}
+		}
+		return deleted && replaced
+	})
+	for _, w := range e.workers() {
+		if w.ID == first.ID && w.State != core.WorkerFailed && w.State != core.WorkerTerminated {
+			t.Errorf("the exited pod's worker is %s", w.State)
+		}
 	}
 }

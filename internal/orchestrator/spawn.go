@@ -22,7 +22,7 @@ import (
 // capacity (or quota) error. It returns how many were created and the
 // reasons the rest were not.
 func (o *Orchestrator) place(ctx context.Context, t *tick, ps poolSettings, n int) (int, []string, error) {
-	placements := ps.cfg.Placements()
+	placements := o.orderedPlacements(ctx, ps)
 	p := o.providers[ps.cfg.Provider]
 	if len(placements) == 0 {
 		placements = []provider.Placement{{}}

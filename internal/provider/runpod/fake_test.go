@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -268,5 +269,49 @@ func TestStormOf429And5xxLosesNothing(t *testing.T) {
 	}
 	if fk.Stats().Injected == 0 {
 		t.Error("no faults were injected")
+	}
+}
+
+func TestCatalogOutageKeepsTheConfiguredOrder(t *testing.T) {
+	fk, p, clock := againstFake(t, fakerunpod.Options{})
+	fk.Inject(fakerunpod.Fault{Route: fakerunpod.RouteCatalog, Status: 500, Count: runpod.DefaultMaxAttempts})
+	in := []provider.Placement{{GPU: "NVIDIA H100 80GB HBM3", Region: "US-TX-3"}, rtx}
+	for range 3 {
+		if out := p.Order(context.Background(), "gpu", in); out[0] != in[0] || out[1] != in[1] {
+			t.Fatalf("order during an outage: %+v", out)
+		}
+	}
+	calls := fk.Stats().Calls[fakerunpod.RouteCatalog]
+	if calls != runpod.DefaultMaxAttempts {
+		t.Errorf("%d catalog calls for 3 orders within the TTL, want one call's %d tries", calls, runpod.DefaultMaxAttempts)
+	}
+	// After the TTL, with the catalog back: H100 stock is LOW, RTX 4090 HIGH.
+	clock.Advance(runpod.DefaultCatalogTTL + time.Second)
+	if out := p.Order(context.Background(), "gpu", in); out[0] != rtx {
+		t.Errorf("order with the catalog back: %+v", out)
+	}
+}
+
+func TestSlowAnswerTimesOutAndIsRetried(t *testing.T) {
+	clock := core.NewFakeClock(time.Date(2026, 8, 20, 6, 0, 0, 0, time.UTC))
+	fk := fakerunpod.New(fakerunpod.Options{APIKey: testKey, Clock: clock, Logger: quiet})
+	srv := httptest.NewServer(fk.Handler())
+	defer srv.Close()
+	c, err := runpod.NewClient(runpod.ClientOptions{BaseURL: srv.URL, APIKey: testKey, Now: clock.Now, Sleep: sleeper(clock),
+		Timeout: 30 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fk.Inject(fakerunpod.Fault{Route: fakerunpod.RouteList, Delay: time.Minute})
+	if _, err := c.ListPods(context.Background()); err != nil {
+		t.Fatalf("list after one slow answer: %v", err)
+	}
+	if n := fk.Stats().Calls[fakerunpod.RouteList]; n != 2 {
+		t.Errorf("%d list calls, want 2 (the slow one timed out)", n)
+	}
+	fk.Inject(fakerunpod.Fault{Route: fakerunpod.RouteList, Delay: time.Minute, Count: runpod.DefaultMaxAttempts})
+	_, err = c.ListPods(context.Background())
+	if provider.KindOf(err) != provider.KindTransient || !strings.Contains(err.Error(), "timeout") || strings.Contains(err.Error(), testKey) {
+		t.Errorf("list with every answer slow: %v", err)
 	}
 }

@@ -203,14 +203,14 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 
 // createLocked places and records a pod, or returns the error status and
 // detail.
-func (s *Server) createLocked(req *runpod.CreatePodRequest) (int, runpod.Pod, string) {
+func (s *Server) createLocked(req *runpod.CreatePodRequest) (int, podJSON, string) {
 	if st := s.script.account; st != 0 {
 		f := Fault{Status: st}
-		return st, runpod.Pod{}, f.detail()
+		return st, podJSON{}, f.detail()
 	}
 	g := s.gpu(req.GPU.ID)
 	if g == nil {
-		return http.StatusBadRequest, runpod.Pod{}, fmt.Sprintf("gpu type %q does not exist", req.GPU.ID)
+		return http.StatusBadRequest, podJSON{}, fmt.Sprintf("gpu type %q does not exist", req.GPU.ID)
 	}
 	dcs := req.DataCenterIDs
 	if len(dcs) == 0 {
@@ -225,7 +225,7 @@ func (s *Server) createLocked(req *runpod.CreatePodRequest) (int, runpod.Pod, st
 		break
 	}
 	if dc == "" {
-		return http.StatusBadRequest, runpod.Pod{}, capacityDetail
+		return http.StatusBadRequest, podJSON{}, capacityDetail
 	}
 	now := s.opt.Clock.Now()
 	s.nextID++
@@ -242,7 +242,7 @@ func (s *Server) createLocked(req *runpod.CreatePodRequest) (int, runpod.Pod, st
 			Image: req.Image, Env: req.Env, GPU: &runpod.PodGPU{ID: g.ID, Count: req.GPU.Count}, Cloud: cloud,
 			DataCenterID: &dc, Cost: &price, CreatedAt: &created,
 		},
-		created: now, billedUntil: now, price: price,
+		req: req, created: now, billedUntil: now, price: price,
 		stuck: slices.Contains(s.script.stuck, g.ID),
 	}
 	if p.Env == nil {

@@ -98,8 +98,26 @@ type Server struct {
 	creates []CreateRecord
 }
 
+// podJSON is a pod as the API shows it: every field the spec's Pod
+// requires (Drover's runpod.Pod reads only some of them).
+type podJSON struct {
+	runpod.Pod
+	Args             string            `json:"args"`
+	Disk             int               `json:"disk"`
+	Mounts           map[string]any    `json:"mounts"`
+	Ports            []string          `json:"ports"`
+	Env              map[string]string `json:"env"`
+	Registry         *string           `json:"registry"`
+	SSH              map[string]any    `json:"ssh"`
+	Template         *string           `json:"template"`
+	Locked           bool              `json:"locked"`
+	Runtime          map[string]any    `json:"runtime"`
+	GlobalNetworking map[string]bool   `json:"globalNetworking"`
+}
+
 type pod struct {
 	runpod.Pod
+	req         *runpod.CreatePodRequest
 	created     time.Time
 	ended       *time.Time // deleted, exited or errored: billing stops
 	billedUntil time.Time
@@ -474,7 +492,9 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	s.stepLocked(s.opt.Clock.Now())
-	out := runpod.ListPodsResponse{Pods: []runpod.Pod{}}
+	out := struct {
+		Pods []podJSON `json:"pods"`
+	}{Pods: []podJSON{}}
 	for _, id := range s.order {
 		p := s.pods[id]
 		if p.vanished || p.deleted {
@@ -487,13 +507,33 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 }
 
 // view is the pod as the API shows it.
-func (s *Server) view(p *pod) runpod.Pod {
-	v := p.Pod
-	v.Env = make(map[string]string, len(p.Env))
+func (s *Server) view(p *pod) podJSON {
+	v := podJSON{Pod: p.Pod, Disk: 50, Mounts: map[string]any{}, Ports: []string{}, Env: map[string]string{},
+		SSH:              map[string]any{"proxy": map[string]any{"host": "ssh.runpod.io", "port": 22, "username": p.ID}, "direct": nil},
+		GlobalNetworking: map[string]bool{"enabled": false}}
 	for k, val := range p.Env {
 		v.Env[k] = val
 	}
+	v.Pod.Env = nil
 	v.Actions = slices.Clone(p.Actions)
+	if r := p.req; r != nil {
+		v.Args, v.Registry = r.Args, r.Registry
+		if r.Disk != nil {
+			v.Disk = *r.Disk
+		}
+		if len(r.Ports) > 0 {
+			v.Ports = slices.Clone(r.Ports)
+		}
+		if r.Mounts != nil && len(r.Mounts.Network) > 0 {
+			v.Mounts["network"] = r.Mounts.Network
+		}
+		if r.TemplateID != "" {
+			v.Template = &r.TemplateID
+		}
+	}
+	if p.Status == runpod.StatusRunning {
+		v.Runtime = map[string]any{"uptime": 0, "gpus": []any{}, "ports": []any{}}
+	}
 	return v
 }
 
@@ -509,7 +549,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.stepLocked(s.opt.Clock.Now())
 	p := s.lookup(r.PathValue("id"))
-	var v runpod.Pod
+	var v podJSON
 	if p != nil {
 		v = s.view(p)
 	}

@@ -118,3 +118,23 @@ func TestScriptedPodsAndEndpoints(t *testing.T) {
 		t.Errorf("next window: %d", code)
 	}
 }
+
+// TestPodHasEveryRequiredField: the fake's pods carry every property the
+// v2 spec's Pod schema lists as required.
+func TestPodHasEveryRequiredField(t *testing.T) {
+	fk := New(Options{APIKey: "k", Logger: slog.New(slog.DiscardHandler)})
+	srv := httptest.NewServer(fk.Handler())
+	defer srv.Close()
+	c := tclient{t, srv.URL}
+	_, _, b := c.do("POST", "/v2/pods", `{"name":"a","image":"x","gpu":{"id":"NVIDIA L40S"}}`)
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(b), &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"id", "name", "status", "actions", "image", "args", "disk", "mounts", "ports", "env", "registry",
+		"cloud", "dataCenterId", "cudaVersion", "ssh", "template", "cost", "locked", "runtime", "createdAt", "startedAt", "globalNetworking"} {
+		if _, ok := m[f]; !ok {
+			t.Errorf("pod lacks required field %q: %s", f, b)
+		}
+	}
+}

@@ -1,0 +1,23 @@
+package orchestrator
+
+import (
+	"context"
+
+	"github.com/droverhq/drover/internal/provider"
+)
+
+// orderedPlacements returns the pool's placements in the order to try
+// them: as configured, or re-ordered by the provider's live stock when the
+// pool asks for it (runpod.candidates_order: availability) and the provider
+// can (provider.Orderer). The provider keeps the configured order when it
+// knows nothing better.
+func (o *Orchestrator) orderedPlacements(ctx context.Context, ps poolSettings) []provider.Placement {
+	pl := ps.cfg.Placements()
+	if ps.cfg.RunPod == nil || ps.cfg.RunPod.CandidatesOrder != "availability" {
+		return pl
+	}
+	if ord, ok := o.providers[ps.cfg.Provider].(provider.Orderer); ok {
+		return ord.Order(ctx, ps.name, pl)
+	}
+	return pl
+}
