@@ -105,6 +105,13 @@ func runSimulate(cmd *cobra.Command, f simulateFlags, stdout, stderr io.Writer) 
 		if err != nil {
 			return nil, badInput{err}
 		}
+		pools := map[string]bool{}
+		for name := range cfg.Pools {
+			pools[name] = true
+		}
+		if err := sim.CheckTrace(trace, pools, cfg.Tasks.TypePools, f.trace); err != nil {
+			return nil, badInput{err}
+		}
 		return &sim.Options{Trace: trace, World: world, Config: cfg}, nil
 	}
 	a, err := loadCfg(f.config)

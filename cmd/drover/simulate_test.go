@@ -42,6 +42,9 @@ func TestSimulateBadInput(t *testing.T) {
 		{"unsorted arrivals", func(f *simulateFlags) {
 			f.trace = write("d.csv", "arrival_s,owner,duration_s,poison\n5,u1,5,0\n2,u1,5,0\n")
 		}, "d.csv line 3, column arrival_s: 2 is before the previous task's 5.000 (arrivals must be sorted)"},
+		{"pool not in the config", func(f *simulateFlags) {
+			f.trace = write("p.csv", "arrival_s,owner,duration_s,poison,pool\n1,u1,5,0,gpu\n")
+		}, `p.csv line 2, column pool: pool "gpu" is not in the config`},
 		{"unknown world field", func(f *simulateFlags) {
 			f.world = write("e.yaml", "seed: 1\nboot_time: 3s\nplacements:\n  \"*\": {boot: 3s}\n")
 		}, `e.yaml: line 2: unknown field "boot_time"`},

@@ -86,7 +86,7 @@ type PoisonReport struct {
 	Reason      string `json:"reason,omitempty"`
 }
 
-func newReport(r *run) *Report {
+func newReport() *Report {
 	return &Report{Workers: WorkerReport{Failed: map[string]int{}}, Tasks: TaskReport{Failed: map[string]int{}}}
 }
 

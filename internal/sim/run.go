@@ -191,7 +191,7 @@ func (r *run) setup() error {
 	r.orch = o
 	last := r.opts.Trace[len(r.opts.Trace)-1].Arrival
 	r.end = Epoch.Add(last + r.w.RunAfterLastArrival.D())
-	r.rep = newReport(r)
+	r.rep = newReport()
 	return nil
 }
 

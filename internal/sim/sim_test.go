@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/droverhq/drover/internal/store/postgres/pgtest"
 )
 
 // simRun parses the inputs and runs one simulation.
@@ -241,5 +243,53 @@ func TestVsSelf(t *testing.T) {
 	}
 	if rows < 15 {
 		t.Errorf("only %d ratio lines:\n%s", rows, out.String())
+	}
+}
+
+// TestHandComputedPostgres runs the hand-computed scenario on PostgreSQL
+// (--db): the same report as on SQLite, byte for byte.
+func TestHandComputedPostgres(t *testing.T) {
+	st := pgtest.Open(t, 0)
+	parse := func() Options {
+		tr, err := ParseTrace(strings.NewReader(handTrace), "trace.csv")
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := ParseWorld([]byte(handWorld), "world.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := LoadConfig([]byte(handConfig), "drover.yaml", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Options{Trace: tr, World: w, Config: c}
+	}
+	opts := parse()
+	opts.Store = st
+	pg, err := Run(t.Context(), opts)
+	if err != nil {
+		t.Fatalf("run on postgres: %v", err)
+	}
+	lite, err := Run(t.Context(), parse())
+	if err != nil {
+		t.Fatalf("run on sqlite: %v", err)
+	}
+	var a, b bytes.Buffer
+	if err := pg.Print(&a, Header{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := lite.Print(&b, Header{}); err != nil {
+		t.Fatal(err)
+	}
+	if a.String() != b.String() {
+		t.Errorf("postgres and sqlite reports differ:\n%s\n---\n%s", a.String(), b.String())
+	}
+	if got := pg.Cost.GPUHours * 3600; abs(got-448) > 1e-6 {
+		t.Errorf("GPU-seconds on postgres = %.3f, want 448", got)
+	}
+	// A database that already holds rows is refused.
+	if _, err := Run(t.Context(), Options{Trace: opts.Trace, World: opts.World, Config: opts.Config, Store: st}); err == nil || !strings.Contains(err.Error(), "empty database") {
+		t.Errorf("second run on the same database: err = %v, want it refused", err)
 	}
 }

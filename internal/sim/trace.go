@@ -184,3 +184,21 @@ func WriteTrace(w io.Writer, tasks []TraceTask) error {
 	}
 	return bw.Flush()
 }
+
+// CheckTrace reports the first task whose pool (its pool column, else its
+// type's pool in tasks.type_pools, else "default") is not a pool of cfg.
+func CheckTrace(trace []TraceTask, pools map[string]bool, typePools map[string]string, name string) error {
+	for _, t := range trace {
+		pool := t.Pool
+		if pool == "" {
+			pool = typePools[t.Type]
+		}
+		if pool == "" {
+			pool = "default"
+		}
+		if !pools[pool] {
+			return fmt.Errorf("%s line %d, column pool: pool %q is not in the config", name, t.Line, pool)
+		}
+	}
+	return nil
+}
