@@ -86,6 +86,26 @@ func TestUserFacingErrors(t *testing.T) {
 		}
 	})
 
+	t.Run("task JSON durations in seconds", func(t *testing.T) {
+		secs := 90.0
+		res, err := e.c.Submit(ctx, &wire.SubmitRequest{Type: "e2e", TimeoutS: &secs, Params: json.RawMessage(`{"i":1}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := drover(t, e.dir, cliEnv, "", "tasks", res.Task.ID.String(), "--json")
+		var m map[string]any
+		if err := json.Unmarshal([]byte(r.stdout), &m); err != nil {
+			t.Fatalf("tasks --json: %v\n%s", err, r.all())
+		}
+		if _, ns := m["timeout"]; ns || m["timeout_s"] != secs {
+			t.Errorf("task JSON timeout: %s", r.stdout)
+		}
+		r = drover(t, e.dir, cliEnv, "", "tasks", "--json", "--limit", "5")
+		if !strings.Contains(r.stdout, `"timeout_s": 21600`) && !strings.Contains(r.stdout, `"timeout_s":21600`) {
+			t.Errorf("task list JSON lacks the default timeout_s: %s", r.stdout)
+		}
+	})
+
 	t.Run("bad task id", func(t *testing.T) {
 		r := drover(t, e.dir, cliEnv, "", "tasks", "cancel", "not-a-uuid")
 		if r.code == 0 || !strings.Contains(r.stderr, "task id") {

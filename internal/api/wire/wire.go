@@ -209,6 +209,37 @@ type ClaimedTask struct {
 	LeaseToken uuid.UUID `json:"lease_token"`
 }
 
+// MarshalJSON writes the task's JSON (Task.MarshalJSON, which the embedding
+// would otherwise make the whole encoding) plus lease_token.
+func (c ClaimedTask) MarshalJSON() ([]byte, error) {
+	b, err := json.Marshal(c.Task)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := json.Marshal(c.LeaseToken)
+	if err != nil {
+		return nil, err
+	}
+	out := append(b[:len(b)-1:len(b)-1], `,"lease_token":`...)
+	out = append(out, tok...)
+	return append(out, '}'), nil
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (c *ClaimedTask) UnmarshalJSON(b []byte) error {
+	if err := json.Unmarshal(b, &c.Task); err != nil {
+		return err
+	}
+	var l struct {
+		LeaseToken uuid.UUID `json:"lease_token"`
+	}
+	if err := json.Unmarshal(b, &l); err != nil {
+		return err
+	}
+	c.LeaseToken = l.LeaseToken
+	return nil
+}
+
 // Lease returns the task's (id, token) lease.
 func (c *ClaimedTask) Lease() Lease { return Lease{TaskID: c.ID, Token: c.LeaseToken} }
 
@@ -294,6 +325,9 @@ type SubmitRequest struct {
 	MaxLost        *int      `json:"max_lost,omitempty"`
 	Timeout        *Duration `json:"timeout,omitempty"`
 	IdempotencyKey string    `json:"idempotency_key,omitempty"`
+	// TimeoutS is the timeout in seconds, as task JSON shows it; give
+	// timeout or timeout_s, not both.
+	TimeoutS *float64 `json:"timeout_s,omitempty"`
 }
 
 // SubmitResponse is the result of one submit. Existing is true when a task
