@@ -106,6 +106,27 @@ func TestUserFacingErrors(t *testing.T) {
 		}
 	})
 
+	t.Run("timeout reads the documented message", func(t *testing.T) {
+		gate := filepath.Join(e.dir, "gate-timeout")
+		if err := syscall.Mkfifo(gate, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { releaseGate(gate) })
+		b, _ := json.Marshal(map[string]any{"i": 6, "gate": gate})
+		one, timeout := 1, wire.Duration(time.Second)
+		res, err := e.c.Submit(ctx, &wire.SubmitRequest{Type: "e2e", Params: b, MaxAttempts: &one, Timeout: &timeout})
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 60*time.Second, "timed-out task failed", func() (bool, string) {
+			tk := e.task(res.Task.ID)
+			return tk.State == core.TaskFailed, string(tk.State)
+		})
+		if got := e.task(res.Task.ID).Error; got != core.ReasonTimeout {
+			t.Errorf("timed-out task's error %q, want the documented %q", got, core.ReasonTimeout)
+		}
+	})
+
 	t.Run("bad task id", func(t *testing.T) {
 		r := drover(t, e.dir, cliEnv, "", "tasks", "cancel", "not-a-uuid")
 		if r.code == 0 || !strings.Contains(r.stderr, "task id") {
