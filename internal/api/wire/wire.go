@@ -209,20 +209,13 @@ type ClaimedTask struct {
 	LeaseToken uuid.UUID `json:"lease_token"`
 }
 
-// MarshalJSON writes the task's JSON (Task.MarshalJSON, which the embedding
-// would otherwise make the whole encoding) plus lease_token.
+// MarshalJSON writes the task's JSON form plus lease_token in one pass
+// (the embedded Task's MarshalJSON would otherwise be the whole encoding).
 func (c ClaimedTask) MarshalJSON() ([]byte, error) {
-	b, err := json.Marshal(c.Task)
-	if err != nil {
-		return nil, err
-	}
-	tok, err := json.Marshal(c.LeaseToken)
-	if err != nil {
-		return nil, err
-	}
-	out := append(b[:len(b)-1:len(b)-1], `,"lease_token":`...)
-	out = append(out, tok...)
-	return append(out, '}'), nil
+	return json.Marshal(struct {
+		core.TaskJSON
+		LeaseToken uuid.UUID `json:"lease_token"`
+	}{c.Task.JSON(), c.LeaseToken})
 }
 
 // UnmarshalJSON reads what MarshalJSON writes.

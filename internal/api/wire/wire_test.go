@@ -47,3 +47,16 @@ func TestTaskJSONConvention(t *testing.T) {
 		t.Fatalf("task JSON %s", tb)
 	}
 }
+
+// BenchmarkClaimedTaskJSON measures the claim reply's encoding of one task
+// (go test -bench ClaimedTaskJSON ./internal/api/wire).
+func BenchmarkClaimedTaskJSON(b *testing.B) {
+	c := []ClaimedTask{{Task: core.Task{ID: uuid.New(), Type: "render", Params: json.RawMessage(`{"frame":12,"scene":"a"}`),
+		Owner: "default", Pool: "default", Timeout: 6 * time.Hour, MaxAttempts: 3, MaxLost: 3, State: core.TaskRunning}, LeaseToken: uuid.New()}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := json.Marshal(c); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
