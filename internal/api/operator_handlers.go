@@ -408,7 +408,8 @@ func (s *Server) workerAction(w http.ResponseWriter, r *http.Request, verb strin
 	})
 	if err != nil {
 		if core.ErrorCode(err) == core.ECONFLICT {
-			err = core.Errorf(core.ECONFLICT, "cannot %s worker %s: it is %s", verb, id, before.State)
+			// The caller names the operation and the id.
+			err = core.Errorf(core.ECONFLICT, "worker is already %s", before.State)
 		}
 		s.writeError(w, r, fmt.Errorf("%s worker %s: %w", verb, id, err))
 		return
