@@ -27,6 +27,9 @@ filtered by --kind, --pool, --worker, --task and --since.`,
 			if err != nil {
 				return err
 			}
+			if err := checkLimit("events", limit, 10000); err != nil {
+				return err
+			}
 			f := wire.EventFilter{Kinds: kinds, Pool: pool, WorkerID: worker, TaskID: task, Limit: limit}
 			if since > 0 {
 				f.Since = time.Now().Add(-since)

@@ -25,6 +25,9 @@ worker's agent shipped (--worker ID), oldest first. --after ID pages on from a l
 			if (worker == "") == (task == "") {
 				return errors.New("logs: give exactly one of --task ID or --worker ID")
 			}
+			if err := checkLimit("logs", limit, 10000); err != nil {
+				return err
+			}
 			c, err := newCLIClient(cmd)
 			if err != nil {
 				return err

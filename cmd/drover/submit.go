@@ -17,21 +17,39 @@ import (
 func init() {
 	var (
 		params, paramsFile, owner, pool, idem string
-		priority, maxAttempts                 int
+		batch                                 string
+		priority, maxAttempts, maxLost        int
 		dependsOn                             []string
 		timeout                               time.Duration
 		wait, asJSON                          bool
 	)
 	cmd := &cobra.Command{
-		Use:   "submit TYPE",
-		Short: "Submit a task",
+		Use:   "submit TYPE | submit --batch FILE|-",
+		Short: "Submit a task, or many from a file",
 		Long: `Submit one task of TYPE. Params (a JSON object) come from --params, from
 --params-file, or from stdin when stdin is not a terminal; none means {}.
 With --wait, show a live progress line until the task ends and exit 0 only
-when it succeeded.`,
-		Args: cobra.ExactArgs(1),
+when it succeeded.
+
+With --batch FILE (or - for stdin) submit many tasks: one JSON task per
+line, with the fields of POST /v1/tasks ({"type":"render","params":{…},
+"priority":5,…}; blank lines are skipped; depends_on may name an earlier
+line's task as "#N", N counting tasks from 0). Every line is checked first
+and the whole file fails, naming the line, if one is bad; the tasks are
+submitted in batches of up to 1,000, each all or nothing. The new task ids
+are printed one per line, in file order.`,
+		Args: cobra.RangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f := cmd.Flags()
+			if batch != "" {
+				if len(args) > 0 || params != "" || paramsFile != "" || wait {
+					return errors.New("submit --batch: every task comes from the file; drop TYPE, --params, --params-file and --wait")
+				}
+				return submitBatch(cmd, batch, asJSON)
+			}
+			if len(args) != 1 {
+				return errors.New("submit: give the task TYPE, or --batch FILE")
+			}
 			req := wire.SubmitRequest{Type: args[0], Owner: owner, Pool: pool, DependsOn: dependsOn, IdempotencyKey: idem}
 			switch {
 			case params != "" && paramsFile != "":
@@ -63,6 +81,9 @@ when it succeeded.`,
 			}
 			if f.Changed("max-attempts") {
 				req.MaxAttempts = &maxAttempts
+			}
+			if f.Changed("max-lost") {
+				req.MaxLost = &maxLost
 			}
 			if f.Changed("timeout") {
 				d := wire.Duration(timeout)
@@ -113,7 +134,9 @@ when it succeeded.`,
 	f.StringVar(&pool, "pool", "", "pool to run in (default: by type, else default)")
 	f.StringSliceVar(&dependsOn, "depends-on", nil, "task ids that must succeed first")
 	f.IntVar(&maxAttempts, "max-attempts", 0, "handler attempts before the task fails (default from the server)")
+	f.IntVar(&maxLost, "max-lost", 0, "times the task may lose its worker before it fails (default from the server)")
 	f.DurationVar(&timeout, "timeout", 0, "per-attempt timeout (default from the server)")
+	f.StringVar(&batch, "batch", "", "submit one JSON task per line of FILE (- for stdin) and print their ids")
 	f.StringVar(&idem, "idempotency-key", "", "submit at most once per owner with this key")
 	f.BoolVar(&wait, "wait", false, "wait for the task to finish, showing progress; exit 1 unless it succeeded")
 	f.BoolVar(&asJSON, "json", false, "print the task as JSON")
@@ -121,14 +144,20 @@ when it succeeded.`,
 	rootCmd.AddCommand(cmd)
 }
 
-// waitForTask polls the task until it is final, rewriting one status line
-// on w. Polling starts fast and settles at one request per second.
+// waitForTask polls the task until it is final. On a terminal it rewrites
+// one status line on w; elsewhere (a file, a pipe) it writes a plain line
+// each time the state, attempt or progress changes, with no control
+// characters. Polling starts fast and settles at one request per second.
 func waitForTask(ctx context.Context, c *client.Client, t *wire.Task, w io.Writer) (*wire.Task, error) {
 	start := time.Now()
 	delay := 100 * time.Millisecond
 	last := ""
+	tty := isTerminal(w)
 	for {
-		line := fmt.Sprintf("%s  %-9s attempt %d  %s", t.ID, t.State, t.Attempt, time.Since(start).Round(time.Second))
+		line := fmt.Sprintf("%s  %-9s attempt %d", t.ID, t.State, t.Attempt)
+		if tty {
+			line += "  " + time.Since(start).Round(time.Second).String()
+		}
 		if t.Progress != nil {
 			line += fmt.Sprintf("  %3.0f%%", *t.Progress*100)
 		}
@@ -136,16 +165,24 @@ func waitForTask(ctx context.Context, c *client.Client, t *wire.Task, w io.Write
 			line += "  " + oneLine(t.ProgressMsg, 40)
 		}
 		if line != last {
-			fmt.Fprintf(w, "\r\033[K%s", line)
+			if tty {
+				fmt.Fprintf(w, "\r\033[K%s", line)
+			} else {
+				fmt.Fprintln(w, line)
+			}
 			last = line
 		}
 		if t.State.Terminal() {
-			fmt.Fprintln(w)
+			if tty {
+				fmt.Fprintln(w)
+			}
 			return t, nil
 		}
 		select {
 		case <-ctx.Done():
-			fmt.Fprintln(w)
+			if tty {
+				fmt.Fprintln(w)
+			}
 			return nil, ctx.Err()
 		case <-time.After(delay):
 		}
@@ -155,7 +192,9 @@ func waitForTask(ctx context.Context, c *client.Client, t *wire.Task, w io.Write
 			if client.IsRetryable(err) {
 				continue
 			}
-			fmt.Fprintln(w)
+			if tty {
+				fmt.Fprintln(w)
+			}
 			return nil, err
 		}
 		t = next

@@ -128,6 +128,9 @@ func init() {
 				}
 				return printJSON(out, t)
 			}
+			if err := checkLimit("tasks", limit, 1000); err != nil {
+				return err
+			}
 			f := wire.TaskFilter{Owner: owner, Pool: pool, Type: typ, WorkerID: worker, Limit: limit}
 			for _, s := range states {
 				f.States = append(f.States, wire.TaskState(s))

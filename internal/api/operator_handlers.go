@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/droverhq/drover/internal/api/wire"
 	"github.com/droverhq/drover/internal/core"
@@ -54,6 +55,17 @@ func toQueue(in *wire.SubmitRequest, p principal, field string) (queue.SubmitReq
 	}
 	if in.Timeout != nil {
 		d := in.Timeout.D()
+		out.Timeout = &d
+	}
+	if in.TimeoutS != nil {
+		const maxSecs = float64(core.MaxTaskTimeout / time.Second)
+		switch {
+		case in.Timeout != nil:
+			return queue.SubmitRequest{}, core.Invalid(field+"timeout_s", "give timeout or timeout_s, not both")
+		case *in.TimeoutS < 0 || *in.TimeoutS > maxSecs:
+			return queue.SubmitRequest{}, core.Invalid(field+"timeout_s", "is %g; it must be between 1 and %g seconds (7 days)", *in.TimeoutS, maxSecs)
+		}
+		d := time.Duration(*in.TimeoutS * float64(time.Second))
 		out.Timeout = &d
 	}
 	return out, nil
@@ -393,7 +405,7 @@ func (s *Server) workerAction(w http.ResponseWriter, r *http.Request, verb strin
 	}
 	if !slices.Contains(from, before.State) {
 		s.writeError(w, r, fmt.Errorf("%s worker %s: %w", verb, id,
-			core.Errorf(core.ECONFLICT, "cannot %s worker %s: it is %s", verb, id, before.State)))
+			core.Errorf(core.ECONFLICT, "worker is %s", before.State)))
 		return
 	}
 	// The orchestrator is the only writer of worker state: the action is

@@ -407,7 +407,7 @@ func (c *Client) Workers(ctx context.Context, f wire.WorkerFilter) ([]*wire.Work
 // Drain asks worker id to finish its tasks and stop (state draining).
 func (c *Client) Drain(ctx context.Context, id uuid.UUID, reason string) (*wire.Worker, error) {
 	var out wire.Worker
-	if err := c.do(ctx, "drain worker", http.MethodPost, workerPath(id, "drain"), nil, &wire.WorkerActionRequest{Reason: reason}, &out, 0); err != nil {
+	if err := c.do(ctx, "drain worker "+id.String(), http.MethodPost, workerPath(id, "drain"), nil, &wire.WorkerActionRequest{Reason: reason}, &out, 0); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -416,7 +416,7 @@ func (c *Client) Drain(ctx context.Context, id uuid.UUID, reason string) (*wire.
 // Terminate marks worker id for termination (not a failure).
 func (c *Client) Terminate(ctx context.Context, id uuid.UUID, reason string) (*wire.Worker, error) {
 	var out wire.Worker
-	if err := c.do(ctx, "terminate worker", http.MethodPost, workerPath(id, "terminate"), nil, &wire.WorkerActionRequest{Reason: reason}, &out, 0); err != nil {
+	if err := c.do(ctx, "terminate worker "+id.String(), http.MethodPost, workerPath(id, "terminate"), nil, &wire.WorkerActionRequest{Reason: reason}, &out, 0); err != nil {
 		return nil, err
 	}
 	return &out, nil

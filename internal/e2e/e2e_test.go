@@ -92,6 +92,9 @@ type envOpts struct {
 	// serveProcess runs the server as a `drover serve` process instead of
 	// in-process.
 	serveProcess bool
+	// serverLostTimeout, when set, is the agents' dead man's switch
+	// (server_lost_timeout).
+	serverLostTimeout time.Duration
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -116,6 +119,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	cfg.Tick = config.Duration(200 * time.Millisecond)
 	cfg.HeartbeatInterval = config.Duration(o.heartbeat)
 	cfg.HeartbeatTimeout = config.Duration(o.heartbeatTimeout)
+	cfg.ServerLostTimeout = config.Duration(o.serverLostTimeout)
 	cfg.Tasks.OwnerLimit = 0
 	cfg.Tasks.BackoffBase = config.Duration(50 * time.Millisecond)
 	cfg.Tasks.BackoffMax = config.Duration(200 * time.Millisecond)
@@ -166,6 +170,7 @@ database: %s
 tick: %s
 heartbeat_interval: %s
 heartbeat_timeout: %s
+server_lost_timeout: %s
 log_level: warn
 tasks:
   owner_limit: 0
@@ -184,7 +189,7 @@ pools:
 providers:
   local:
     dir: %s
-`, c.Listen, c.Database, c.Tick.D(), c.HeartbeatInterval.D(), c.HeartbeatTimeout.D(),
+`, c.Listen, c.Database, c.Tick.D(), c.HeartbeatInterval.D(), c.HeartbeatTimeout.D(), c.ServerLostTimeout.D(),
 		c.Tasks.BackoffBase.D(), c.Tasks.BackoffMax.D(), p.Min, p.Max, p.Exec, c.Providers.Local.Dir)
 	if err := os.WriteFile(filepath.Join(e.dir, "drover.yaml"), []byte(y), 0o600); err != nil {
 		e.t.Fatal(err)

@@ -86,6 +86,47 @@ func TestUserFacingErrors(t *testing.T) {
 		}
 	})
 
+	t.Run("task JSON durations in seconds", func(t *testing.T) {
+		secs := 90.0
+		res, err := e.c.Submit(ctx, &wire.SubmitRequest{Type: "e2e", TimeoutS: &secs, Params: json.RawMessage(`{"i":1}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := drover(t, e.dir, cliEnv, "", "tasks", res.Task.ID.String(), "--json")
+		var m map[string]any
+		if err := json.Unmarshal([]byte(r.stdout), &m); err != nil {
+			t.Fatalf("tasks --json: %v\n%s", err, r.all())
+		}
+		if _, ns := m["timeout"]; ns || m["timeout_s"] != secs {
+			t.Errorf("task JSON timeout: %s", r.stdout)
+		}
+		r = drover(t, e.dir, cliEnv, "", "tasks", "--json", "--limit", "5")
+		if !strings.Contains(r.stdout, `"timeout_s": 21600`) && !strings.Contains(r.stdout, `"timeout_s":21600`) {
+			t.Errorf("task list JSON lacks the default timeout_s: %s", r.stdout)
+		}
+	})
+
+	t.Run("timeout reads the documented message", func(t *testing.T) {
+		gate := filepath.Join(e.dir, "gate-timeout")
+		if err := syscall.Mkfifo(gate, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { releaseGate(gate) })
+		b, _ := json.Marshal(map[string]any{"i": 6, "gate": gate})
+		one, timeout := 1, wire.Duration(time.Second)
+		res, err := e.c.Submit(ctx, &wire.SubmitRequest{Type: "e2e", Params: b, MaxAttempts: &one, Timeout: &timeout})
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 60*time.Second, "timed-out task failed", func() (bool, string) {
+			tk := e.task(res.Task.ID)
+			return tk.State == core.TaskFailed, string(tk.State)
+		})
+		if got := e.task(res.Task.ID).Error; got != core.ReasonTimeout {
+			t.Errorf("timed-out task's error %q, want the documented %q", got, core.ReasonTimeout)
+		}
+	})
+
 	t.Run("bad task id", func(t *testing.T) {
 		r := drover(t, e.dir, cliEnv, "", "tasks", "cancel", "not-a-uuid")
 		if r.code == 0 || !strings.Contains(r.stderr, "task id") {

@@ -194,6 +194,11 @@ func TestWorkerHappyPath(t *testing.T) {
 	if reg.Pool != "default" || reg.Concurrency != 1 || reg.HeartbeatInterval.D() != 5*time.Second || reg.LeaseDuration.D() <= 0 {
 		t.Fatalf("register reply = %+v", reg)
 	}
+	// The agents' dead man's switch: 4 × heartbeat_timeout by default, in
+	// seconds per the JSON convention.
+	if reg.ServerLostTimeoutS != 4*reg.HeartbeatTimeout.D().Seconds() {
+		t.Fatalf("register reply server_lost_timeout_s = %v, heartbeat_timeout %s", reg.ServerLostTimeoutS, reg.HeartbeatTimeout.D())
+	}
 
 	task := b.submit(t, "render")
 	if task.State != core.TaskQueued || task.Owner != core.DefaultOwner {

@@ -209,6 +209,30 @@ type ClaimedTask struct {
 	LeaseToken uuid.UUID `json:"lease_token"`
 }
 
+// MarshalJSON writes the task's JSON form plus lease_token in one pass
+// (the embedded Task's MarshalJSON would otherwise be the whole encoding).
+func (c ClaimedTask) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		core.TaskJSON
+		LeaseToken uuid.UUID `json:"lease_token"`
+	}{c.Task.JSON(), c.LeaseToken})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (c *ClaimedTask) UnmarshalJSON(b []byte) error {
+	if err := json.Unmarshal(b, &c.Task); err != nil {
+		return err
+	}
+	var l struct {
+		LeaseToken uuid.UUID `json:"lease_token"`
+	}
+	if err := json.Unmarshal(b, &l); err != nil {
+		return err
+	}
+	c.LeaseToken = l.LeaseToken
+	return nil
+}
+
 // Lease returns the task's (id, token) lease.
 func (c *ClaimedTask) Lease() Lease { return Lease{TaskID: c.ID, Token: c.LeaseToken} }
 
@@ -294,6 +318,9 @@ type SubmitRequest struct {
 	MaxLost        *int      `json:"max_lost,omitempty"`
 	Timeout        *Duration `json:"timeout,omitempty"`
 	IdempotencyKey string    `json:"idempotency_key,omitempty"`
+	// TimeoutS is the timeout in seconds, as task JSON shows it; give
+	// timeout or timeout_s, not both.
+	TimeoutS *float64 `json:"timeout_s,omitempty"`
 }
 
 // SubmitResponse is the result of one submit. Existing is true when a task
