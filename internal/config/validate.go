@@ -97,6 +97,7 @@ func (c *Config) Validate() error {
 	c.validateTasks(&ck)
 	c.validatePools(&ck)
 	c.validateBreaker(&ck)
+	c.validateSpend(&ck)
 
 	if c.Leader.TTL <= 0 || c.Leader.Interval <= 0 {
 		ck.positive("leader.ttl", c.Leader.TTL)

@@ -188,6 +188,10 @@ type Store interface {
 	// LeaderGet returns the current leader id and expiry ("" if none).
 	LeaderGet(ctx context.Context) (string, time.Time, error)
 
+	// --- status reads, spend and samples (samples.go) ---
+
+	Reporting
+
 	// --- key/value (provider adoption data, local pids, etc.) ---
 
 	// KVPut upserts a small value under key.
