@@ -25,6 +25,7 @@ import (
 	"github.com/droverhq/drover/internal/provider"
 	"github.com/droverhq/drover/internal/provider/local"
 	"github.com/droverhq/drover/internal/queue"
+	"github.com/droverhq/drover/internal/status"
 	"github.com/droverhq/drover/internal/store"
 	"github.com/droverhq/drover/internal/store/dbopen"
 	"github.com/prometheus/client_golang/prometheus"
@@ -124,9 +125,10 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (_ *Server, err e
 			return 1
 		},
 		Status: func(ctx context.Context) (any, error) {
-			return orchestrator.BuildStatus(ctx, st, cfg, opt.Clock.Now())
+			return status.Build(ctx, st, cfg, opt.Clock.Now())
 		},
-		Wake: s.Orchestrator.Wake,
+		Surface: &Surface{Store: st, Config: cfg, Clock: opt.Clock, Orchestrator: s.Orchestrator},
+		Wake:    s.Orchestrator.Wake,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build api: %w", err)

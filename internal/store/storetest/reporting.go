@@ -16,6 +16,7 @@ func reportingCases() []suiteCase {
 		{"TaskFinishedCount", testTaskFinishedCount},
 		{"WorkerSpend", testWorkerSpend},
 		{"TaskOldestReadyAndRunningByOwner", testTaskOldestReadyAndRunningByOwner},
+		{"EventListAfterID", testEventListAfterID},
 	}
 }
 
@@ -143,3 +144,25 @@ func testTaskOldestReadyAndRunningByOwner(t *testing.T, s store.Store) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+func testEventListAfterID(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	var evs []*core.Event
+	for i := range 5 {
+		evs = append(evs, &core.Event{Time: At(time.Duration(i) * time.Second), Kind: core.EventTick, Pool: "gpu", TaskID: "t1", Message: "e"})
+	}
+	noErr(t, "EventInsertMany", s.EventInsertMany(ctx, evs))
+	all, err := s.EventList(ctx, &store.EventListParams{})
+	noErr(t, "EventList", err)
+	eq(t, "events", len(all), 5)
+	first := all[4].ID // newest first
+	got, err := s.EventList(ctx, &store.EventListParams{AfterID: first, Limit: 2, TaskID: "t1"})
+	noErr(t, "EventList(after)", err)
+	eq(t, "page", len(got), 2)
+	eq(t, "oldest first", got[0].ID < got[1].ID, true)
+	eq(t, "after the cursor", got[0].ID, all[3].ID)
+	rest, err := s.EventList(ctx, &store.EventListParams{AfterID: got[1].ID})
+	noErr(t, "EventList(after, rest)", err)
+	eq(t, "rest", len(rest), 2)
+	eq(t, "last", rest[1].ID, all[0].ID)
+}
