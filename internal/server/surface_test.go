@@ -4,7 +4,9 @@ import (
 	"errors"
 	"log/slog"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"github.com/droverhq/drover/internal/server"
 	"github.com/droverhq/drover/internal/status"
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 const opToken = "op-token-for-tests"
@@ -134,5 +137,59 @@ func TestSurfaceRoutes(t *testing.T) {
 	got, err = c.EventsAfter(ctx, wire.EventFilter{}, got[1].ID)
 	if err != nil || len(got) != 1 || got[0].Message != "tick c" {
 		t.Fatalf("resume: %+v, %v", got, err)
+	}
+}
+
+// Every metric served on /metrics passes client_golang's lint (Prometheus
+// naming conventions) and is documented in docs/metrics.md; the metrics a
+// running fleet always has are served.
+func TestMetricsLintAndDocumented(t *testing.T) {
+	s, c, clock := newServer(t)
+	ctx := t.Context()
+	if _, err := c.Submit(ctx, &wire.SubmitRequest{Type: "render", Params: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := s.Orchestrator.Tick(ctx); err != nil {
+			t.Fatal(err)
+		}
+		clock.Advance(2 * time.Second)
+	}
+	reg := s.API.Registry()
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("metric %s: %s", p.Metric, p.Text)
+	}
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "metrics.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile("`(drover_[a-z_]+)`").FindAllStringSubmatch(string(doc), -1) {
+		documented[m[1]] = true
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := map[string]bool{}
+	for _, f := range families {
+		served[f.GetName()] = true
+		if strings.HasPrefix(f.GetName(), "drover_") && !documented[f.GetName()] {
+			t.Errorf("metric %s is served but not documented in docs/metrics.md", f.GetName())
+		}
+	}
+	for _, name := range []string{"drover_tasks", "drover_workers", "drover_breaker_state", "drover_spend_usd_per_hour",
+		"drover_tick_duration_seconds", "drover_tick_actions_total", "drover_task_requeues_total", "drover_lease_expiries_total",
+		"drover_worker_spawns_total", "drover_provider_calls_total", "drover_api_requests_total"} {
+		if !served[name] {
+			t.Errorf("metric %s is not served after three ticks with work queued", name)
+		}
+		if !documented[name] {
+			t.Errorf("metric %s is not documented", name)
+		}
 	}
 }
