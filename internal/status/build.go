@@ -127,7 +127,7 @@ func (b *builder) queue(ctx context.Context, st store.Store) error {
 }
 
 func (b *builder) workers(ctx context.Context, st store.Store) error {
-	ws, err := st.WorkerList(ctx, &store.WorkerListParams{LiveOnly: true})
+	ws, err := st.WorkerList(ctx, &store.WorkerListParams{LiveOnly: true, Brief: true})
 	if err != nil {
 		return fmt.Errorf("status: list workers: %w", err)
 	}
@@ -162,7 +162,38 @@ func (b *builder) workers(ctx context.Context, st store.Store) error {
 			b.lastReady = *w.ReadyAt
 		}
 	}
+	r.WorkerTable, r.WorkerTableOmitted = trimTable(r.WorkerTable, maxTable)
 	return nil
+}
+
+// maxTable bounds the worker table: a fleet of 10,000 is summarised by its
+// counts, and the table keeps the workers that need attention.
+const maxTable = 200
+
+// trimTable keeps at most n rows, every row that is not HEALTHY first,
+// then healthy ones, in their original order; it returns how many it left
+// out.
+func trimTable(rows []WorkerRow, n int) ([]WorkerRow, int) {
+	if len(rows) <= n {
+		return rows, 0
+	}
+	keep := make([]bool, len(rows))
+	k := 0
+	for pass := range 2 {
+		for i, row := range rows {
+			if k < n && !keep[i] && (pass == 1 || row.Health != HealthHealthy) {
+				keep[i] = true
+				k++
+			}
+		}
+	}
+	out := make([]WorkerRow, 0, n)
+	for i, row := range rows {
+		if keep[i] {
+			out = append(out, row)
+		}
+	}
+	return out, len(rows) - len(out)
 }
 
 func healthOf(w *core.Worker, now time.Time, interval time.Duration) string {
