@@ -86,7 +86,6 @@ type OwnerLimit struct {
 	Owner   string `json:"owner"`
 	Running int    `json:"running"`
 	Limit   int    `json:"limit"`
-	Queued  int    `json:"queued"`
 }
 
 // WorkerCounts counts the rows of WorkerTable. Live counts states that cost
