@@ -46,6 +46,7 @@ type Config struct {
 	Auth      AuthConfig             `yaml:"auth"`
 	Providers ProvidersConfig        `yaml:"providers"`
 	Leader    LeaderConfig           `yaml:"leader"`
+	Spend     SpendConfig            `yaml:"spend"`
 }
 
 // TasksConfig holds task defaults.

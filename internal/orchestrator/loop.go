@@ -46,7 +46,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	}
 	ticker := time.NewTicker(tickOf(o.cfg))
 	defer ticker.Stop()
-	var lastPrune time.Time
+	var lastPrune, lastSample time.Time
 	for {
 		if el.IsLeader() {
 			rep, err := o.Tick(ctx)
@@ -57,6 +57,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 				o.afterTick(rep)
 			}
 			lastPrune = o.pruneIfDue(ctx, lastPrune)
+			lastSample = o.sampleIfDue(ctx, lastSample)
 		}
 		select {
 		case <-ctx.Done():

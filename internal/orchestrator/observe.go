@@ -92,6 +92,7 @@ func (o *Orchestrator) observe(ctx context.Context, t *tick) error {
 			names[w.Provider] = true
 		}
 	}
+	t.maint = maint
 	if maintErr != nil {
 		o.log.Error("queue maintenance failed", "err", maintErr)
 	} else if len(maint.Requeued)+len(maint.TimedOut)+maint.Expired > 0 {

@@ -57,6 +57,7 @@ type Orchestrator struct {
 	afterTick func(*TickReport)
 	wake      chan string
 	m         *metrics
+	xm        *opsMetrics
 
 	mu sync.Mutex // one tick at a time; guards the fields below
 	// orphanSeen remembers when each orphan instance ("provider/id") was
@@ -107,6 +108,9 @@ func New(d Deps) (*Orchestrator, error) {
 		return nil, fmt.Errorf("orchestrator: register metrics: %w", err)
 	}
 	o.m = m
+	if o.xm, err = newOpsMetrics(d.Registerer); err != nil {
+		return nil, fmt.Errorf("orchestrator: register metrics: %w", err)
+	}
 	return o, nil
 }
 
@@ -176,6 +180,11 @@ type tick struct {
 	changed  bool
 	// requests are the pending worker requests read this tick.
 	requests []*store.WorkerRequest
+	// spawnedSpend estimates the hourly price of this tick's spawns so far
+	// (the global spend cap, spend.go).
+	spawnedSpend float64
+	// maint is the queue maintenance of this tick (metrics_ops.go).
+	maint queue.MaintainReport
 }
 
 func (t *tick) event(kind core.EventKind, pool, workerID, msg string, data any) {
@@ -238,5 +247,6 @@ func (o *Orchestrator) Tick(ctx context.Context) (*TickReport, error) {
 	t.rep.Duration = time.Since(start)
 	t.rep.Events = t.events
 	o.m.observe(t)
+	o.xm.observe(o, t)
 	return t.rep, nil
 }

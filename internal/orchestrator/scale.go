@@ -61,7 +61,7 @@ func (o *Orchestrator) scale(ctx context.Context, t *tick) error {
 		if priced > 0 {
 			in.PriceEstimate = priceSum / priced
 		}
-		d := Decide(in)
+		d := o.decideWithGlobalCap(t, in)
 
 		for _, id := range d.Drain {
 			w := t.byID[id]

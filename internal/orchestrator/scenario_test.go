@@ -71,13 +71,13 @@ func TestScenarioSeedIncident(t *testing.T) {
 		}
 		eq(t, "verdict", st.Verdict, VerdictBlocked)
 		hints := strings.Join(st.Hints, "\n")
-		contains(t, "hints", hints, "7 of 7 recent failures are boot-timeout at ~30")
+		contains(t, "hints", hints, "7 of the last 7 failures are boot-timeout at 30")
 		contains(t, "hints", hints, "while boot_timeout is 300 s")
 		text := st.Text()
 		t.Log("\n" + text)
 		contains(t, "status text", text, "SPAWNING BLOCKED")
 		contains(t, "status text", text, "boot-timeout")
-		contains(t, "status text", text, "failed 7/7 in last 30m, threshold 80%, min sample 5")
+		contains(t, "status text", text, "failed 7/7 in last 30m = 100%, threshold 80%, min sample 5")
 	})
 
 	t.Run("default boot_timeout completes the same workload with zero failures", func(t *testing.T) {
@@ -98,7 +98,7 @@ func TestScenarioSeedIncident(t *testing.T) {
 			t.Fatalf("status: %v", err)
 		}
 		eq(t, "verdict", st.Verdict, VerdictHealthy)
-		eq(t, "recent completions", st.RecentCompletions, 3)
+		eq(t, "completed in the last hour", st.Queue.CompletedLastHour, 3)
 		eq(t, "worker rows", len(st.WorkerTable), 3)
 		contains(t, "health", st.WorkerTable[0].Health, "HEALTHY")
 	})
@@ -394,7 +394,7 @@ func TestScenarioOwnerLimitDemand(t *testing.T) {
 		t.Fatalf("status: %v", err)
 	}
 	eq(t, "claimable", st.Queue.Claimable, 0)
-	contains(t, "hints", strings.Join(st.Hints, "\n"), "44 queued tasks wait only for their owner's running limit (owner_limit 5)")
+	contains(t, "hints", strings.Join(st.Hints, "\n"), "claimable 0 although 44 queued: owner alice at its limit 5/5")
 }
 
 // Scenario 8: a crash between the row insert and the provider's answer.

@@ -56,8 +56,10 @@ type Gauge interface {
 type ClaimDispatcher struct {
 	q      Claimer
 	parked Gauge
-	poll   time.Duration
-	logger *slog.Logger
+	// latency observes each batch claim's duration in seconds (optional).
+	latency Observer
+	poll    time.Duration
+	logger  *slog.Logger
 
 	mu      sync.Mutex
 	waiters []*claimWaiter // in arrival order
@@ -98,6 +100,15 @@ type claimResult struct {
 	tasks []*core.Task
 	err   error
 }
+
+// Observer records one measurement (a prometheus.Histogram fits).
+type Observer interface {
+	Observe(float64)
+}
+
+// ObserveLatency makes the dispatcher report each batch claim's duration,
+// in seconds, to o. Call it before Run.
+func (d *ClaimDispatcher) ObserveLatency(o Observer) { d.latency = o }
 
 // NewClaimDispatcher returns a dispatcher claiming through q that retries
 // parked claims at least every poll; waiters counts the parked claims.
@@ -252,7 +263,11 @@ func (d *ClaimDispatcher) claimChunk(ctx context.Context, chunk []*claimWaiter) 
 	for i, w := range chunk {
 		reqs[i] = ClaimRequest{WorkerID: w.workerID, Max: w.max}
 	}
+	start := time.Now() // wall time, for the latency metric only
 	got, err := d.q.ClaimMany(ctx, reqs)
+	if d.latency != nil {
+		d.latency.Observe(time.Since(start).Seconds())
+	}
 	if err == nil && len(got) == len(chunk) {
 		for i := range chunk {
 			out[i] = claimResult{tasks: got[i]}

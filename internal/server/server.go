@@ -28,6 +28,7 @@ import (
 	"github.com/droverhq/drover/internal/provider/local"
 	"github.com/droverhq/drover/internal/provider/runpod"
 	"github.com/droverhq/drover/internal/queue"
+	"github.com/droverhq/drover/internal/status"
 	"github.com/droverhq/drover/internal/store"
 	"github.com/droverhq/drover/internal/store/dbopen"
 	"github.com/prometheus/client_golang/prometheus"
@@ -115,8 +116,14 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (_ *Server, err e
 	}
 
 	reg := prometheus.NewRegistry()
+	// The control loop calls providers through the instrumented wrapper:
+	// calls, errors by kind and latency on /metrics (docs/metrics.md).
+	counted := make(map[string]provider.Provider, len(s.Providers))
+	for name, p := range s.Providers {
+		counted[name] = provider.Instrument(p, reg, log.With("component", "provider"))
+	}
 	s.Orchestrator, err = orchestrator.New(orchestrator.Deps{
-		Store: st, Queue: s.Queue, Providers: s.Providers, Clock: opt.Clock, Config: cfg,
+		Store: st, Queue: s.Queue, Providers: counted, Clock: opt.Clock, Config: cfg,
 		Logger: log.With("component", "orchestrator"), Registerer: reg,
 	})
 	if err != nil {
@@ -136,9 +143,10 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (_ *Server, err e
 			return 1
 		},
 		Status: func(ctx context.Context) (any, error) {
-			return orchestrator.BuildStatus(ctx, st, cfg, opt.Clock.Now())
+			return status.Build(ctx, st, cfg, opt.Clock.Now())
 		},
-		Wake: s.Orchestrator.Wake,
+		Surface: &Surface{Store: st, Config: cfg, Clock: opt.Clock, Orchestrator: s.Orchestrator},
+		Wake:    s.Orchestrator.Wake,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build api: %w", err)

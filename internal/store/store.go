@@ -167,6 +167,10 @@ type Store interface {
 	// Ping checks that the database answers and is migrated (readiness).
 	Ping(ctx context.Context) error
 
+	// --- status reads, spend and samples (samples.go) ---
+
+	Reporting
+
 	// Tx runs fn in one transaction and commits when it returns nil; any
 	// error rolls everything back. On PostgreSQL a transaction aborted by a
 	// deadlock or serialization failure is run again from the start, so fn
@@ -334,7 +338,10 @@ type EventListParams struct {
 	TaskID   string
 	Since    time.Time
 	BeforeID int64
-	Limit    int // default 100, max 10000
+	// AfterID, when > 0, selects events with id > AfterID and returns them
+	// OLDEST first (following the log: pass the last id seen).
+	AfterID int64
+	Limit   int // default 100, max 10000
 }
 
 // LogListParams filters LogList.
