@@ -16,7 +16,9 @@ var chartRanges = map[string]time.Duration{"1h": time.Hour, "24h": 24 * time.Hou
 
 // series is one line (or bar set) of a chart.
 type series struct {
-	Name   string
+	Name string
+	// Color is the palette index (CSS class s0…s6).
+	Color  int
 	Values []float64 // one per bucket; NaN = no data
 }
 
@@ -75,17 +77,37 @@ func buildCharts(points []status.Point, from, to time.Time) []chart {
 		done[i] += float64(s.Succeeded)
 		failed[i] += float64(s.Failed)
 	}
+	// Workers by state: only the states that occur (ready always), so
+	// the legend stays short.
 	ws := make([]series, 0, len(workerChartStates))
-	for _, st := range workerChartStates {
-		ws = append(ws, series{Name: st, Values: workers[st]})
+	for i, st := range workerChartStates {
+		if i == 0 || anyAbove0(workers[st]) {
+			ws = append(ws, series{Name: st, Color: workerStateColor[st], Values: workers[st]})
+		}
 	}
 	return []chart{
-		{ID: "queue", Title: "Queue depth", SVG: drawLines(from, to, "tasks", []series{{"queued", queued}, {"running", running}})},
+		{ID: "queue", Title: "Queue depth", SVG: drawLines(from, to, "tasks", []series{{"queued", 0, queued}, {"running", 1, running}})},
 		{ID: "workers", Title: "Workers by state", SVG: drawLines(from, to, "workers", ws)},
-		{ID: "throughput", Title: fmt.Sprintf("Task throughput (per %s)", fmtStep(step)), SVG: drawBars(from, to, "tasks", []series{{"completed", done}, {"failed", failed}})},
-		{ID: "spend", Title: "Spend per hour", SVG: drawLines(from, to, "$/h", []series{{"$/h", spend}})},
+		{ID: "throughput", Title: fmt.Sprintf("Task throughput (per %s)", fmtStep(step)), SVG: drawBars(from, to, "tasks", []series{{"completed", 1, done}, {"failed", 4, failed}})},
+		{ID: "spend", Title: "Spend per hour", SVG: drawLines(from, to, "$/h", []series{{"$/h", 3, spend}})},
 	}
 }
+
+func anyAbove0(vs []float64) bool {
+	for _, v := range vs {
+		if v > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// workerStateColor is the palette index of each worker state.
+var workerStateColor = map[string]int{"ready": 1, "booting": 2, "provisioning": 3, "requested": 5, "draining": 0, "terminating": 6, "failed": 4}
+
+// lineGap is how many empty buckets a line bridges before it breaks (the
+// sampling interval can be longer than a bucket).
+const lineGap = 6
 
 func fmtStep(d time.Duration) string {
 	if d >= time.Minute && d%time.Minute == 0 {
@@ -142,8 +164,8 @@ func frame(b *strings.Builder, from, to time.Time, unit string, ss []series, top
 			padLeft+plotW*float64(i)/2, chartH-5, anchor, html.EscapeString(t.UTC().Format(layout)))
 	}
 	x := padLeft
-	for i, s := range ss {
-		fmt.Fprintf(b, `<rect class="swatch s%d" x="%.1f" y="6" width="10" height="10"/>`, i, x)
+	for _, s := range ss {
+		fmt.Fprintf(b, `<rect class="swatch s%d" x="%.1f" y="6" width="10" height="10"/>`, s.Color, x)
 		fmt.Fprintf(b, `<text class="legend" x="%.1f" y="15">%s</text>`, x+13, html.EscapeString(s.Name))
 		x += 20 + 6.5*float64(len(s.Name))
 	}
@@ -164,9 +186,11 @@ func drawLines(from, to time.Time, unit string, ss []series) template.HTML {
 	var b strings.Builder
 	frame(&b, from, to, unit, ss, top)
 	plotW, plotH := chartW-padLeft-padRight, chartH-padTop-padBott
-	for i, s := range ss {
+	for _, s := range ss {
+		i := s.Color
 		n := len(s.Values)
 		var pts [][2]float64
+		last := -1
 		flush := func() {
 			switch len(pts) {
 			case 0:
@@ -186,9 +210,12 @@ func drawLines(from, to time.Time, unit string, ss []series) template.HTML {
 		}
 		for j, v := range s.Values {
 			if math.IsNaN(v) {
-				flush()
 				continue
 			}
+			if last >= 0 && j-last > lineGap {
+				flush()
+			}
+			last = j
 			x := padLeft + plotW*(float64(j)+0.5)/float64(n)
 			y := padTop + plotH - plotH*v/top
 			pts = append(pts, [2]float64{x, y})
@@ -213,7 +240,7 @@ func drawBars(from, to time.Time, unit string, ss []series) template.HTML {
 	var b strings.Builder
 	frame(&b, from, to, unit, ss, top)
 	plotW, plotH := chartW-padLeft-padRight, chartH-padTop-padBott
-	for i, s := range ss {
+	for k, s := range ss {
 		n := len(s.Values)
 		bw := plotW / float64(n) / float64(len(ss))
 		for j, v := range s.Values {
@@ -221,8 +248,8 @@ func drawBars(from, to time.Time, unit string, ss []series) template.HTML {
 				continue
 			}
 			h := plotH * v / top
-			x := padLeft + plotW*float64(j)/float64(n) + bw*float64(i)
-			fmt.Fprintf(&b, `<rect class="bar s%d" x="%.2f" y="%.1f" width="%.2f" height="%.1f"/>`, i, x, padTop+plotH-h, bw, h)
+			x := padLeft + plotW*float64(j)/float64(n) + bw*float64(k)
+			fmt.Fprintf(&b, `<rect class="bar s%d" x="%.2f" y="%.1f" width="%.2f" height="%.1f"/>`, s.Color, x, padTop+plotH-h, bw, h)
 		}
 	}
 	b.WriteString(`</svg>`)
