@@ -111,6 +111,10 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (_ *Server, err e
 	if err != nil {
 		return nil, fmt.Errorf("build orchestrator: %w", err)
 	}
+	dash, err := newDashboard(cfg, st, opt.Clock, log.With("component", "dashboard"), s.Orchestrator.Wake)
+	if err != nil {
+		return nil, fmt.Errorf("build dashboard: %w", err)
+	}
 	s.API, err = api.New(api.Config{
 		Store: st, Queue: s.Queue, Clock: opt.Clock, Logger: log.With("component", "api"), Registry: reg,
 		OperatorToken:     cfg.Auth.OperatorToken,
@@ -127,6 +131,8 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (_ *Server, err e
 			return orchestrator.BuildStatus(ctx, st, cfg, opt.Clock.Now())
 		},
 		Wake: s.Orchestrator.Wake,
+
+		Dashboard: dash,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build api: %w", err)
