@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -14,12 +15,15 @@ func init() {
 		after        int64
 		limit        int
 		asJSON       bool
+		follows      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "logs",
 		Short: "Show output lines shipped by agents, for one task or one worker",
 		Long: `Print the stdout/stderr lines of a task's handler runs (--task ID) or everything a
-worker's agent shipped (--worker ID), oldest first. --after ID pages on from a line id.`,
+worker's agent shipped (--worker ID), oldest first. --after ID pages on from a line id.
+--follow keeps printing new lines as they arrive (resuming after the last one shown when
+the server comes back).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if (worker == "") == (task == "") {
@@ -34,13 +38,26 @@ worker's agent shipped (--worker ID), oldest first. --after ID pages on from a l
 				return err
 			}
 			out := cmd.OutOrStdout()
-			if asJSON {
+			if asJSON && !follows {
 				return printJSON(out, lines)
 			}
-			for _, l := range lines {
+			printLine := func(l *wire.LogLine) {
+				if asJSON {
+					b, _ := json.Marshal(l)
+					fmt.Fprintln(out, string(b))
+					return
+				}
 				fmt.Fprintf(out, "%s %-6s %s %s\n", l.Time.Local().Format("15:04:05.000"), l.Stream, dash(shortID(l.TaskID)), l.Line)
 			}
-			return nil
+			last := after
+			for _, l := range lines {
+				printLine(l)
+				last = max(last, l.ID)
+			}
+			if !follows {
+				return nil
+			}
+			return followLogs(cmd.Context(), c, cmd.ErrOrStderr(), wire.LogFilter{TaskID: task, WorkerID: worker, AfterID: last}, printLine)
 		},
 	}
 	f := cmd.Flags()
@@ -48,7 +65,8 @@ worker's agent shipped (--worker ID), oldest first. --after ID pages on from a l
 	f.StringVar(&worker, "worker", "", "lines shipped by this worker id")
 	f.Int64Var(&after, "after", 0, "only lines with an id greater than this")
 	f.IntVar(&limit, "limit", 1000, "at most this many lines (1..10000)")
-	f.BoolVar(&asJSON, "json", false, "print JSON")
+	f.BoolVar(&asJSON, "json", false, "print JSON (one object per line with --follow)")
+	f.BoolVarP(&follows, "follow", "f", false, "keep printing new lines until interrupted")
 	addClientFlags(cmd)
 	rootCmd.AddCommand(cmd)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/droverhq/drover/internal/api/wire"
 	"github.com/droverhq/drover/internal/core"
@@ -425,8 +426,14 @@ func (s *Server) handleEventList(w http.ResponseWriter, r *http.Request) {
 	var err error
 	if f.Since, err = queryTime(r, "since"); err == nil {
 		if f.BeforeID, err = queryInt64(r, "before"); err == nil {
-			f.Limit, err = queryInt(r, "limit", 100, 1, 10000)
+			if f.AfterID, err = queryInt64(r, "after"); err == nil {
+				f.Limit, err = queryInt(r, "limit", 100, 1, 10000)
+			}
 		}
+	}
+	follow, ferr := queryBool(r, "follow")
+	if err == nil {
+		err = ferr
 	}
 	if err != nil {
 		s.writeError(w, r, err)
@@ -436,6 +443,9 @@ func (s *Server) handleEventList(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.writeError(w, r, fmt.Errorf("list events: %w", err))
 		return
+	}
+	if follow && f.AfterID > 0 {
+		evs = settled(evs, s.clock.Now(), func(e *core.Event) time.Time { return e.Time })
 	}
 	if evs == nil {
 		evs = []*core.Event{}
@@ -479,10 +489,18 @@ func (s *Server) handleLogList(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	follow, err := queryBool(r, "follow")
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	lines, err := s.store.LogList(r.Context(), f)
 	if err != nil {
 		s.writeError(w, r, fmt.Errorf("list logs: %w", err))
 		return
+	}
+	if follow {
+		lines = settled(lines, s.clock.Now(), func(l *core.LogLine) time.Time { return l.Time })
 	}
 	if lines == nil {
 		lines = []*core.LogLine{}

@@ -76,6 +76,9 @@ type Config struct {
 	// Status builds the fleet status report of GET /v1/status; the endpoint
 	// answers 503 when nil.
 	Status func(ctx context.Context) (any, error)
+	// Surface serves why, breakers and chart series (status_handlers.go);
+	// those routes answer 503 when nil.
+	Surface Surface
 	// Wake, when set, is called after an operator action on a worker so the
 	// control loop acts at once.
 	Wake func(reason string)
@@ -212,6 +215,10 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/events", s.handleEventList)
 	mux.HandleFunc("GET /v1/logs", s.handleLogList)
 	mux.HandleFunc("GET /v1/status", s.handleStatus)
+	mux.HandleFunc("GET /v1/why/{kind}/{id}", s.handleWhy)
+	mux.HandleFunc("GET /v1/breakers", s.handleBreakerList)
+	mux.HandleFunc("POST /v1/breakers/{action}", s.handleBreakerSet)
+	mux.HandleFunc("GET /v1/series", s.handleSeries)
 	// Operations.
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", s.handleHealthz)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/droverhq/drover/internal/config"
 	"github.com/droverhq/drover/internal/core"
+	"github.com/droverhq/drover/internal/status"
 	"github.com/droverhq/drover/internal/store"
 )
 
@@ -46,13 +47,13 @@ type Config struct {
 	SessionTTL time.Duration
 }
 
-// BreakerControl changes breakers on an operator's request.
+// BreakerControl changes breakers on an operator's request: the code
+// behind the API's POST /v1/breakers/{action} (server.Surface).
 type BreakerControl interface {
-	// ResetBreaker closes the breaker of key and forgets its outcomes.
-	ResetBreaker(ctx context.Context, key string) error
-	// OpenBreaker opens the breaker of key with reason until an operator
-	// resets it or its cooldown ends.
-	OpenBreaker(ctx context.Context, key, reason string) error
+	// BreakerSet applies action "reset" (close the breaker and forget its
+	// window) or "open" (trip it at once with reason) to the breaker of
+	// key. An unknown key is a core.Error with code ENOTFOUND.
+	BreakerSet(ctx context.Context, key, action, reason string) (*status.Breaker, error)
 }
 
 // Handler serves the dashboard. Build it with New.

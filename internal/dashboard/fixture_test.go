@@ -1,7 +1,6 @@
 package dashboard_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -14,6 +13,10 @@ import (
 	"github.com/droverhq/drover/internal/config"
 	"github.com/droverhq/drover/internal/core"
 	"github.com/droverhq/drover/internal/dashboard"
+	"github.com/droverhq/drover/internal/orchestrator"
+	"github.com/droverhq/drover/internal/provider"
+	"github.com/droverhq/drover/internal/provider/sim"
+	"github.com/droverhq/drover/internal/server"
 	"github.com/droverhq/drover/internal/store"
 	"github.com/droverhq/drover/internal/store/sqlite"
 	"github.com/droverhq/drover/internal/store/storetest"
@@ -58,12 +61,13 @@ func newFixture(t *testing.T) *fixture {
 	f := &fixture{st: st, clock: core.NewFakeClock(now), openKey: "gpu/RTX4090/US-TX-3"}
 	f.cfg = config.Default()
 	f.cfg.Auth.OperatorToken = testToken
+	f.cfg.Pools = map[string]*config.PoolConfig{}
 	f.cfg.Pools["gpu"] = &config.PoolConfig{Provider: "sim", Max: 8,
 		Candidates: []config.CandidateConfig{{GPU: "RTX4090", Regions: []string{"EU-RO-1", "US-TX-3"}}}}
 	f.seed(t, now)
 
 	h, err := dashboard.New(dashboard.Config{Store: st, Clock: f.clock, Fleet: f.cfg, OperatorToken: testToken,
-		Logger: slog.New(slog.DiscardHandler), Breakers: testBreakers{st: st, clock: f.clock, cfg: f.cfg}, Refresh: time.Second})
+		Logger: slog.New(slog.DiscardHandler), Breakers: f.surface(t), Refresh: time.Second})
 	if err != nil {
 		t.Fatalf("dashboard.New: %v", err)
 	}
@@ -220,40 +224,14 @@ func (f *fixture) breakerState(t *testing.T, key string) core.BreakerStatus {
 	return core.BreakerClosed
 }
 
-// testBreakers changes breakers the way the operator API does.
-type testBreakers struct {
-	st    store.Store
-	clock core.Clock
-	cfg   *config.Config
-}
-
-func (b testBreakers) load(ctx context.Context, key string) (*core.BreakerState, error) {
-	all, err := b.st.BreakerGetAll(ctx)
+// surface is the server's Surface over a real orchestrator (sim provider,
+// never ticked): the code behind the API's breaker routes.
+func (f *fixture) surface(t *testing.T) *server.Surface {
+	t.Helper()
+	o, err := orchestrator.New(orchestrator.Deps{Store: f.st, Clock: f.clock, Config: f.cfg,
+		Providers: map[string]provider.Provider{"sim": sim.New(f.clock, sim.Options{})}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
-		return nil, err
+		t.Fatalf("orchestrator.New: %v", err)
 	}
-	for _, s := range all {
-		if s.Key == key {
-			return s, nil
-		}
-	}
-	return nil, core.Errorf(core.ENOTFOUND, "no breaker with key %s", key)
-}
-
-func (b testBreakers) ResetBreaker(ctx context.Context, key string) error {
-	s, err := b.load(ctx, key)
-	if err != nil {
-		return err
-	}
-	breaker.Reset(s, b.clock.Now())
-	return b.st.BreakerPut(ctx, s)
-}
-
-func (b testBreakers) OpenBreaker(ctx context.Context, key, reason string) error {
-	s, err := b.load(ctx, key)
-	if err != nil {
-		return err
-	}
-	breaker.Trip(b.cfg.BreakerConfig(), s, b.clock.Now(), reason)
-	return b.st.BreakerPut(ctx, s)
+	return &server.Surface{Store: f.st, Config: f.cfg, Clock: f.clock, Orchestrator: o}
 }

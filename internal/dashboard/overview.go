@@ -109,7 +109,8 @@ const maxReasonLen = 200
 
 func (h *Handler) handleBreakerReset(w http.ResponseWriter, r *http.Request) {
 	h.breakerAction(w, r, "reset", func(key string) error {
-		return h.cfg.Breakers.ResetBreaker(r.Context(), key)
+		_, err := h.cfg.Breakers.BreakerSet(r.Context(), key, "reset", "")
+		return err
 	})
 }
 
@@ -123,7 +124,8 @@ func (h *Handler) handleBreakerOpen(w http.ResponseWriter, r *http.Request) {
 		reason = "opened by an operator from the dashboard"
 	}
 	h.breakerAction(w, r, "open", func(key string) error {
-		return h.cfg.Breakers.OpenBreaker(r.Context(), key, reason)
+		_, err := h.cfg.Breakers.BreakerSet(r.Context(), key, "open", reason)
+		return err
 	})
 }
 

@@ -174,7 +174,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	}
 	ticker := time.NewTicker(tickOf(o.cfg))
 	defer ticker.Stop()
-	var lastPrune time.Time
+	var lastPrune, lastSample time.Time
 	for {
 		if el.IsLeader() {
 			rep, err := o.Tick(ctx)
@@ -185,6 +185,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 				o.afterTick(rep)
 			}
 			lastPrune = o.pruneIfDue(ctx, lastPrune)
+			lastSample = o.sampleIfDue(ctx, lastSample)
 		}
 		select {
 		case <-ctx.Done():
@@ -269,6 +270,9 @@ type tick struct {
 	dirty    map[string]bool
 	requeue  map[uuid.UUID]bool
 	changed  bool
+	// spawnedSpend estimates the hourly price of this tick's spawns so far
+	// (the global spend cap, spend.go).
+	spawnedSpend float64
 }
 
 func (t *tick) event(kind core.EventKind, pool, workerID, msg string, data any) {
@@ -896,7 +900,7 @@ func (o *Orchestrator) scale(ctx context.Context, t *tick) error {
 		if priced > 0 {
 			in.PriceEstimate = priceSum / priced
 		}
-		d := Decide(in)
+		d := o.decideWithGlobalCap(t, in)
 
 		for _, id := range d.Drain {
 			w := t.byID[id]

@@ -138,7 +138,7 @@ func TestDashboardMounted(t *testing.T) {
 	for _, e := range evs {
 		msgs = append(msgs, e.Message)
 	}
-	if joined := strings.Join(msgs, "\n"); !strings.Contains(joined, "breaker open by an operator") || !strings.Contains(joined, "breaker reset by an operator") {
+	if joined := strings.Join(msgs, "\n"); !strings.Contains(joined, "closed→open") || !strings.Contains(joined, "reset by an operator") {
 		t.Fatalf("breaker events: %q", msgs)
 	}
 	resp, body = do("POST", "/breakers/reset", url.Values{"key": {"default/none/nowhere"}, "csrf": {csrf}})

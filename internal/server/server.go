@@ -25,6 +25,7 @@ import (
 	"github.com/droverhq/drover/internal/provider"
 	"github.com/droverhq/drover/internal/provider/local"
 	"github.com/droverhq/drover/internal/queue"
+	"github.com/droverhq/drover/internal/status"
 	"github.com/droverhq/drover/internal/store"
 	"github.com/droverhq/drover/internal/store/dbopen"
 	"github.com/prometheus/client_golang/prometheus"
@@ -111,7 +112,8 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (_ *Server, err e
 	if err != nil {
 		return nil, fmt.Errorf("build orchestrator: %w", err)
 	}
-	dash, err := newDashboard(cfg, st, opt.Clock, log.With("component", "dashboard"), s.Orchestrator.Wake)
+	surface := &Surface{Store: st, Config: cfg, Clock: opt.Clock, Orchestrator: s.Orchestrator}
+	dash, err := newDashboard(cfg, st, opt.Clock, log.With("component", "dashboard"), surface)
 	if err != nil {
 		return nil, fmt.Errorf("build dashboard: %w", err)
 	}
@@ -128,9 +130,10 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (_ *Server, err e
 			return 1
 		},
 		Status: func(ctx context.Context) (any, error) {
-			return orchestrator.BuildStatus(ctx, st, cfg, opt.Clock.Now())
+			return status.Build(ctx, st, cfg, opt.Clock.Now())
 		},
-		Wake: s.Orchestrator.Wake,
+		Surface: surface,
+		Wake:    s.Orchestrator.Wake,
 
 		Dashboard: dash,
 	})

@@ -17,8 +17,9 @@ func orDefault(d config.Duration, def time.Duration) time.Duration {
 	return def
 }
 
-// breakerConfig converts cfg's breaker section with defaults filled.
-func breakerConfig(cfg *config.Config) breaker.Config {
+// BreakerConfigOf converts cfg's breaker section to breaker.Config with
+// defaults filled, as the control loop does.
+func BreakerConfigOf(cfg *config.Config) breaker.Config {
 	b := cfg.Breaker
 	return breaker.Config{
 		Window:         b.Window.D(),

@@ -401,7 +401,10 @@ type EventListParams struct {
 	TaskID   string
 	Since    time.Time
 	BeforeID int64
-	Limit    int // default 100, max 10000
+	// AfterID, when > 0, selects events with id > AfterID and returns them
+	// OLDEST first (following the log: pass the last id seen).
+	AfterID int64
+	Limit   int // default 100, max 10000
 }
 
 // LogListParams filters LogList.

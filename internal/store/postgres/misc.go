@@ -116,11 +116,16 @@ func (s *Store) EventList(ctx context.Context, params *store.EventListParams) ([
 	if params.BeforeID > 0 {
 		where = append(where, "id < "+arg(params.BeforeID))
 	}
+	order := " ORDER BY id DESC LIMIT "
+	if params.AfterID > 0 {
+		where = append(where, "id > "+arg(params.AfterID))
+		order = " ORDER BY id LIMIT "
+	}
 	q := `SELECT id, time, kind, pool, worker_id, task_id, message, data FROM events`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	q += " ORDER BY id DESC LIMIT " + arg(limit)
+	q += order + arg(limit)
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list events: %w", err)

@@ -62,11 +62,17 @@ func (s *Store) EventList(ctx context.Context, params *store.EventListParams) ([
 		where = append(where, "id < ?")
 		args = append(args, params.BeforeID)
 	}
+	order := " ORDER BY id DESC LIMIT ?"
+	if params.AfterID > 0 {
+		where = append(where, "id > ?")
+		args = append(args, params.AfterID)
+		order = " ORDER BY id LIMIT ?"
+	}
 	q := `SELECT id, time, kind, pool, worker_id, task_id, message, data FROM events`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	q += " ORDER BY id DESC LIMIT ?"
+	q += order
 	args = append(args, limit)
 	rows, err := s.rdb.QueryContext(ctx, q, args...)
 	if err != nil {

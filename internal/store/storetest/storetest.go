@@ -37,7 +37,7 @@ type suiteCase struct {
 // and register its own cleanup (t.Cleanup) to close it.
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Helper()
-	cases := slices.Concat(taskCases(), claimCases(), batchCases(), lifecycleCases(), workerCases(), miscCases())
+	cases := slices.Concat(taskCases(), claimCases(), batchCases(), lifecycleCases(), workerCases(), miscCases(), reportingCases())
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)
