@@ -2,6 +2,7 @@ package dashboard_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -289,5 +290,34 @@ func TestBrowser(t *testing.T) {
 	b.screenshot("08-bad-query")
 	if d := b.openedDialogs(); len(d) > 0 {
 		t.Fatalf("dialogs opened during the test: %v", d)
+	}
+}
+
+// TestBrowserUnavailable runs TestBrowser again, in a child process, with a
+// browser that cannot start: with CI=true it must fail, elsewhere it must
+// skip and say so.
+func TestBrowserUnavailable(t *testing.T) {
+	if os.Getenv("DROVER_BROWSER_CHILD") != "" {
+		t.Skip("child process")
+	}
+	for _, tc := range []struct {
+		ci       string
+		wantFail bool
+		wantText string
+	}{
+		{"true", true, "headless browser unavailable in CI"},
+		{"", false, "SKIPPED: headless browser unavailable"},
+	} {
+		cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestBrowser$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), "CI="+tc.ci, "DROVER_CHROMIUM="+filepath.Join(t.TempDir(), "no-such-chromium"), "DROVER_BROWSER_CHILD=1")
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		failed := errors.As(err, &ee)
+		if err != nil && !failed {
+			t.Fatalf("run child: %v", err)
+		}
+		if failed != tc.wantFail || !strings.Contains(string(out), tc.wantText) {
+			t.Fatalf("CI=%q: failed=%v, want %v, and output with %q:\n%s", tc.ci, failed, tc.wantFail, tc.wantText, out)
+		}
 	}
 }
