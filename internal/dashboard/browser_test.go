@@ -129,6 +129,14 @@ func (b *browser) text(sel string) string {
 	return strings.TrimSpace(s)
 }
 
+// stopRefresh turns the page's live refresh off, so that the nodes a test
+// clicks are not swapped between finding and clicking them.
+func (b *browser) stopRefresh() {
+	b.t.Helper()
+	b.do("stop live refresh", chromedp.Evaluate[chromedp.Void](`delete document.getElementById("live").dataset.refresh; undefined`),
+		discard(chromedp.Poll[bool](`document.getElementById("live-state").textContent === "live refresh off"`, chromedp.WithPollingTimeout(20*time.Second))))
+}
+
 func (b *browser) screenshot(name string) {
 	b.t.Helper()
 	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
@@ -218,6 +226,7 @@ func TestBrowser(t *testing.T) {
 	if !eval[bool](b, `window.__notReloaded === true`) {
 		t.Fatal("the page reloaded instead of refreshing its content")
 	}
+	b.stopRefresh()
 
 	// Open a worker from the overview's worker table.
 	sel := `#worker-table a[href="/workers/` + f.healthy.ID.String() + `"]`
@@ -260,6 +269,7 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("breaker row before reset: %q", got)
 	}
 	b.screenshot("06-breakers-open")
+	b.stopRefresh()
 	nav, err := chromedp.RunResponse(b.ctx, chromedp.Click(chromedp.CSS(row+` button.reset`)))
 	if err != nil {
 		t.Fatalf("reset the breaker: %v", err)

@@ -26,7 +26,12 @@
   }
 
   function refresh() {
-    if (busy || document.hidden) {
+    if (!main.dataset.refresh) {
+      window.clearInterval(timer);
+      say("live refresh off");
+      return;
+    }
+    if (busy || document.hidden || main.querySelector("form:hover, button:focus, input:focus, select:focus")) {
       return;
     }
     busy = true;
@@ -44,7 +49,7 @@
         return resp.text();
       })
       .then(function (html) {
-        if (html !== null && html !== undefined) {
+        if (html !== null && html !== undefined && main.dataset.refresh) {
           // The fragment is server-rendered by html/template (escaped).
           main.innerHTML = html;
           main.dataset.updated = String(Date.now());
