@@ -151,7 +151,10 @@ func TestLoginFlow(t *testing.T) {
 }
 
 func TestPagesRender(t *testing.T) {
-	f := newFixture(t)
+	onBothBackends(t, testPagesRender)
+}
+
+func testPagesRender(t *testing.T, f *fixture) {
 	c := newClient(t, f.srv.URL)
 	c.login()
 	for _, tc := range []struct {
@@ -192,7 +195,10 @@ func TestPagesRender(t *testing.T) {
 }
 
 func TestBadQueryIs400(t *testing.T) {
-	f := newFixture(t)
+	onBothBackends(t, testBadQueryIs400)
+}
+
+func testBadQueryIs400(t *testing.T, f *fixture) {
 	c := newClient(t, f.srv.URL)
 	c.login()
 	for path, want := range map[string]string{
@@ -231,7 +237,10 @@ func TestBadQueryIs400(t *testing.T) {
 }
 
 func TestPostNeedsSessionAndCSRF(t *testing.T) {
-	f := newFixture(t)
+	onBothBackends(t, testPostNeedsSessionAndCSRF)
+}
+
+func testPostNeedsSessionAndCSRF(t *testing.T, f *fixture) {
 	anon := newClient(t, f.srv.URL)
 	c := newClient(t, f.srv.URL)
 	csrf := c.login()

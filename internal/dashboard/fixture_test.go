@@ -18,6 +18,7 @@ import (
 	"github.com/droverhq/drover/internal/provider/sim"
 	"github.com/droverhq/drover/internal/server"
 	"github.com/droverhq/drover/internal/store"
+	"github.com/droverhq/drover/internal/store/postgres/pgtest"
 	"github.com/droverhq/drover/internal/store/sqlite"
 	"github.com/droverhq/drover/internal/store/storetest"
 	"github.com/google/uuid"
@@ -46,17 +47,34 @@ type fixture struct {
 	openKey string
 }
 
+// newFixture is a fixture on SQLite.
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	ctx := t.Context()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "drover.db"))
+	return newFixtureOn(t, openSQLite(t))
+}
+
+func openSQLite(t *testing.T) store.Store {
+	t.Helper()
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "drover.db"))
 	if err != nil {
 		t.Fatalf("open sqlite: %v", err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	if _, err := st.Migrate(ctx); err != nil {
+	if _, err := st.Migrate(t.Context()); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
+	return st
+}
+
+// onBothBackends runs fn on a fixture over SQLite and one over PostgreSQL
+// (which fails in CI and skips loudly elsewhere without a test database).
+func onBothBackends(t *testing.T, fn func(t *testing.T, f *fixture)) {
+	t.Run("sqlite", func(t *testing.T) { fn(t, newFixture(t)) })
+	t.Run("postgres", func(t *testing.T) { fn(t, newFixtureOn(t, pgtest.Open(t, 4))) })
+}
+
+func newFixtureOn(t *testing.T, st store.Store) *fixture {
+	t.Helper()
 	now := storetest.Base.Add(time.Hour)
 	f := &fixture{st: st, clock: core.NewFakeClock(now), openKey: "gpu/RTX4090/US-TX-3"}
 	f.cfg = config.Default()
