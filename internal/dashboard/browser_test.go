@@ -286,6 +286,27 @@ func TestBrowser(t *testing.T) {
 	}
 	b.screenshot("07-breakers-reset")
 
+	// Open it again with a reason typed in the row (hostile, shown as text).
+	b.stopRefresh()
+	reason := "maintenance " + xssImg
+	b.do("type a reason", chromedp.SendKeys(chromedp.CSS(row+` input[name="reason"]`), reason))
+	nav, err = chromedp.RunResponse(b.ctx, chromedp.Click(chromedp.CSS(row+` button.open`)))
+	if err != nil {
+		t.Fatalf("open the breaker: %v", err)
+	}
+	if nav.Status != 200 {
+		t.Fatalf("after open: HTTP %d", nav.Status)
+	}
+	b.do("see the breakers", chromedp.WaitVisible(chromedp.ID("breaker-list")))
+	if got := f.breakerState(t, f.openKey); got != core.BreakerOpen {
+		t.Fatalf("after open in the browser the breaker is %s, want open", got)
+	}
+	if got := b.text(row); !strings.Contains(got, reason) {
+		t.Fatalf("breaker row after open does not show the reason as text: %q", got)
+	}
+	b.assertNoInjection("breakers page")
+	b.screenshot("08-breakers-reopened")
+
 	// A bad query parameter is a 400 page.
 	resp, err := chromedp.Run(b.ctx, chromedp.NavigateResponse(base+"/tasks?state=bogus"))
 	if err != nil {
@@ -297,7 +318,7 @@ func TestBrowser(t *testing.T) {
 	if got := b.text(".message"); !strings.Contains(got, "parameter state") {
 		t.Fatalf("400 page says %q", got)
 	}
-	b.screenshot("08-bad-query")
+	b.screenshot("09-bad-query")
 	if d := b.openedDialogs(); len(d) > 0 {
 		t.Fatalf("dialogs opened during the test: %v", d)
 	}
