@@ -149,12 +149,14 @@ type pageFunc func(r *http.Request, v *view) (name string, err error)
 
 // view is what every template gets.
 type view struct {
-	Title   string
-	Nav     string
-	Now     time.Time
-	CSRF    string
-	Refresh int // seconds; 0 = no live refresh
-	Partial bool
+	Title string
+	Nav   string
+	Now   time.Time
+	CSRF  string
+	// LoggedIn shows the navigation and the log-out button.
+	LoggedIn bool
+	Refresh  int // seconds; 0 = no live refresh
+	Partial  bool
 	// CanControl shows the breaker buttons.
 	CanControl bool
 	Data       any
@@ -195,7 +197,7 @@ func (h *Handler) page(fn pageFunc) http.HandlerFunc {
 			http.Redirect(w, r, "/login?next="+safeNext(r.URL.RequestURI()), http.StatusSeeOther)
 			return
 		}
-		v := &view{Now: h.clock.Now().UTC(), CSRF: h.auth.csrfFor(sess), Refresh: int(h.cfg.Refresh / time.Second),
+		v := &view{Now: h.clock.Now().UTC(), CSRF: h.auth.csrfFor(sess), LoggedIn: true, Refresh: int(h.cfg.Refresh / time.Second),
 			CanControl: h.cfg.Breakers != nil}
 		q := r.URL.Query()
 		switch q.Get("partial") {
@@ -265,7 +267,7 @@ func (h *Handler) renderError(w http.ResponseWriter, r *http.Request, status int
 	v := &view{Title: http.StatusText(status), Now: h.clock.Now().UTC(), Status: status, Message: msg,
 		Partial: r.URL.Query().Get("partial") == "1"}
 	if sess, ok := h.auth.session(r, h.clock.Now()); ok {
-		v.CSRF = h.auth.csrfFor(sess)
+		v.CSRF, v.LoggedIn = h.auth.csrfFor(sess), true
 	}
 	h.render(w, r, status, "error", v)
 }

@@ -108,6 +108,9 @@ func TestLoginFlow(t *testing.T) {
 
 	resp, page := c.get("/login")
 	wantStatus(t, "login page", resp, page, http.StatusOK)
+	if strings.Contains(page, `action="/logout"`) || strings.Contains(page, `href="/workers"`) {
+		t.Fatal("the login page shows the navigation of a logged-in operator")
+	}
 	tok := csrfOf(t, page)
 
 	resp, body = c.post("/login", url.Values{"token": {testToken}})
