@@ -230,7 +230,9 @@ func (d *claimDispatcher) claimChunk(ctx context.Context, chunk []*claimWaiter) 
 	for i, w := range chunk {
 		reqs[i] = queue.ClaimRequest{WorkerID: w.workerID, Max: w.max}
 	}
+	start := time.Now() // wall time, for the latency metric only
 	got, err := d.q.ClaimMany(ctx, reqs)
+	d.metrics.claimSeconds.Observe(time.Since(start).Seconds())
 	if err == nil && len(got) == len(chunk) {
 		for i := range chunk {
 			out[i] = claimResult{tasks: got[i]}

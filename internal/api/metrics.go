@@ -16,6 +16,7 @@ type metrics struct {
 	errors       *prometheus.CounterVec
 	claimWaiters prometheus.Gauge
 	claimed      prometheus.Counter
+	claimSeconds prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -41,8 +42,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "drover_api_tasks_claimed_total",
 			Help: "Tasks handed to workers through the claim endpoint.",
 		}),
+		claimSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "drover_claim_duration_seconds",
+			Help:    "Latency of one batched claim in the store (the waiters served by one ClaimMany call), without the long-poll wait.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.errors, m.claimWaiters, m.claimed)
+	reg.MustRegister(m.requests, m.duration, m.errors, m.claimWaiters, m.claimed, m.claimSeconds)
 	return m
 }
 

@@ -2,7 +2,8 @@
 // the providers, reconciles the two, advances every worker's lifecycle,
 // sizes each pool, places spawns on candidate placements behind their
 // breakers and records every decision as an event. It also holds leader
-// election (only the leader ticks) and the status read model.
+// election (only the leader ticks), operator breaker actions and the
+// leader's samples; the status read model is package status.
 //
 // # Overview
 //

@@ -64,6 +64,7 @@ type Orchestrator struct {
 	afterTick func(*TickReport)
 	wake      chan string
 	m         *metrics
+	xm        *opsMetrics
 
 	mu sync.Mutex // one tick at a time; guards the fields below
 	// orphanSeen remembers when each orphan instance ("provider/id") was
@@ -114,6 +115,9 @@ func New(d Deps) (*Orchestrator, error) {
 		return nil, fmt.Errorf("orchestrator: register metrics: %w", err)
 	}
 	o.m = m
+	if o.xm, err = newOpsMetrics(d.Registerer); err != nil {
+		return nil, fmt.Errorf("orchestrator: register metrics: %w", err)
+	}
 	return o, nil
 }
 
@@ -273,6 +277,8 @@ type tick struct {
 	// spawnedSpend estimates the hourly price of this tick's spawns so far
 	// (the global spend cap, spend.go).
 	spawnedSpend float64
+	// maint is the queue maintenance of this tick (metrics_ops.go).
+	maint queue.MaintainReport
 }
 
 func (t *tick) event(kind core.EventKind, pool, workerID, msg string, data any) {
@@ -332,6 +338,7 @@ func (o *Orchestrator) Tick(ctx context.Context) (*TickReport, error) {
 	t.rep.Duration = time.Since(start)
 	t.rep.Events = t.events
 	o.m.observe(t)
+	o.xm.observe(o, t)
 	return t.rep, nil
 }
 
@@ -420,6 +427,7 @@ func (o *Orchestrator) observe(ctx context.Context, t *tick) error {
 			names[w.Provider] = true
 		}
 	}
+	t.maint = maint
 	if maintErr != nil {
 		o.log.Error("queue maintenance failed", "err", maintErr)
 	} else if len(maint.Requeued)+len(maint.TimedOut)+maint.Expired > 0 {

@@ -105,8 +105,14 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (_ *Server, err e
 	}
 
 	reg := prometheus.NewRegistry()
+	// The control loop calls providers through the instrumented wrapper:
+	// calls, errors by kind and latency on /metrics (docs/metrics.md).
+	counted := make(map[string]provider.Provider, len(s.Providers))
+	for name, p := range s.Providers {
+		counted[name] = provider.Instrument(p, reg, log.With("component", "provider"))
+	}
 	s.Orchestrator, err = orchestrator.New(orchestrator.Deps{
-		Store: st, Queue: s.Queue, Providers: s.Providers, Clock: opt.Clock, Config: cfg,
+		Store: st, Queue: s.Queue, Providers: counted, Clock: opt.Clock, Config: cfg,
 		Logger: log.With("component", "orchestrator"), Registerer: reg,
 	})
 	if err != nil {

@@ -21,6 +21,9 @@ import (
 // worker reached ready after it.
 const recentFailure = 10 * time.Minute
 
+// countCap bounds the queue counts of one pool (see Queue.Capped).
+const countCap = 100_000
+
 // maxTimeline bounds the failure timeline and the events read for it.
 const maxTimeline = 200
 
@@ -80,18 +83,18 @@ func (b *builder) pool(name string) *Pool {
 
 func (b *builder) queue(ctx context.Context, st store.Store) error {
 	q := &b.r.Queue
-	counts, err := st.TaskCountByState(ctx)
-	if err != nil {
-		return fmt.Errorf("status: count tasks: %w", err)
-	}
-	q.Queued, q.Running = counts[core.TaskQueued], counts[core.TaskRunning]
-	demand, err := st.TaskDemand(ctx, &store.TaskDemandParams{Now: b.now, OwnerLimit: b.cfg.Tasks.OwnerLimit})
+	// Queue counts are exact up to countCap per pool, so the report's cost
+	// does not grow with a huge backlog (Capped says a count is a floor).
+	demand, err := st.TaskDemand(ctx, &store.TaskDemandParams{Now: b.now, OwnerLimit: b.cfg.Tasks.OwnerLimit, Cap: countCap})
 	if err != nil {
 		return fmt.Errorf("status: read demand: %w", err)
 	}
 	for name, d := range demand {
+		q.Queued += d.Queued
+		q.Running += d.Running
 		q.Claimable += d.Claimable
 		q.OwnerBlocked += d.OwnerBlocked
+		q.Capped = q.Capped || d.Queued >= countCap || d.Claimable >= countCap || d.OwnerBlocked >= countCap
 		p := b.pool(name)
 		p.Queued, p.Claimable, p.Running = d.Queued, d.Claimable, d.Running
 	}

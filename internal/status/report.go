@@ -63,6 +63,9 @@ type Queue struct {
 	Claimable    int `json:"claimable"`
 	OwnerBlocked int `json:"owner_blocked"`
 	Running      int `json:"running"`
+	// Capped says a pool has at least 100,000 queued (or claimable, or
+	// owner-blocked) tasks: those counts are floors, not exact.
+	Capped bool `json:"capped"`
 	// CompletedLastHour and FailedLastHour count tasks that finished in
 	// the last hour.
 	CompletedLastHour int `json:"completed_last_hour"`

@@ -25,7 +25,11 @@ func (r *Report) Text() string {
 
 	q := r.Queue
 	fmt.Fprintf(&b, "\nQueue\n")
-	fmt.Fprintf(&b, "  %d queued (%d claimable now", q.Queued, q.Claimable)
+	floor := ""
+	if q.Capped {
+		floor = "at least "
+	}
+	fmt.Fprintf(&b, "  %s%d queued (%d claimable now", floor, q.Queued, q.Claimable)
 	if q.OwnerBlocked > 0 {
 		fmt.Fprintf(&b, ", %d held back by owner limits", q.OwnerBlocked)
 	}

@@ -1,0 +1,232 @@
+package bench
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/droverhq/drover/internal/config"
+	"github.com/droverhq/drover/internal/core"
+	"github.com/droverhq/drover/internal/status"
+	"github.com/droverhq/drover/internal/store"
+	"github.com/google/uuid"
+)
+
+// StatusConfig is the workload of the status benchmark.
+type StatusConfig struct {
+	// Workers is the number of live workers (10,000): all ready, each
+	// running one task.
+	Workers int
+	// Tasks is the number of tasks (1,000,000): one running per worker,
+	// Queued queued, the rest succeeded over the last 24 hours.
+	Tasks  int
+	Queued int
+	// Events is the number of events (1,000,000), spread over the last 24
+	// hours, 1 in 100 about a worker failure, the rest about tasks,
+	// workers and ticks.
+	Events int
+	// Builds is how many status reports (and why answers) are timed (20).
+	Builds int
+	// Now measures durations (default time.Now).
+	Now func() time.Time
+	// Progress, when set, receives one line per set-up phase.
+	Progress io.Writer
+}
+
+// StatusResult is what the status benchmark measured.
+type StatusResult struct {
+	Backend                  string
+	Workers, Tasks, Events   int
+	Load                     time.Duration
+	Builds                   []time.Duration
+	BuildP50, BuildMax       time.Duration
+	WhyTaskP50, WhyWorkerP50 time.Duration
+	WhyPoolP50               time.Duration
+	Verdict                  string
+}
+
+// Print writes the result as a short report.
+func (r *StatusResult) Print(w io.Writer) {
+	fmt.Fprintf(w, "backend %s: %d workers, %d tasks, %d events\n", r.Backend, r.Workers, r.Tasks, r.Events)
+	fmt.Fprintf(w, "pre-load:   %s\n", r.Load.Round(time.Millisecond))
+	fmt.Fprintf(w, "status:     p50 %s  max %s  over %d reports (verdict %s)\n", fmtDur(r.BuildP50), fmtDur(r.BuildMax), len(r.Builds), r.Verdict)
+	fmt.Fprintf(w, "why:        task p50 %s  worker p50 %s  pool p50 %s\n", fmtDur(r.WhyTaskP50), fmtDur(r.WhyWorkerP50), fmtDur(r.WhyPoolP50))
+}
+
+const statusPool = "bench"
+
+// RunStatus pre-loads the fleet into st (which must be empty) and times
+// status.Build and status.Why over it.
+func RunStatus(ctx context.Context, st store.Store, cfg StatusConfig) (*StatusResult, error) {
+	cfg.Workers = cmp.Or(cfg.Workers, 10000)
+	cfg.Tasks = cmp.Or(cfg.Tasks, 1000000)
+	cfg.Events = cmp.Or(cfg.Events, 1000000)
+	cfg.Builds = cmp.Or(cfg.Builds, 20)
+	cfg.Queued = cmp.Or(cfg.Queued, 20000)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	switch {
+	case cfg.Workers < 1 || cfg.Workers > 100000:
+		return nil, core.Invalid("workers", "must be between 1 and 100000 (got %d)", cfg.Workers)
+	case cfg.Tasks < cfg.Workers+cfg.Queued:
+		return nil, core.Invalid("tasks", "must be at least workers + queued (%d), got %d", cfg.Workers+cfg.Queued, cfg.Tasks)
+	case cfg.Events < 1 || cfg.Events > 100_000_000:
+		return nil, core.Invalid("events", "must be between 1 and 100000000 (got %d)", cfg.Events)
+	case cfg.Builds < 1 || cfg.Builds > 1000:
+		return nil, core.Invalid("builds", "must be between 1 and 1000 (got %d)", cfg.Builds)
+	}
+	progress := func(format string, args ...any) {
+		if cfg.Progress != nil {
+			fmt.Fprintf(cfg.Progress, format+"\n", args...)
+		}
+	}
+	existing, err := st.TaskList(ctx, &store.TaskListParams{Limit: 1})
+	if err != nil {
+		return nil, fmt.Errorf("bench status: list tasks: %w", err)
+	}
+	if len(existing) > 0 {
+		return nil, core.Invalid("db", "bench status needs an empty database; use a fresh one")
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	day := 24 * time.Hour
+	res := &StatusResult{Backend: st.Backend(), Workers: cfg.Workers, Tasks: cfg.Tasks, Events: cfg.Events}
+	start := cfg.Now()
+
+	progress("pre-loading %d workers…", cfg.Workers)
+	key := statusPool + "/bench-gpu/local"
+	workers := make([]uuid.UUID, cfg.Workers)
+	for i := range workers {
+		workers[i] = uuid.New()
+		created := now.Add(-day + time.Duration(i)*day/time.Duration(2*cfg.Workers))
+		ready, beat := created.Add(2*time.Minute), now.Add(-2*time.Second)
+		w := &core.Worker{ID: workers[i], Pool: statusPool, Provider: "sim", Placement: key, GPUType: "bench-gpu", Region: "local",
+			InstanceID: fmt.Sprintf("inst-%d", i), State: core.WorkerReady, TokenHash: strings.Repeat("0", 64), Concurrency: 1000,
+			PricePerHour: 0.5, CreatedAt: created, StateChangedAt: ready, ReadyAt: &ready, LastHeartbeatAt: &beat}
+		if err := st.WorkerInsert(ctx, w); err != nil {
+			return nil, fmt.Errorf("bench status: insert worker: %w", err)
+		}
+	}
+
+	progress("pre-loading %d tasks (%d succeeded over 24 h)…", cfg.Tasks, cfg.Tasks-cfg.Workers-cfg.Queued)
+	done := cfg.Tasks - cfg.Workers - cfg.Queued
+	for off := 0; off < cfg.Tasks; off += insertBatch {
+		n := min(insertBatch, cfg.Tasks-off)
+		at := now.Add(-day + time.Duration(off)*day/time.Duration(cfg.Tasks))
+		batch := make([]*core.Task, n)
+		for i := range batch {
+			batch[i] = &core.Task{ID: uuid.New(), Type: "bench", Params: json.RawMessage(`{}`), Owner: fmt.Sprintf("owner-%d", (off+i)%100),
+				Pool: statusPool, MaxAttempts: core.DefaultMaxAttempts, MaxLost: core.DefaultMaxLost, Timeout: core.DefaultTaskTimeout,
+				State: core.TaskQueued, CreatedAt: at, RunAfter: at, UpdatedAt: at}
+		}
+		if _, err := st.TaskInsertMany(ctx, &store.TaskInsertManyParams{Now: at, Tasks: batch}); err != nil {
+			return nil, fmt.Errorf("bench status: insert tasks: %w", err)
+		}
+		if off+n == earlyAnalyzeAt {
+			if err := vacuumAnalyze(ctx, st, func(string, ...any) {}); err != nil {
+				return nil, err
+			}
+		}
+		// Complete the batch's share of the succeeded tasks at their time.
+		if off < done {
+			k := min(n, done-off)
+			w := workers[(off/insertBatch)%len(workers)]
+			got, err := st.TaskClaim(ctx, &store.TaskClaimParams{Now: at, WorkerID: w, Pool: statusPool, Max: k, LeaseDuration: time.Hour})
+			if err != nil {
+				return nil, fmt.Errorf("bench status: claim: %w", err)
+			}
+			items := make([]store.TaskCompletion, len(got))
+			for i, t := range got {
+				items[i] = store.TaskCompletion{Lease: core.Lease{TaskID: t.ID, Token: *t.LeaseToken}, Result: json.RawMessage(`{}`)}
+			}
+			if _, err := st.TaskCompleteMany(ctx, &store.TaskCompleteManyParams{Now: at.Add(time.Minute), WorkerID: w, Items: items}); err != nil {
+				return nil, fmt.Errorf("bench status: complete: %w", err)
+			}
+		}
+	}
+	if err := vacuumAnalyze(ctx, st, progress); err != nil {
+		return nil, err
+	}
+	progress("claiming one task for each of %d workers…", cfg.Workers)
+	var runningTask uuid.UUID
+	for _, w := range workers {
+		got, err := st.TaskClaim(ctx, &store.TaskClaimParams{Now: now, WorkerID: w, Pool: statusPool, Max: 1, LeaseDuration: time.Hour})
+		if err != nil {
+			return nil, fmt.Errorf("bench status: claim: %w", err)
+		}
+		if len(got) == 1 {
+			runningTask = got[0].ID
+		}
+	}
+
+	progress("pre-loading %d events…", cfg.Events)
+	const eventBatch = 5000
+	for off := 0; off < cfg.Events; off += eventBatch {
+		n := min(eventBatch, cfg.Events-off)
+		evs := make([]*core.Event, n)
+		for i := range evs {
+			j := off + i
+			at := now.Add(-day + time.Duration(j)*day/time.Duration(cfg.Events))
+			w := workers[j%len(workers)].String()
+			switch {
+			case j%100 == 0:
+				evs[i] = &core.Event{Time: at, Kind: core.EventWorkerFailed, Pool: statusPool, WorkerID: uuid.NewString(),
+					Message: "worker failed (boot-timeout)", Data: json.RawMessage(`{"class":"boot-timeout","age_s":330,"placement":"` + key + `","reason":"no heartbeat"}`)}
+			case j%3 == 0:
+				evs[i] = &core.Event{Time: at, Kind: core.EventTick, Message: "pool bench: maintain"}
+			case j%3 == 1:
+				evs[i] = &core.Event{Time: at, Kind: core.EventTaskRetried, Pool: statusPool, TaskID: uuid.NewString(), Message: "task retried"}
+			default:
+				evs[i] = &core.Event{Time: at, Kind: core.EventWorkerState, Pool: statusPool, WorkerID: w, Message: "worker state",
+					Data: json.RawMessage(`{"from":"booting","to":"ready","placement":"` + key + `"}`)}
+			}
+		}
+		if err := st.EventInsertMany(ctx, evs); err != nil {
+			return nil, fmt.Errorf("bench status: insert events: %w", err)
+		}
+	}
+	if err := vacuumAnalyze(ctx, st, progress); err != nil {
+		return nil, err
+	}
+	res.Load = cfg.Now().Sub(start)
+
+	ocfg := config.Default()
+	ocfg.Pools = map[string]*config.PoolConfig{statusPool: {Provider: "sim", Max: cfg.Workers, Concurrency: 1,
+		Candidates: []config.CandidateConfig{{GPU: "bench-gpu", Regions: []string{"local"}}}}}
+	ocfg.Tasks.OwnerLimit = 0
+	progress("timing %d status reports…", cfg.Builds)
+	time1 := func(fn func() error) (time.Duration, error) {
+		t0 := cfg.Now()
+		err := fn()
+		return cfg.Now().Sub(t0), err
+	}
+	var whyTask, whyWorker, whyPool []time.Duration
+	for range cfg.Builds {
+		var rep *status.Report
+		d, err := time1(func() (err error) { rep, err = status.Build(ctx, st, ocfg, now); return err })
+		if err != nil {
+			return nil, fmt.Errorf("bench status: build: %w", err)
+		}
+		res.Builds = append(res.Builds, d)
+		res.Verdict = rep.Verdict
+		for _, c := range []struct {
+			kind status.WhyKind
+			id   string
+			out  *[]time.Duration
+		}{{status.WhyTask, runningTask.String(), &whyTask}, {status.WhyWorker, workers[len(workers)/2].String(), &whyWorker}, {status.WhyPool, statusPool, &whyPool}} {
+			d, err := time1(func() error { _, err := status.Why(ctx, st, ocfg, c.kind, c.id, now); return err })
+			if err != nil {
+				return nil, fmt.Errorf("bench status: why %s: %w", c.kind, err)
+			}
+			*c.out = append(*c.out, d)
+		}
+	}
+	res.BuildP50, res.BuildMax = tickPercentile(res.Builds, 50), slices.Max(res.Builds)
+	res.WhyTaskP50, res.WhyWorkerP50, res.WhyPoolP50 = tickPercentile(whyTask, 50), tickPercentile(whyWorker, 50), tickPercentile(whyPool, 50)
+	return res, nil
+}
