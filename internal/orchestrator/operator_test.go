@@ -89,3 +89,16 @@ func TestSampleRecordsFleet(t *testing.T) {
 	eq(t, "pool spend", p.PoolSpend["default"], 1.0)
 	eq(t, "pools", strings.Join(series.Pools, ","), "default")
 }
+
+// The poison task of the scenario shows in status as a hint naming it.
+func TestStatusHintsPoisonTask(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	h.prov.SetScript(keyA, sim.Script{ProvisionTime: 10 * time.Second, BootTime: 20 * time.Second})
+	poison := h.submit(1, "bob", params(5*time.Second, "kill"))[0]
+	h.runUntil(30*time.Minute, "the poison task fails", func() bool { return h.task(poison).State == core.TaskFailed })
+	r, err := status.Build(h.ctx, h.raw, h.cfg, h.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	contains(t, "hints", strings.Join(r.Hints, "\n"), "task "+poison.String()+" was running on 3 workers that were lost in the last 30m: it may be what kills them (a poison task)")
+}

@@ -44,7 +44,7 @@ func Build(ctx context.Context, st store.Store, cfg *config.Config, now time.Tim
 		b.pools[name] = &Pool{Name: name, Provider: pc.Provider, Min: pc.Min, Max: pc.Max,
 			Candidates: len(pc.Placements()), MaxHourlySpend: pc.MaxHourlySpend}
 	}
-	steps := []func(context.Context, store.Store) error{b.queue, b.workers, b.breakers, b.failures, b.startup, b.spend}
+	steps := []func(context.Context, store.Store) error{b.queue, b.workers, b.breakers, b.failures, b.startup, b.spend, b.poison}
 	for _, step := range steps {
 		if err := step(ctx, st); err != nil {
 			return nil, err
@@ -70,6 +70,8 @@ type builder struct {
 	lastReady time.Time
 	// ownerRunning counts running tasks per owner (owners at their limit).
 	ownerRunning map[string]int
+	// lostBy counts, per task, the workers lost under it in the window.
+	lostBy map[string]int
 }
 
 func (b *builder) pool(name string) *Pool {
@@ -125,7 +127,7 @@ func (b *builder) queue(ctx context.Context, st store.Store) error {
 }
 
 func (b *builder) workers(ctx context.Context, st store.Store) error {
-	ws, err := st.WorkerList(ctx, &store.WorkerListParams{LiveOnly: true})
+	ws, err := st.WorkerList(ctx, &store.WorkerListParams{LiveOnly: true, Brief: true})
 	if err != nil {
 		return fmt.Errorf("status: list workers: %w", err)
 	}
@@ -160,7 +162,38 @@ func (b *builder) workers(ctx context.Context, st store.Store) error {
 			b.lastReady = *w.ReadyAt
 		}
 	}
+	r.WorkerTable, r.WorkerTableOmitted = trimTable(r.WorkerTable, maxTable)
 	return nil
+}
+
+// maxTable bounds the worker table: a fleet of 10,000 is summarised by its
+// counts, and the table keeps the workers that need attention.
+const maxTable = 200
+
+// trimTable keeps at most n rows, every row that is not HEALTHY first,
+// then healthy ones, in their original order; it returns how many it left
+// out.
+func trimTable(rows []WorkerRow, n int) ([]WorkerRow, int) {
+	if len(rows) <= n {
+		return rows, 0
+	}
+	keep := make([]bool, len(rows))
+	k := 0
+	for pass := range 2 {
+		for i, row := range rows {
+			if k < n && !keep[i] && (pass == 1 || row.Health != HealthHealthy) {
+				keep[i] = true
+				k++
+			}
+		}
+	}
+	out := make([]WorkerRow, 0, n)
+	for i, row := range rows {
+		if keep[i] {
+			out = append(out, row)
+		}
+	}
+	return out, len(rows) - len(out)
 }
 
 func healthOf(w *core.Worker, now time.Time, interval time.Duration) string {
@@ -379,5 +412,23 @@ func (b *builder) spend(ctx context.Context, st store.Store) error {
 		b.r.Spend.Last24h += v
 	}
 	b.r.Spend.MaxHourlySpend = globalSpendCap(b.cfg)
+	return nil
+}
+
+// poison counts, per task, the leases lost in the window because the
+// worker running it died (task.requeued and task.failed events that say
+// so): a task that lost several workers may be what kills them.
+func (b *builder) poison(ctx context.Context, st store.Store) error {
+	evs, err := st.EventList(ctx, &store.EventListParams{Kinds: []core.EventKind{core.EventTaskRequeued, core.EventTaskFailed},
+		Since: b.now.Add(-b.bcfg.Window), Limit: 1000})
+	if err != nil {
+		return fmt.Errorf("status: list lost tasks: %w", err)
+	}
+	b.lostBy = map[string]int{}
+	for _, e := range evs {
+		if e.TaskID != "" && strings.Contains(e.Message, "lost") {
+			b.lostBy[e.TaskID]++
+		}
+	}
 	return nil
 }

@@ -49,12 +49,15 @@ type Report struct {
 	Breakers []Breaker    `json:"breakers"`
 	// WorkerTable lists live workers and rows on their way out
 	// (terminating, failed and not yet terminated).
-	WorkerTable []WorkerRow    `json:"worker_table"`
-	Failures    []Failure      `json:"failures"`
-	Startup     []StartupStats `json:"startup"`
-	Spend       Spend          `json:"spend"`
-	Hints       []string       `json:"hints"`
-	Actions     []string       `json:"actions"`
+	// At most 200 rows: every worker that is not HEALTHY first, then
+	// healthy ones; WorkerTableOmitted counts the rows left out.
+	WorkerTable        []WorkerRow    `json:"worker_table"`
+	WorkerTableOmitted int            `json:"worker_table_omitted"`
+	Failures           []Failure      `json:"failures"`
+	Startup            []StartupStats `json:"startup"`
+	Spend              Spend          `json:"spend"`
+	Hints              []string       `json:"hints"`
+	Actions            []string       `json:"actions"`
 }
 
 // Queue is the task side of the report.

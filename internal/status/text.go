@@ -94,6 +94,9 @@ func (r *Report) Text() string {
 				fmtDur(secs(row.AgeS)), hb, row.TasksDone, health)
 		}
 		_ = tw.Flush()
+		if r.WorkerTableOmitted > 0 {
+			fmt.Fprintf(&b, "  … and %d more healthy workers (drover workers lists them all)\n", r.WorkerTableOmitted)
+		}
 	}
 
 	fmt.Fprintf(&b, "\nFailures (last %s)\n", window)

@@ -140,6 +140,12 @@ func (b *builder) verdict() {
 func (b *builder) hints() {
 	r := b.r
 	b.failureHints()
+	for _, id := range slices.Sorted(maps.Keys(b.lostBy)) {
+		if n := b.lostBy[id]; n >= 2 {
+			r.Hints = append(r.Hints, fmt.Sprintf("task %s was running on %d workers that were lost in the last %s: it may be what kills them (a poison task); it fails for good after tasks.max_lost losses (drover why task %s)",
+				id, n, fmtDur(secs(r.WindowS)), id))
+		}
+	}
 	for _, s := range r.Startup {
 		if s.Slow {
 			r.Hints = append(r.Hints, fmt.Sprintf("workers on %s take %s to their first heartbeat (p95 over %d starts; p50 %s), above %s",

@@ -23,11 +23,13 @@ CREATE TABLE samples (
 );
 
 -- why and the events page read one task's, worker's or pool's events
--- newest first: an index range in id order, never a scan.
+-- newest first: an index range in id order, never a scan. The old partial
+-- indexes (WHERE task_id <> '') could not serve "task_id = $1": a planner
+-- cannot prove a bound parameter is not '' (SQLite scanned the table).
 DROP INDEX events_task;
 DROP INDEX events_worker;
-CREATE INDEX events_task_id ON events (task_id, id) WHERE task_id <> '';
-CREATE INDEX events_worker_id ON events (worker_id, id) WHERE worker_id <> '';
+CREATE INDEX events_task_id ON events (task_id, id);
+CREATE INDEX events_worker_id ON events (worker_id, id);
 CREATE INDEX events_pool_id ON events (pool, id);
 -- status reads the failures and starts of the breaker window by kind.
 CREATE INDEX events_kind_time ON events (kind, time);
