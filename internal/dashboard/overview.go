@@ -57,8 +57,9 @@ func (h *Handler) handleOverview(r *http.Request, v *view) (string, error) {
 	}
 	rows := slices.Clone(rep.WorkerTable)
 	slices.SortStableFunc(rows, func(a, b status.WorkerRow) int { return healthRank(a.Health) - healthRank(b.Health) })
+	d.MoreWorkers = rep.WorkerTableOmitted
 	if len(rows) > overviewWorkerRows {
-		d.MoreWorkers = len(rows) - overviewWorkerRows
+		d.MoreWorkers += len(rows) - overviewWorkerRows
 		rows = rows[:overviewWorkerRows]
 	}
 	d.Workers = rows
