@@ -33,3 +33,6 @@ CREATE INDEX events_worker_id ON events (worker_id, id);
 CREATE INDEX events_pool_id ON events (pool, id);
 -- status reads the failures and starts of the breaker window by kind.
 CREATE INDEX events_kind_time ON events (kind, time);
+-- status counts the tasks finished in the last hour (and the leader's
+-- samples those since the previous sample): an index range, not a scan.
+CREATE INDEX tasks_finished ON tasks (finished_at, state) WHERE finished_at IS NOT NULL;
