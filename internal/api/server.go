@@ -85,6 +85,9 @@ type Config struct {
 	// Wake, when set, is called after an operator action on a worker so the
 	// control loop acts at once.
 	Wake func(reason string)
+	// Dashboard, when set, serves every path outside the API's routes (the
+	// web dashboard at /).
+	Dashboard http.Handler
 	// ClaimPoll is how often waiting claims re-check for work that became
 	// claimable without a notification (backoff elapsed, an owner slot
 	// freed). Default 1s.
@@ -227,6 +230,9 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
+	if s.cfg.Dashboard != nil {
+		mux.Handle("/", s.cfg.Dashboard)
+	}
 	// Everything else under /v1 answers a JSON 404.
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, core.Errorf(core.ENOTFOUND, "no route %s %s", r.Method, r.URL.Path))

@@ -129,6 +129,11 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (_ *Server, err e
 	if err != nil {
 		return nil, fmt.Errorf("build orchestrator: %w", err)
 	}
+	surface := &Surface{Store: st, Config: cfg, Clock: opt.Clock, Orchestrator: s.Orchestrator}
+	dash, err := newDashboard(cfg, st, opt.Clock, log.With("component", "dashboard"), surface)
+	if err != nil {
+		return nil, fmt.Errorf("build dashboard: %w", err)
+	}
 	s.API, err = api.New(api.Config{
 		Store: st, Queue: s.Queue, Clock: opt.Clock, Logger: log.With("component", "api"), Registry: reg,
 		OperatorToken:     cfg.Auth.OperatorToken,
@@ -145,8 +150,10 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (_ *Server, err e
 		Status: func(ctx context.Context) (any, error) {
 			return status.Build(ctx, st, cfg, opt.Clock.Now())
 		},
-		Surface: &Surface{Store: st, Config: cfg, Clock: opt.Clock, Orchestrator: s.Orchestrator},
+		Surface: surface,
 		Wake:    s.Orchestrator.Wake,
+
+		Dashboard: dash,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build api: %w", err)
