@@ -143,15 +143,16 @@ func preloadOverview(b *testing.B, st store.Store, now time.Time, nw, nt, ne int
 		if len(ready) > 0 {
 			w := ready[(done/1000)%len(ready)]
 			at := now.Add(-24*time.Hour + time.Duration(done)*24*time.Hour/time.Duration(max(nt, 1)))
-			got, err := st.TaskClaim(ctx, &store.TaskClaimParams{Now: at, WorkerID: w.ID, Pool: w.Pool, Max: n / 4, LeaseDuration: time.Hour})
+			claimed, err := st.TaskClaim(ctx, []*store.TaskClaimParams{{Now: at, WorkerID: w.ID, Pool: w.Pool, Max: n / 4, LeaseDuration: time.Hour}})
 			if err != nil {
 				b.Fatal(err)
 			}
+			got := claimed[0]
 			items := make([]store.TaskCompletion, len(got))
 			for i, t := range got {
 				items[i] = store.TaskCompletion{Lease: core.Lease{TaskID: t.ID, Token: *t.LeaseToken}, Result: []byte(`{}`)}
 			}
-			if _, err := st.TaskCompleteMany(ctx, &store.TaskCompleteManyParams{Now: at.Add(time.Minute), WorkerID: w.ID, Items: items}); err != nil {
+			if _, err := st.TaskComplete(ctx, []*store.TaskCompleteParams{{Now: at.Add(time.Minute), WorkerID: w.ID, Items: items}}); err != nil {
 				b.Fatal(err)
 			}
 		}

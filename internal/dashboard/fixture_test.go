@@ -16,6 +16,7 @@ import (
 	"github.com/droverhq/drover/internal/orchestrator"
 	"github.com/droverhq/drover/internal/provider"
 	"github.com/droverhq/drover/internal/provider/sim"
+	"github.com/droverhq/drover/internal/queue"
 	"github.com/droverhq/drover/internal/server"
 	"github.com/droverhq/drover/internal/store"
 	"github.com/droverhq/drover/internal/store/postgres/pgtest"
@@ -126,7 +127,7 @@ func (f *fixture) seed(t *testing.T, now time.Time) {
 		GPUs: f.healthy.GPUs}); err != nil {
 		t.Fatalf("update worker: %v", err)
 	}
-	if err := f.st.WorkerHeartbeat(ctx, &store.WorkerHeartbeatParams{Now: hb, ID: f.healthy.ID, Metrics: f.healthy.Metrics}); err != nil {
+	if err := f.st.WorkerHeartbeat(ctx, []store.WorkerHeartbeatParams{{Now: hb, ID: f.healthy.ID, Metrics: f.healthy.Metrics}}); err != nil {
 		t.Fatalf("heartbeat: %v", err)
 	}
 
@@ -151,7 +152,7 @@ func (f *fixture) seed(t *testing.T, now time.Time) {
 		t.Fatalf("claimed %d hostile tasks, want 1", len(got))
 	}
 	f.xssTask = got[0]
-	if _, err := f.st.TaskFail(ctx, &store.TaskFailParams{Now: now.Add(-40 * time.Second), WorkerID: f.healthy.ID,
+	if _, err := queue.FailTask(ctx, f.st, &queue.FailParams{Now: now.Add(-40 * time.Second), WorkerID: f.healthy.ID,
 		Lease: storetest.LeaseOf(t, got[0]), Error: "handler crashed: " + xssScript + xssImg}); err != nil {
 		t.Fatalf("fail task: %v", err)
 	}
