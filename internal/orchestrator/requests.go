@@ -58,11 +58,13 @@ func (o *Orchestrator) applyRequests(ctx context.Context, t *tick, reqs []*store
 			continue
 		}
 		var err error
+		// The worker row keeps the operator's reason, as the API documents.
+		withReason := func(p *store.WorkerUpdateParams) { p.Reason = &r.Reason }
 		switch r.Action {
 		case store.WorkerActionDrain:
-			_, err = o.setState(ctx, t, w, core.WorkerDraining, r.Reason, nil)
+			_, err = o.setState(ctx, t, w, core.WorkerDraining, r.Reason, withReason)
 		case store.WorkerActionTerminate:
-			_, err = o.setState(ctx, t, w, core.WorkerTerminating, r.Reason, nil)
+			_, err = o.setState(ctx, t, w, core.WorkerTerminating, r.Reason, withReason)
 		case store.WorkerActionFail:
 			err = o.fail(ctx, t, w, r.Failure, r.Reason)
 		}
