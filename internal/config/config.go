@@ -46,6 +46,7 @@ type Config struct {
 	Auth      AuthConfig             `yaml:"auth"`
 	Providers ProvidersConfig        `yaml:"providers"`
 	Leader    LeaderConfig           `yaml:"leader"`
+	Outputs   OutputsConfig          `yaml:"outputs"`
 }
 
 // TasksConfig holds task defaults.
@@ -62,6 +63,9 @@ type TasksConfig struct {
 	TypePools    map[string]string   `yaml:"type_pools"`
 	BackoffBase  Duration            `yaml:"backoff_base"`
 	BackoffMax   Duration            `yaml:"backoff_max"`
+	// Types holds per-task-type settings (required outputs, output
+	// retention).
+	Types map[string]*TaskTypeConfig `yaml:"types"`
 }
 
 // PoolConfig is one pool of identical workers.

@@ -103,6 +103,7 @@ func (c *Config) Validate() error {
 	c.validateBreaker(&ck)
 	c.validateRunPod(&ck)
 	c.validateTLS(&ck)
+	c.validateOutputs(&ck)
 
 	if c.Leader.TTL <= 0 || c.Leader.Interval <= 0 {
 		ck.positive("leader.ttl", c.Leader.TTL)
