@@ -50,10 +50,10 @@ type env struct {
 
 // backends are the output stores every case runs against: the embedded
 // directory and a loopback S3 (gofakes3, in process).
-func backends(t *testing.T) map[string]func(t *testing.T) string {
-	return map[string]func(t *testing.T) string{
-		"file": func(t *testing.T) string { return filepath.Join(t.TempDir(), "outputs") },
-		"s3": func(t *testing.T) string {
+func backends(testing.TB) map[string]func(t testing.TB) string {
+	return map[string]func(t testing.TB) string{
+		"file": func(t testing.TB) string { return filepath.Join(t.TempDir(), "outputs") },
+		"s3": func(t testing.TB) string {
 			be := s3mem.New()
 			if err := be.CreateBucket("outputs"); err != nil {
 				t.Fatalf("create bucket: %v", err)
@@ -68,7 +68,7 @@ func backends(t *testing.T) map[string]func(t *testing.T) string {
 	}
 }
 
-func newEnv(t *testing.T, storeURL string, mod func(*outputsvc.Config)) *env {
+func newEnv(t testing.TB, storeURL string, mod func(*outputsvc.Config)) *env {
 	t.Helper()
 	ctx := t.Context()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "o.db"))
@@ -129,7 +129,7 @@ func newEnv(t *testing.T, storeURL string, mod func(*outputsvc.Config)) *env {
 	return &env{st: st, q: q, svc: svc, blob: bs, hs: hs, clock: clock, op: mustClient(t, hs.URL, opToken)}
 }
 
-func mustClient(t *testing.T, url, token string) *client.Client {
+func mustClient(t testing.TB, url, token string) *client.Client {
 	t.Helper()
 	c, err := client.New(url, token)
 	if err != nil {
@@ -144,7 +144,7 @@ type worker struct {
 	c   *client.Client
 }
 
-func (e *env) addWorker(t *testing.T) *worker {
+func (e *env) addWorker(t testing.TB) *worker {
 	t.Helper()
 	id := uuid.Must(uuid.NewV7())
 	tok := "worker-token-" + id.String()
@@ -158,7 +158,7 @@ func (e *env) addWorker(t *testing.T) *worker {
 	return &worker{id: id, tok: tok, c: mustClient(t, e.hs.URL, tok)}
 }
 
-func (e *env) submit(t *testing.T, c *client.Client, typ, params string, maxAttempts int) *core.Task {
+func (e *env) submit(t testing.TB, c *client.Client, typ, params string, maxAttempts int) *core.Task {
 	t.Helper()
 	res, err := c.Submit(t.Context(), &wire.SubmitRequest{Type: typ, Params: json.RawMessage(params), MaxAttempts: &maxAttempts})
 	if err != nil {
@@ -167,7 +167,7 @@ func (e *env) submit(t *testing.T, c *client.Client, typ, params string, maxAtte
 	return res.Task
 }
 
-func (e *env) claim(t *testing.T, w *worker) wire.Lease {
+func (e *env) claim(t testing.TB, w *worker) wire.Lease {
 	t.Helper()
 	ts, err := w.c.Claim(t.Context(), w.id, 1, 0)
 	if err != nil || len(ts) != 1 {
