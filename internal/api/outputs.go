@@ -117,6 +117,9 @@ func (s *Server) completeWithOutputs(w http.ResponseWriter, r *http.Request, req
 		return false
 	}
 	if len(req.Outputs) == 0 {
+		if !svc.AnyTypeRequirements() {
+			return false // the hot path: no manifest, nothing required
+		}
 		t, err := s.queue.Get(r.Context(), lease.TaskID)
 		if err != nil || (!svc.HasTypeRequirements(t.Type) && len(outputs.ParamsRequired(t.Params)) == 0) {
 			return false

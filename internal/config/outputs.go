@@ -69,6 +69,18 @@ func (c *Config) RequiredOutputs(taskType string) []string {
 	return nil
 }
 
+// RequiredOutputsByType maps every task type with required outputs to
+// them.
+func (c *Config) RequiredOutputsByType() map[string][]string {
+	m := map[string][]string{}
+	for name, t := range c.Tasks.Types {
+		if t != nil && len(t.Outputs) > 0 {
+			m[name] = t.Outputs
+		}
+	}
+	return m
+}
+
 // OutputRetention returns how long a task type's outputs are kept: the
 // type's output_retention, else outputs.retention, never longer than
 // retention (tasks and their outputs go together).

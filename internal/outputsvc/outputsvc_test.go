@@ -93,13 +93,8 @@ func newEnv(t testing.TB, storeURL string, mod func(*outputsvc.Config)) *env {
 	}
 	cfg := outputsvc.Config{
 		Store: st, Blob: bs, Signer: signer, Clock: clock, Completer: q, Logger: logger,
-		PartSize: 5 << 20,
-		Required: func(typ string) []string {
-			if typ == "video" {
-				return []string{"video.mp4"}
-			}
-			return nil
-		},
+		PartSize:  5 << 20,
+		Required:  map[string][]string{"video": {"video.mp4"}},
 		Retention: func(string) time.Duration { return time.Hour },
 	}
 	if mod != nil {

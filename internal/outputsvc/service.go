@@ -57,9 +57,9 @@ type Config struct {
 	// PartSize is the part size of multipart uploads to S3; files larger
 	// than it upload in parts (DefaultPartSize, at least 5 MiB).
 	PartSize int64
-	// Required returns the required outputs of a task type (config
-	// tasks.types.T.outputs); nil = none.
-	Required func(taskType string) []string
+	// Required maps a task type to its required outputs (config
+	// tasks.types.T.outputs).
+	Required map[string][]string
 	// Retention returns how long the outputs of a task type are kept
 	// after the task finishes (DefaultRetention when nil or ≤ 0).
 	Retention func(taskType string) time.Duration
@@ -112,10 +112,22 @@ func (s *Service) Store() *blobstore.Store { return s.cfg.Blob }
 // Limits returns the effective limits.
 func (s *Service) Limits() outputs.Limits { return s.cfg.Limits }
 
-// HasTypeRequirements reports whether any task type requires outputs; a
-// completion without a manifest then needs checking too.
+// AnyTypeRequirements reports whether some task type requires outputs:
+// only then must a completion without a manifest be checked by the
+// server (a task's own params requirements are checked by its agent, and
+// again here whenever a manifest is sent).
+func (s *Service) AnyTypeRequirements() bool {
+	for _, r := range s.cfg.Required {
+		if len(r) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// HasTypeRequirements reports whether tasks of taskType require outputs.
 func (s *Service) HasTypeRequirements(taskType string) bool {
-	return s.cfg.Required != nil && len(s.cfg.Required(taskType)) > 0
+	return len(s.cfg.Required[taskType]) > 0
 }
 
 // heldTask returns the task when lease is held by workerID (any worker
@@ -293,10 +305,7 @@ func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
 // required returns the outputs a task must produce: its type's and those
 // its params list under outputs.ParamsKey.
 func (s *Service) required(t *core.Task) []string {
-	var req []string
-	if s.cfg.Required != nil {
-		req = append(req, s.cfg.Required(t.Type)...)
-	}
+	req := append([]string(nil), s.cfg.Required[t.Type]...)
 	return append(req, outputs.ParamsRequired(t.Params)...)
 }
 

@@ -37,7 +37,7 @@ func NewOutputs(ctx context.Context, cfg *config.Config, st store.Store, q *queu
 		Store: st, Blob: bs, Signer: signer, Clock: clock, Completer: q,
 		Limits:    outputs.Limits{MaxFileSize: cfg.Outputs.MaxFileSize, MaxFiles: cfg.Outputs.MaxFiles},
 		URLExpiry: cfg.Outputs.URLExpiry.D(), PartSize: cfg.Outputs.PartSize,
-		Required: cfg.RequiredOutputs, Retention: cfg.OutputRetention,
+		Required: cfg.RequiredOutputsByType(), Retention: cfg.OutputRetention,
 		Logger: log,
 	})
 	if err != nil {
