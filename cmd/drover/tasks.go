@@ -188,7 +188,7 @@ func init() {
 		},
 	}
 	addClientFlags(retryCmd)
-	cmd.AddCommand(cancelCmd, retryCmd)
+	cmd.AddCommand(cancelCmd, retryCmd, newTaskOutputsCmd())
 	rootCmd.AddCommand(cmd)
 }
 

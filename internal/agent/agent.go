@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -357,13 +358,22 @@ func (a *Agent) runTask(ctx context.Context, t wire.ClaimedTask, rt *runningTask
 	id := t.ID.String()
 	log := a.log.With("task", id, "type", t.Type, "attempt", t.Attempt)
 	log.Info("task started")
+	// A fresh output directory per attempt, removed once reported.
+	outDir, derr := os.MkdirTemp(a.opt.Runner.TempDir, "drover-outputs-*")
+	if derr != nil {
+		log.Error("create output directory", "err", derr)
+		outDir = ""
+	} else {
+		defer os.RemoveAll(outDir)
+	}
 	out := a.opt.Runner.Run(ctx, Job{
-		TaskID:  id,
-		Type:    t.Type,
-		Attempt: t.Attempt,
-		Params:  t.Params,
-		Timeout: t.Timeout,
-		Log:     func(stream, line string) { a.logs.add(id, stream, line) },
+		OutputDir: outDir,
+		TaskID:    id,
+		Type:      t.Type,
+		Attempt:   t.Attempt,
+		Params:    t.Params,
+		Timeout:   t.Timeout,
+		Log:       func(stream, line string) { a.logs.add(id, stream, line) },
 		Progress: func(f float64, msg string) {
 			a.mu.Lock()
 			a.progress[t.ID] = wire.TaskProgress{TaskID: t.ID, LeaseToken: rt.lease.Token, Progress: &f, Message: msg}
@@ -395,9 +405,40 @@ func (a *Agent) runTask(ctx context.Context, t wire.ClaimedTask, rt *runningTask
 	_ = a.logs.flush(flushCtx)
 	cancelFlush()
 
+	var manifest []wire.OutputEntry
+	if out.OK && outDir != "" {
+		m, err := a.uploadOutputs(ctx, t, rt, outDir)
+		switch {
+		case err == nil:
+			manifest = m
+		case client.IsLeaseLost(err):
+			log.Warn("lease lost while uploading outputs: nothing reported")
+			return
+		case ctx.Err() != nil:
+			log.Info("output upload stopped: lease lost or agent stopping, nothing reported")
+			return
+		default:
+			log.Warn("outputs failed; failing the attempt", "err", err)
+			out = Outcome{Error: "outputs: " + err.Error(), Retryable: true}
+		}
+	}
 	report := func(rctx context.Context) error {
 		if out.OK {
-			return a.api.Complete(rctx, a.opt.WorkerID, rt.lease, out.Result)
+			var err error
+			if len(manifest) > 0 {
+				err = a.outputAPI().CompleteOutputs(rctx, a.opt.WorkerID, rt.lease, out.Result, manifest)
+			} else {
+				err = a.api.Complete(rctx, a.opt.WorkerID, rt.lease, out.Result)
+			}
+			if c := client.CodeOf(err); len(manifest) > 0 && (c == wire.CodeInvalid || c == wire.CodeTooLarge) ||
+				c == wire.CodeInvalid && client.FieldOf(err) == "outputs" {
+				// The server refused the outputs (mismatch, missing
+				// required output): the attempt fails, retryable.
+				log.Warn("server rejected the outputs; failing the attempt", "err", err)
+				out = Outcome{Error: "outputs rejected: " + err.Error(), Retryable: true}
+				_, err = a.api.Fail(rctx, a.opt.WorkerID, rt.lease, truncateErr(out.Error), true)
+			}
+			return err
 		}
 		_, err := a.api.Fail(rctx, a.opt.WorkerID, rt.lease, truncateErr(out.Error), out.Retryable)
 		return err

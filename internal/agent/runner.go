@@ -52,6 +52,9 @@ type Job struct {
 	Log func(stream, line string)
 	// Progress receives progress reports from DROVER_PROGRESS lines.
 	Progress func(fraction float64, msg string)
+	// OutputDir, when set, is passed as $DROVER_OUTPUT_DIR: the fresh
+	// directory of this attempt's output files.
+	OutputDir string
 }
 
 // Outcome is how an attempt ended.
@@ -115,6 +118,9 @@ func (r *Runner) Run(ctx context.Context, job Job) Outcome {
 		"DROVER_ATTEMPT="+strconv.Itoa(job.Attempt),
 		"DROVER_RESULT_FILE="+resPath,
 	)
+	if job.OutputDir != "" {
+		cmd.Env = append(cmd.Env, "DROVER_OUTPUT_DIR="+job.OutputDir)
+	}
 	cmd.SysProcAttr = handlerSysProcAttr()
 	params := job.Params
 	if len(params) == 0 {

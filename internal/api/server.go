@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/droverhq/drover/internal/core"
+	"github.com/droverhq/drover/internal/outputsvc"
 	"github.com/droverhq/drover/internal/queue"
 	"github.com/droverhq/drover/internal/store"
 	"github.com/google/uuid"
@@ -92,6 +93,9 @@ type Config struct {
 	// claimable without a notification (backoff elapsed, an owner slot
 	// freed). Default 1s.
 	ClaimPoll time.Duration
+	// Outputs serves task outputs (uploads, verification, reads); the
+	// output routes answer 404 when nil.
+	Outputs *outputsvc.Service
 }
 
 // Server serves the API. Create it with New, serve Handler, and call Close
@@ -226,6 +230,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/breakers", s.handleBreakerList)
 	mux.HandleFunc("POST /v1/breakers/{action}", s.handleBreakerSet)
 	mux.HandleFunc("GET /v1/series", s.handleSeries)
+	s.outputRoutes(mux)
 	// Operations.
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", s.handleHealthz)

@@ -419,6 +419,9 @@ func (s *Server) handleTaskComplete(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if s.completeWithOutputs(w, r, req, lease) {
+		return
+	}
 	if err := s.queue.Complete(r.Context(), req.WorkerID, lease, req.Result); err != nil {
 		s.writeError(w, r, fmt.Errorf("complete task %s: %w", taskID, err))
 		return

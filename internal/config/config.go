@@ -47,6 +47,7 @@ type Config struct {
 	Providers ProvidersConfig        `yaml:"providers"`
 	Leader    LeaderConfig           `yaml:"leader"`
 	Spend     SpendConfig            `yaml:"spend"`
+	Outputs   OutputsConfig          `yaml:"outputs"`
 }
 
 // TasksConfig holds task defaults.
@@ -63,6 +64,9 @@ type TasksConfig struct {
 	TypePools    map[string]string   `yaml:"type_pools"`
 	BackoffBase  Duration            `yaml:"backoff_base"`
 	BackoffMax   Duration            `yaml:"backoff_max"`
+	// Types holds per-task-type settings (required outputs, output
+	// retention).
+	Types map[string]*TaskTypeConfig `yaml:"types"`
 }
 
 // PoolConfig is one pool of identical workers.

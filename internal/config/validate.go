@@ -104,6 +104,7 @@ func (c *Config) Validate() error {
 	c.validateRunPod(&ck)
 	c.validateTLS(&ck)
 	c.validateSpend(&ck)
+	c.validateOutputs(&ck)
 
 	if c.Leader.TTL <= 0 || c.Leader.Interval <= 0 {
 		ck.positive("leader.ttl", c.Leader.TTL)

@@ -67,6 +67,8 @@ type Summary struct {
 	KilledWorkerFate string
 	Image            string
 	Elapsed          time.Duration
+	// ExampleTask is a tile task whose PNG is stored as a task output.
+	ExampleTask string
 }
 
 // MaxTasks bounds --tasks.
@@ -190,7 +192,7 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 	fmt.Fprintf(out, "submitted %d tasks (%d×%d tiles of %dpx)\n", len(res), cols, rows, opt.Size)
 	victimID := res[victim].Task.ID.String()
 
-	sum := &Summary{Dir: opt.Dir}
+	sum := &Summary{Dir: opt.Dir, ExampleTask: res[0].Task.ID.String()}
 	// Sample every 200 ms (to catch the victim while it runs), print a
 	// progress line every second.
 	tick := time.NewTicker(200 * time.Millisecond)
@@ -411,6 +413,10 @@ func (s *Summary) print(out io.Writer, tiles string) {
 			short(s.KilledWorker), s.KilledWorkerFate, short(s.KilledTask), verdict, short(s.KilledTaskFinisher), s.KilledTaskAttempts)
 	}
 	fmt.Fprintf(out, "  tiles: %s\n", tiles)
+	if s.ExampleTask != "" {
+		fmt.Fprintf(out, "  outputs: every tile is stored as its task's output; fetch one with\n")
+		fmt.Fprintf(out, "    drover tasks outputs %s --download DIR   (or GET /v1/tasks/%s/outputs)\n", s.ExampleTask, s.ExampleTask)
+	}
 	if s.Image != "" {
 		fmt.Fprintf(out, "  image: %s\n", s.Image)
 	}

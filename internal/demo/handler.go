@@ -122,7 +122,9 @@ func shade(cx, cy float64, maxIter int) (float64, float64, float64) {
 type HandlerResult struct {
 	PNG  string `json:"png"`
 	Tile int    `json:"tile"`
-	MS   int64  `json:"ms"`
+	// Output names the tile's task output, when stored as one.
+	Output string `json:"output,omitempty"`
+	MS     int64  `json:"ms"`
 }
 
 // RunHandler is `drover demo-handler`: it reads a Tile from stdin, renders
@@ -153,6 +155,16 @@ func RunHandler(stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	res := HandlerResult{PNG: t.Path(), Tile: t.Index, MS: time.Since(start).Milliseconds()}
+	// The tile is also a task output: the agent uploads what the handler
+	// leaves in $DROVER_OUTPUT_DIR and the server keeps it after the pod.
+	if dir := os.Getenv("DROVER_OUTPUT_DIR"); dir != "" {
+		name := filepath.Base(t.Path())
+		if err := writePNG(filepath.Join(dir, name), img); err != nil {
+			fmt.Fprintf(stderr, "demo-handler: output: %v\n", err)
+			return 1
+		}
+		res.Output = name
+	}
 	b, _ := json.Marshal(res)
 	fmt.Fprintf(stdout, "%s\n", b)
 	return 0

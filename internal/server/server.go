@@ -24,6 +24,7 @@ import (
 	"github.com/droverhq/drover/internal/config"
 	"github.com/droverhq/drover/internal/core"
 	"github.com/droverhq/drover/internal/orchestrator"
+	"github.com/droverhq/drover/internal/outputsvc"
 	"github.com/droverhq/drover/internal/provider"
 	"github.com/droverhq/drover/internal/provider/local"
 	"github.com/droverhq/drover/internal/provider/runpod"
@@ -63,6 +64,8 @@ type Server struct {
 	Providers    map[string]provider.Provider
 	// Local is the local provider, when one was built.
 	Local *local.Provider
+	// Outputs stores and verifies task outputs.
+	Outputs *outputsvc.Service
 
 	ln     net.Listener
 	certs  *certReloader // nil without TLS
@@ -115,6 +118,10 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (_ *Server, err e
 		s.Providers[runpod.Name] = rp
 	}
 
+	if s.Outputs, err = NewOutputs(ctx, cfg, st, s.Queue, opt.Clock, log.With("component", "outputs")); err != nil {
+		return nil, err
+	}
+
 	reg := prometheus.NewRegistry()
 	// The control loop calls providers through the instrumented wrapper:
 	// calls, errors by kind and latency on /metrics (docs/metrics.md).
@@ -154,6 +161,7 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (_ *Server, err e
 		Wake:    s.Orchestrator.Wake,
 
 		Dashboard: dash,
+		Outputs:   s.Outputs,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build api: %w", err)
@@ -260,6 +268,7 @@ func (s *Server) Run(ctx context.Context) error {
 	loopCtx, stopLoop := context.WithCancel(context.WithoutCancel(ctx))
 	loopDone := make(chan error, 1)
 	go func() { loopDone <- s.Orchestrator.Run(loopCtx) }()
+	go sweepOutputs(loopCtx, s.Outputs, time.Minute, s.log)
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- s.http.Serve(s.ln) }()
 	s.log.Info("drover server running", "url", s.URL())

@@ -177,6 +177,9 @@ type Store interface {
 	// must only change state through tx (and keep what it computes in
 	// variables it resets on entry).
 	Tx(ctx context.Context, fn func(ctx context.Context, tx Tx) error) error
+
+	// OutputStore records and lists task outputs (outputs.go).
+	OutputStore
 }
 
 // TaskInsertManyParams is the input of TaskInsertMany.

@@ -246,6 +246,10 @@ type CompleteRequest struct {
 	WorkerID   uuid.UUID       `json:"worker_id"`
 	LeaseToken uuid.UUID       `json:"lease_token"`
 	Result     json.RawMessage `json:"result,omitempty"`
+	// Outputs is the manifest of the files uploaded for this attempt
+	// (see docs/outputs.md); the server verifies it before the task
+	// succeeds.
+	Outputs []OutputEntry `json:"outputs,omitempty"`
 }
 
 // CompleteItem is one task of a batched completion.

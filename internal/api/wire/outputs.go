@@ -1,0 +1,92 @@
+package wire
+
+import (
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// OutputEntry is one file of a completion's manifest.
+type OutputEntry struct {
+	Name        string `json:"name"`
+	Size        int64  `json:"size"`
+	SHA256      string `json:"sha256"`
+	ContentType string `json:"content_type"`
+}
+
+// UploadFile is one file an agent wants to upload.
+type UploadFile struct {
+	Name        string `json:"name"`
+	Size        int64  `json:"size"`
+	ContentType string `json:"content_type"`
+}
+
+// UploadURLsRequest is the body of POST /v1/tasks/{id}/outputs/uploads.
+type UploadURLsRequest struct {
+	WorkerID   uuid.UUID    `json:"worker_id"`
+	LeaseToken uuid.UUID    `json:"lease_token"`
+	Files      []UploadFile `json:"files"`
+}
+
+// LeaseHolder returns the worker and lease token an upload grant presents.
+func (r *UploadURLsRequest) LeaseHolder() (workerID, token uuid.UUID) {
+	return r.WorkerID, r.LeaseToken
+}
+
+// UploadTarget says where to PUT one file. URL is absolute (a bucket's
+// presigned URL) or a path on the Drover server (the embedded store),
+// which the client resolves against its server URL; it carries its own
+// authorisation, so no bearer token is sent with it. A multipart target
+// has PartURLs instead (each part PartSize bytes, the last one shorter)
+// and is finished with POST /v1/tasks/{id}/outputs/multipart.
+type UploadTarget struct {
+	Name      string            `json:"name"`
+	Method    string            `json:"method"`
+	URL       string            `json:"url,omitempty"`
+	Headers   map[string]string `json:"headers,omitempty"`
+	UploadID  string            `json:"upload_id,omitempty"`
+	PartSize  int64             `json:"part_size,omitempty"`
+	PartURLs  []string          `json:"part_urls,omitempty"`
+	ExpiresAt time.Time         `json:"expires_at"`
+}
+
+// UploadURLsResponse answers POST /v1/tasks/{id}/outputs/uploads, one
+// target per file in request order.
+type UploadURLsResponse struct {
+	Uploads []UploadTarget `json:"uploads"`
+}
+
+// MultipartCompleteRequest is the body of POST
+// /v1/tasks/{id}/outputs/multipart: the ETags of every part, in order.
+type MultipartCompleteRequest struct {
+	WorkerID   uuid.UUID `json:"worker_id"`
+	LeaseToken uuid.UUID `json:"lease_token"`
+	Name       string    `json:"name"`
+	UploadID   string    `json:"upload_id"`
+	ETags      []string  `json:"etags"`
+}
+
+// LeaseHolder returns the worker and lease token the call presents.
+func (r *MultipartCompleteRequest) LeaseHolder() (workerID, token uuid.UUID) {
+	return r.WorkerID, r.LeaseToken
+}
+
+// Output is one recorded output of a task.
+type Output struct {
+	Name        string    `json:"name"`
+	Size        int64     `json:"size"`
+	SHA256      string    `json:"sha256"`
+	ContentType string    `json:"content_type"`
+	Attempt     int       `json:"attempt"`
+	CreatedAt   time.Time `json:"created_at"`
+	ExpiresAt   time.Time `json:"expires_at"`
+	// URL is the path of GET /v1/tasks/{id}/outputs/{name}.
+	URL string `json:"url"`
+}
+
+// OutputsResponse answers GET /v1/tasks/{id}/outputs.
+type OutputsResponse struct {
+	TaskID  uuid.UUID `json:"task_id"`
+	State   TaskState `json:"state"`
+	Outputs []Output  `json:"outputs"`
+}

@@ -1,0 +1,6 @@
+//go:build drover_gcs
+
+package blobstore
+
+// gs:// buckets (build with -tags drover_gcs).
+import _ "gocloud.dev/blob/gcsblob"

@@ -1,0 +1,472 @@
+// Package outputsvc is the server side of task outputs: it grants signed
+// upload URLs bound to a held lease, accepts uploads into the embedded
+// store, verifies a completion's manifest against the stored objects
+// (size, SHA-256, content type, required outputs) before the task may
+// succeed, serves outputs back, and deletes them when they expire.
+//
+// Verification is the point (predecessor incident I5: tasks marked
+// complete whose files were missing): a task with outputs succeeds only
+// through Complete, which records the outputs and the completion in one
+// transaction, so a task never counts as succeeded with unverified files
+// and at most one set of outputs is ever recorded per task.
+package outputsvc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/droverhq/drover/internal/api/wire"
+	"github.com/droverhq/drover/internal/blobstore"
+	"github.com/droverhq/drover/internal/core"
+	"github.com/droverhq/drover/internal/outputs"
+	"github.com/droverhq/drover/internal/store"
+	"github.com/google/uuid"
+)
+
+// Defaults.
+const (
+	DefaultURLExpiry = 15 * time.Minute
+	DefaultPartSize  = 64 << 20
+	DefaultRetention = 7 * 24 * time.Hour
+)
+
+// Completer completes a task and records its outputs atomically
+// (queue.Service).
+type Completer interface {
+	CompleteWithOutputs(ctx context.Context, workerID uuid.UUID, lease core.Lease, result json.RawMessage, outs []*core.Output) error
+}
+
+// Config wires a Service.
+type Config struct {
+	Store     store.Store
+	Blob      *blobstore.Store
+	Signer    *outputs.Signer
+	Clock     core.Clock
+	Completer Completer
+	Limits    outputs.Limits
+	// URLExpiry bounds upload and download URLs (DefaultURLExpiry).
+	URLExpiry time.Duration
+	// PartSize is the part size of multipart uploads to S3; files larger
+	// than it upload in parts (DefaultPartSize, at least 5 MiB).
+	PartSize int64
+	// Required maps a task type to its required outputs (config
+	// tasks.types.T.outputs).
+	Required map[string][]string
+	// Retention returns how long the outputs of a task type are kept
+	// after the task finishes (DefaultRetention when nil or ≤ 0).
+	Retention func(taskType string) time.Duration
+	Logger    *slog.Logger
+}
+
+// Service implements task outputs on the server.
+type Service struct {
+	cfg Config
+	log *slog.Logger
+
+	mu     sync.Mutex
+	hashes map[string]uploaded // key → what the embedded store received
+}
+
+type uploaded struct {
+	size int64
+	sum  string
+}
+
+const maxHashCache = 100_000
+
+// New returns a Service.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil || cfg.Blob == nil || cfg.Completer == nil {
+		return nil, errors.New("outputsvc: Store, Blob and Completer are required")
+	}
+	if cfg.Blob.Embedded() && cfg.Signer == nil {
+		return nil, errors.New("outputsvc: the embedded store needs a Signer")
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = core.SystemClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.URLExpiry <= 0 {
+		cfg.URLExpiry = DefaultURLExpiry
+	}
+	if cfg.PartSize <= 0 {
+		cfg.PartSize = DefaultPartSize
+	}
+	cfg.Limits = cfg.Limits.WithDefaults()
+	return &Service{cfg: cfg, log: cfg.Logger, hashes: map[string]uploaded{}}, nil
+}
+
+// Store returns the object store.
+func (s *Service) Store() *blobstore.Store { return s.cfg.Blob }
+
+// Limits returns the effective limits.
+func (s *Service) Limits() outputs.Limits { return s.cfg.Limits }
+
+// AnyTypeRequirements reports whether some task type requires outputs:
+// only then must a completion without a manifest be checked by the
+// server (a task's own params requirements are checked by its agent, and
+// again here whenever a manifest is sent).
+func (s *Service) AnyTypeRequirements() bool {
+	for _, r := range s.cfg.Required {
+		if len(r) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// HasTypeRequirements reports whether tasks of taskType require outputs.
+func (s *Service) HasTypeRequirements(taskType string) bool {
+	return len(s.cfg.Required[taskType]) > 0
+}
+
+// heldTask returns the task when lease is held by workerID (any worker
+// when workerID is uuid.Nil), else core.ErrLeaseLost.
+func (s *Service) heldTask(ctx context.Context, workerID uuid.UUID, lease core.Lease) (*core.Task, error) {
+	t, err := s.cfg.Store.TaskGet(ctx, lease.TaskID)
+	if err != nil {
+		if errors.Is(err, core.ErrNotFound) {
+			return nil, core.ErrLeaseLost
+		}
+		return nil, fmt.Errorf("get task %s: %w", lease.TaskID, err)
+	}
+	if t.State != core.TaskRunning || t.LeaseToken == nil || *t.LeaseToken != lease.Token ||
+		(workerID != uuid.Nil && (t.WorkerID == nil || *t.WorkerID != workerID)) {
+		return nil, core.ErrLeaseLost
+	}
+	return t, nil
+}
+
+func invalid(format string, args ...any) error {
+	return core.Invalid("outputs", format, args...)
+}
+
+func tooLarge(format string, args ...any) error {
+	return &core.Error{Code: core.ETOOLARGE, Field: "outputs", Message: fmt.Sprintf(format, args...)}
+}
+
+// checkFiles validates an upload request against the limits.
+func (s *Service) checkFiles(files []wire.UploadFile) error {
+	l := s.cfg.Limits
+	if len(files) == 0 {
+		return invalid("no files")
+	}
+	if len(files) > l.MaxFiles {
+		return tooLarge("%d files; the limit is %d files per task", len(files), l.MaxFiles)
+	}
+	seen := map[string]bool{}
+	for _, f := range files {
+		if err := outputs.ValidateName(f.Name); err != nil {
+			return invalid("%s", err.Error())
+		}
+		if seen[f.Name] {
+			return invalid("output %q: listed twice", f.Name)
+		}
+		seen[f.Name] = true
+		if f.Size < 0 {
+			return invalid("output %q: negative size", f.Name)
+		}
+		if f.Size > l.MaxFileSize {
+			return tooLarge("output %q: %d bytes; the limit is %d bytes per file", f.Name, f.Size, l.MaxFileSize)
+		}
+		if err := outputs.ValidateContentType(f.Name, f.ContentType); err != nil {
+			return invalid("%s", err.Error())
+		}
+	}
+	return nil
+}
+
+// Grant returns one upload target per file, bound to the task, the lease,
+// the name, the size and the content type, valid for URLExpiry.
+func (s *Service) Grant(ctx context.Context, workerID uuid.UUID, lease core.Lease, files []wire.UploadFile) ([]wire.UploadTarget, error) {
+	if err := s.checkFiles(files); err != nil {
+		return nil, err
+	}
+	if _, err := s.heldTask(ctx, workerID, lease); err != nil {
+		return nil, err
+	}
+	now := s.cfg.Clock.Now()
+	exp := now.Add(s.cfg.URLExpiry)
+	out := make([]wire.UploadTarget, len(files))
+	for i, f := range files {
+		key := outputs.Key(lease.TaskID.String(), lease.Token.String(), f.Name)
+		t := wire.UploadTarget{Name: f.Name, Method: http.MethodPut, ExpiresAt: exp.UTC().Truncate(time.Second)}
+		switch {
+		case s.cfg.Blob.Embedded():
+			t.URL = "/v1/blobs/" + s.cfg.Signer.Sign(outputs.Grant{
+				Method: http.MethodPut, Key: key, Task: lease.TaskID.String(), Lease: lease.Token.String(),
+				Size: f.Size, ContentType: f.ContentType, Expires: exp.Unix(),
+			})
+			t.Headers = map[string]string{"Content-Type": f.ContentType}
+		case s.cfg.Blob.Multipart() && f.Size > s.cfg.PartSize:
+			mu, err := s.cfg.Blob.StartMultipart(ctx, key, f.ContentType, f.Size, s.cfg.PartSize, s.cfg.URLExpiry)
+			if err != nil {
+				return nil, fmt.Errorf("grant upload of output %q: %w", f.Name, err)
+			}
+			t.UploadID, t.PartSize, t.PartURLs = mu.UploadID, s.cfg.PartSize, mu.PartURLs
+		default:
+			u, err := s.cfg.Blob.UploadURL(ctx, key, f.Size, s.cfg.URLExpiry)
+			if err != nil {
+				return nil, fmt.Errorf("grant upload of output %q: %w", f.Name, err)
+			}
+			t.URL = u
+		}
+		out[i] = t
+	}
+	return out, nil
+}
+
+// CompleteMultipart assembles a multipart upload granted for lease.
+func (s *Service) CompleteMultipart(ctx context.Context, workerID uuid.UUID, lease core.Lease, name, uploadID string, etags []string) error {
+	if err := outputs.ValidateName(name); err != nil {
+		return invalid("%s", err.Error())
+	}
+	if uploadID == "" || len(etags) == 0 || len(etags) > 10000 {
+		return invalid("output %q: upload_id and 1..10000 etags are required", name)
+	}
+	if _, err := s.heldTask(ctx, workerID, lease); err != nil {
+		return err
+	}
+	key := outputs.Key(lease.TaskID.String(), lease.Token.String(), name)
+	if err := s.cfg.Blob.CompleteMultipart(ctx, key, uploadID, etags); err != nil {
+		return invalid("output %q: %s", name, err.Error())
+	}
+	return nil
+}
+
+// Upload errors of the embedded store.
+var (
+	errSignature  = core.Errorf(core.EFORBIDDEN, "upload URL signature does not match")
+	errExpiredURL = core.Errorf(core.EFORBIDDEN, "upload URL expired")
+)
+
+// Accept stores the body of a PUT to a signed embedded-store URL. The
+// grant must be valid and unexpired, its lease still held, the
+// Content-Type the one it was signed for, and the body exactly its size.
+func (s *Service) Accept(ctx context.Context, token, contentType string, contentLength int64, body interface{ Read([]byte) (int, error) }) error {
+	if !s.cfg.Blob.Embedded() {
+		return core.Errorf(core.ENOTFOUND, "this server's output store takes uploads directly")
+	}
+	g, err := s.cfg.Signer.Verify(token, s.cfg.Clock.Now())
+	switch {
+	case errors.Is(err, outputs.ErrExpired):
+		return errExpiredURL
+	case err != nil:
+		return errSignature
+	case g.Method != http.MethodPut:
+		return core.Errorf(core.EFORBIDDEN, "this URL does not allow uploads")
+	}
+	taskID, err1 := uuid.Parse(g.Task)
+	tok, err2 := uuid.Parse(g.Lease)
+	if err1 != nil || err2 != nil {
+		return errSignature
+	}
+	name := g.Key[strings.LastIndexByte(g.Key, '/')+1:]
+	if _, err := s.heldTask(ctx, uuid.Nil, core.Lease{TaskID: taskID, Token: tok}); err != nil {
+		return fmt.Errorf("upload output %q of task %s: %w", name, taskID, err)
+	}
+	if contentType != g.ContentType {
+		return core.Invalid("Content-Type", "output %q: Content-Type %q is not the %q the upload URL was granted for", name, contentType, g.ContentType)
+	}
+	if contentLength >= 0 && contentLength != g.Size {
+		return core.Invalid("Content-Length", "output %q: %d bytes sent; the upload URL was granted for exactly %d", name, contentLength, g.Size)
+	}
+	n, sum, err := s.cfg.Blob.Put(ctx, g.Key, contentType, readerFunc(body.Read), g.Size)
+	if err != nil {
+		return core.Invalid("body", "output %q: %s; the upload URL was granted for exactly %d bytes", name, err.Error(), g.Size)
+	}
+	if n != g.Size {
+		_ = s.cfg.Blob.Delete(context.WithoutCancel(ctx), g.Key)
+		return core.Invalid("body", "output %q: %d bytes received; the upload URL was granted for exactly %d", name, n, g.Size)
+	}
+	s.mu.Lock()
+	if len(s.hashes) >= maxHashCache {
+		clear(s.hashes)
+	}
+	s.hashes[g.Key] = uploaded{size: n, sum: sum}
+	s.mu.Unlock()
+	return nil
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+// required returns the outputs a task must produce: its type's and those
+// its params list under outputs.ParamsKey.
+func (s *Service) required(t *core.Task) []string {
+	req := append([]string(nil), s.cfg.Required[t.Type]...)
+	return append(req, outputs.ParamsRequired(t.Params)...)
+}
+
+func sameMediaType(a, b string) bool {
+	ma, _, errA := mime.ParseMediaType(a)
+	mb, _, errB := mime.ParseMediaType(b)
+	if errA != nil || errB != nil {
+		return strings.EqualFold(a, b)
+	}
+	return ma == mb
+}
+
+// Complete verifies the manifest of a held lease against the stored
+// objects and the task's required outputs, then completes the task and
+// records the outputs in one transaction. Any mismatch is an EINVALID
+// error naming the file; nothing is recorded and the task stays running
+// (the agent then fails the attempt, retryable).
+func (s *Service) Complete(ctx context.Context, workerID uuid.UUID, lease core.Lease, result json.RawMessage, manifest []wire.OutputEntry) error {
+	entries := make([]outputs.Entry, len(manifest))
+	for i, m := range manifest {
+		entries[i] = outputs.Entry(m)
+	}
+	if len(entries) > s.cfg.Limits.MaxFiles {
+		return tooLarge("%d outputs; the limit is %d files per task", len(entries), s.cfg.Limits.MaxFiles)
+	}
+	if err := outputs.ValidateManifest(entries, s.cfg.Limits); err != nil {
+		return invalid("%s", err.Error())
+	}
+	t, err := s.heldTask(ctx, workerID, lease)
+	if err != nil {
+		return err
+	}
+	have := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		have[e.Name] = true
+	}
+	for _, name := range s.required(t) {
+		if !have[name] {
+			return invalid("required output %q of task type %q is missing: the handler did not write $DROVER_OUTPUT_DIR/%s", name, t.Type, name)
+		}
+	}
+	now := s.cfg.Clock.Now()
+	keep := DefaultRetention
+	if s.cfg.Retention != nil {
+		if d := s.cfg.Retention(t.Type); d > 0 {
+			keep = d
+		}
+	}
+	outs := make([]*core.Output, 0, len(entries))
+	for _, e := range entries {
+		key := outputs.Key(lease.TaskID.String(), lease.Token.String(), e.Name)
+		if err := s.verify(ctx, key, e); err != nil {
+			return err
+		}
+		outs = append(outs, &core.Output{
+			TaskID: lease.TaskID, Name: e.Name, Attempt: t.Attempt, Size: e.Size, SHA256: e.SHA256,
+			ContentType: e.ContentType, BlobKey: key, CreatedAt: now, ExpiresAt: now.Add(keep),
+		})
+	}
+	if err := s.cfg.Completer.CompleteWithOutputs(ctx, workerID, lease, result, outs); err != nil {
+		return err
+	}
+	s.forget(outs)
+	s.dropOtherAttempts(context.WithoutCancel(ctx), lease)
+	return nil
+}
+
+// verify checks one stored object against its manifest entry.
+func (s *Service) verify(ctx context.Context, key string, e outputs.Entry) error {
+	a, err := s.cfg.Blob.Stat(ctx, key)
+	if errors.Is(err, blobstore.ErrNotFound) {
+		return invalid("output %q is in the manifest but was not uploaded", e.Name)
+	}
+	if err != nil {
+		return fmt.Errorf("verify output %q: %w", e.Name, err)
+	}
+	if a.Size != e.Size {
+		return invalid("output %q: the stored object has %d bytes; the manifest says %d", e.Name, a.Size, e.Size)
+	}
+	if a.ContentType != "" && !sameMediaType(a.ContentType, e.ContentType) {
+		return invalid("output %q: stored as %q; the manifest says %q", e.Name, a.ContentType, e.ContentType)
+	}
+	s.mu.Lock()
+	up, ok := s.hashes[key]
+	s.mu.Unlock()
+	sum := up.sum
+	if !ok || up.size != a.Size {
+		_, sum, err = s.cfg.Blob.Hash(ctx, key)
+		if err != nil {
+			return fmt.Errorf("verify output %q: %w", e.Name, err)
+		}
+	}
+	if sum != e.SHA256 {
+		return invalid("output %q: the stored object's SHA-256 is %s; the manifest says %s (corrupted upload)", e.Name, sum, e.SHA256)
+	}
+	return nil
+}
+
+func (s *Service) forget(outs []*core.Output) {
+	s.mu.Lock()
+	for _, o := range outs {
+		delete(s.hashes, o.BlobKey)
+	}
+	s.mu.Unlock()
+}
+
+// dropOtherAttempts deletes what earlier attempts of the task uploaded
+// (a worker killed mid-upload leaves objects under its own lease).
+func (s *Service) dropOtherAttempts(ctx context.Context, lease core.Lease) {
+	prefix := "tasks/" + lease.TaskID.String() + "/"
+	keep := prefix + lease.Token.String() + "/"
+	if err := s.cfg.Blob.DeleteExcept(ctx, prefix, keep); err != nil {
+		s.log.WarnContext(ctx, "delete outputs of earlier attempts", "task", lease.TaskID, "err", err)
+	}
+}
+
+// List returns a task's recorded outputs.
+func (s *Service) List(ctx context.Context, taskID uuid.UUID) ([]*core.Output, error) {
+	return s.cfg.Store.OutputList(ctx, taskID)
+}
+
+// Find returns one recorded output (core.ErrNotFound if absent).
+func (s *Service) Find(ctx context.Context, taskID uuid.UUID, name string) (*core.Output, error) {
+	outs, err := s.List(ctx, taskID)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range outs {
+		if o.Name == name {
+			return o, nil
+		}
+	}
+	return nil, core.Errorf(core.ENOTFOUND, "task %s has no output %q", taskID, name)
+}
+
+// DownloadURL returns a presigned download URL of an output in an external
+// store ("" for the embedded store, whose bytes the server serves).
+func (s *Service) DownloadURL(ctx context.Context, o *core.Output) (string, error) {
+	if s.cfg.Blob.Embedded() {
+		return "", nil
+	}
+	return s.cfg.Blob.DownloadURL(ctx, o.BlobKey, s.cfg.URLExpiry)
+}
+
+// Sweep deletes up to 1,000 expired outputs: the objects first, then
+// their rows. It returns how many were deleted.
+func (s *Service) Sweep(ctx context.Context) (int, error) {
+	outs, err := s.cfg.Store.OutputListExpired(ctx, s.cfg.Clock.Now(), 1000)
+	if err != nil || len(outs) == 0 {
+		return 0, err
+	}
+	done := outs[:0:0]
+	for _, o := range outs {
+		if err := s.cfg.Blob.Delete(ctx, o.BlobKey); err != nil {
+			s.log.WarnContext(ctx, "delete expired output", "task", o.TaskID, "output", o.Name, "err", err)
+			continue
+		}
+		done = append(done, o)
+	}
+	if err := s.cfg.Store.OutputDelete(ctx, done); err != nil {
+		return 0, fmt.Errorf("delete expired outputs: %w", err)
+	}
+	return len(done), nil
+}
