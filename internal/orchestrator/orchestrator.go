@@ -107,6 +107,12 @@ func New(d Deps) (*Orchestrator, error) {
 		return nil, fmt.Errorf("orchestrator: register metrics: %w", err)
 	}
 	o.m = m
+	if o.elector == nil {
+		o.elector = NewElector(o.st, o.clock, ElectorConfig{
+			TTL:      o.cfg.Leader.TTL.D(),
+			Interval: o.cfg.Leader.Interval.D(),
+		}, o.log)
+	}
 	return o, nil
 }
 
@@ -215,6 +221,11 @@ func (o *Orchestrator) Tick(ctx context.Context) (*TickReport, error) {
 		requeue:  map[uuid.UUID]bool{},
 	}
 	t.rep = &TickReport{Time: t.now, Decisions: map[string]Decision{}, Failed: map[uuid.UUID]core.FailureClass{}, ListErrors: map[string]string{}}
+	// Every leader-only write of this tick checks the term it was elected
+	// in; a replica deposed meanwhile writes nothing (store.ErrFenced).
+	if f, ok := o.elector.Fence(); ok {
+		ctx = store.WithFence(ctx, f)
+	}
 
 	if err := o.observe(ctx, t); err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -44,6 +45,19 @@ type Status struct {
 	Failures          []FailureRecord  `json:"recent_failures"`
 	Hints             []string         `json:"hints,omitempty"`
 	Pools             map[string]Usage `json:"pools"`
+	// Leader is the replica that runs the control loop (nil before any
+	// election).
+	Leader *LeaderStatus `json:"leader,omitempty"`
+}
+
+// LeaderStatus names the leader replica and its term.
+type LeaderStatus struct {
+	ID        string    `json:"id"`
+	Term      int64     `json:"term"`
+	Since     time.Time `json:"since"`
+	ExpiresAt time.Time `json:"expires_at"`
+	// Expired is true when the lease ran out and no replica renewed it.
+	Expired bool `json:"expired"`
 }
 
 // QueueStatus counts tasks.
@@ -108,6 +122,15 @@ func BuildStatus(ctx context.Context, st store.Store, cfg *config.Config, now ti
 	}
 	s.Queue.Queued, s.Queue.Running = counts[core.TaskQueued], counts[core.TaskRunning]
 	s.Queue.Succeeded, s.Queue.Failed = counts[core.TaskSucceeded], counts[core.TaskFailed]
+	if lr, ok := st.(store.LeaderReader); ok {
+		l, err := lr.LeaderGet(ctx)
+		switch {
+		case err == nil:
+			s.Leader = &LeaderStatus{ID: l.LeaderID, Term: l.Term, Since: l.ElectedAt, ExpiresAt: l.ExpiresAt, Expired: !l.ExpiresAt.After(now)}
+		case !errors.Is(err, core.ErrNotFound):
+			return nil, fmt.Errorf("status: read leader: %w", err)
+		}
+	}
 	demand, err := st.TaskDemand(ctx, &store.TaskDemandParams{Now: now, OwnerLimit: cfg.Tasks.OwnerLimit})
 	if err != nil {
 		return nil, fmt.Errorf("status: read demand: %w", err)
@@ -355,6 +378,13 @@ func (s *Status) Text() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Drover status — %s UTC\n\n", s.Time.UTC().Format("2006-01-02 15:04:05"))
 	fmt.Fprintf(&b, "Verdict: %s\n", s.Verdict)
+	if l := s.Leader; l != nil {
+		state := "since " + l.Since.UTC().Format("15:04:05")
+		if l.Expired {
+			state = "lease expired, no replica leads"
+		}
+		fmt.Fprintf(&b, "Leader: %s (term %d, %s)\n", l.ID, l.Term, state)
+	}
 	for _, r := range s.VerdictReasons {
 		fmt.Fprintf(&b, "  - %s\n", r)
 	}
