@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 )
 
@@ -56,4 +57,23 @@ type LeaderReader interface {
 	// LeaderGet returns the leadership row, or core.ErrNotFound when no
 	// replica was ever elected.
 	LeaderGet(ctx context.Context) (*Leader, error)
+}
+
+// SignalBus carries small signals ("submit", "claimable", ...) between the
+// replicas that share one database.
+type SignalBus interface {
+	// Send queues signal for the other replicas; it never blocks, and
+	// signals sent close together travel as one message.
+	Send(signal string)
+	// Close stops the bus.
+	Close()
+}
+
+// Signaler is implemented by stores whose database can carry signals
+// between processes (PostgreSQL: LISTEN/NOTIFY). onSignal receives every
+// signal sent by another replica (never this one's own); after a lost
+// connection it is called with "submit" once the bus listens again, since
+// signals may have been missed meanwhile.
+type Signaler interface {
+	Signals(onSignal func(signal string), log *slog.Logger) (SignalBus, error)
 }
