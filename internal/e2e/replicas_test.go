@@ -19,14 +19,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/droverhq/drover/internal/api/wire"
 	"github.com/droverhq/drover/internal/client"
 	"github.com/droverhq/drover/internal/core"
+	"github.com/droverhq/drover/internal/provider/local"
 	"github.com/droverhq/drover/internal/server"
 	"github.com/droverhq/drover/internal/store"
 	"github.com/droverhq/drover/internal/store/postgres"
 	"github.com/droverhq/drover/internal/store/postgres/pgtest"
-	"github.com/droverhq/drover/internal/api/wire"
-	"github.com/droverhq/drover/internal/provider/local"
 )
 
 // lbProxy is a loopback load balancer: requests go round-robin to the
