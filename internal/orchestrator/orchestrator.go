@@ -89,10 +89,16 @@ func New(d Deps) (*Orchestrator, error) {
 	if d.Logger == nil {
 		d.Logger = slog.Default()
 	}
+	// Every provider call of a tick has a deadline (providers.*.call_timeout):
+	// a hung cloud API costs a tick at most that, counted as transient.
+	providers := make(map[string]provider.Provider, len(d.Providers))
+	for name, p := range d.Providers {
+		providers[name] = provider.WithDeadline(p, d.Config.CallTimeout(name))
+	}
 	o := &Orchestrator{
 		st:         d.Store,
 		q:          d.Queue,
-		providers:  d.Providers,
+		providers:  providers,
 		clock:      d.Clock,
 		cfg:        d.Config,
 		log:        d.Logger,
