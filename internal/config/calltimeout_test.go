@@ -1,6 +1,7 @@
 package config
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -35,5 +36,23 @@ func TestCallTimeout(t *testing.T) {
 	c.Providers.RunPod.CallTimeout = &d
 	if got := c.CallTimeout("runpod"); got != 3*time.Second {
 		t.Errorf("configured runpod call timeout = %s, want 3s", got)
+	}
+}
+
+// Every replica of one PostgreSQL deployment on a host gets the same
+// default local.dir, whatever its working directory; another deployment
+// gets another one.
+func TestLocalDirDefaultIsHostWide(t *testing.T) {
+	a := &Config{Database: "postgres://drover:pw1@db/drover"}
+	b := &Config{Database: "postgres://drover:pw2@db/drover"}
+	other := &Config{Database: "postgres://drover@db/other"}
+	if a.EffectiveLocalDir() != b.EffectiveLocalDir() {
+		t.Errorf("replicas disagree: %s vs %s", a.EffectiveLocalDir(), b.EffectiveLocalDir())
+	}
+	if !filepath.IsAbs(a.EffectiveLocalDir()) || strings.Contains(a.EffectiveLocalDir(), "pw1") {
+		t.Errorf("default dir %q is not absolute or shows the password", a.EffectiveLocalDir())
+	}
+	if a.EffectiveLocalDir() == other.EffectiveLocalDir() {
+		t.Errorf("two deployments share %s", a.EffectiveLocalDir())
 	}
 }
