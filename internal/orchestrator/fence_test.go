@@ -12,7 +12,7 @@ import (
 	"github.com/droverhq/drover/internal/store"
 	"github.com/droverhq/drover/internal/store/postgres/pgtest"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // A leader paused past its lease (here: its clock jumps past the TTL while
@@ -67,7 +67,11 @@ func TestPausedLeaderCannotSpawn(t *testing.T) {
 	if o.elector.IsLeader() {
 		t.Fatal("deposed elector still trusts its leadership")
 	}
-	if got := testutil.ToFloat64(o.m.fenced); got != 1 {
+	var m dto.Metric
+	if err := o.m.fenced.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.GetCounter().GetValue(); got != 1 {
 		t.Fatalf("drover_leader_fenced_writes_total = %v, want 1", got)
 	}
 }
