@@ -47,9 +47,9 @@ func TestPausedLeaderCannotSpawn(t *testing.T) {
 		t.Fatalf("new leader elected = %v, %v", ok, err)
 	}
 	// The old process resumes mid-tick, still believing it leads.
-	_, err = o.Tick(ctx)
-	if !errors.Is(err, store.ErrFenced) {
-		t.Fatalf("tick of the deposed leader: err = %v, want store.ErrFenced", err)
+	_, tickErr := o.Tick(ctx)
+	if !errors.Is(tickErr, store.ErrFenced) {
+		t.Fatalf("tick of the deposed leader: err = %v, want store.ErrFenced", tickErr)
 	}
 	ws, err := st.WorkerList(ctx, &store.WorkerListParams{})
 	if err != nil {
@@ -61,7 +61,7 @@ func TestPausedLeaderCannotSpawn(t *testing.T) {
 	if n := len(prov.Instances()); n != 0 {
 		t.Fatalf("deposed leader created %d instances", n)
 	}
-	if !o.recordFenced(err) {
+	if !o.recordFenced(tickErr) {
 		t.Fatal("recordFenced did not recognise the fenced tick error")
 	}
 	if o.elector.IsLeader() {
