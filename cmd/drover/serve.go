@@ -38,8 +38,10 @@ leases stay valid so agents carry on through a restart.
 
 The operator token comes from DROVER_OPERATOR_TOKEN, else from
 auth.operator_token_file, else a random token is generated into
-operator.token (mode 0600) next to the SQLite database (the working
-directory for PostgreSQL); its path is printed, the token never is.`,
+operator.token (mode 0600) next to the SQLite database; its path is
+printed, the token never is. On PostgreSQL, where several replicas share
+the database, no token is generated: every replica must be given the same
+one (DROVER_OPERATOR_TOKEN or auth.operator_token_file).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if path == "" {
@@ -66,6 +68,9 @@ directory for PostgreSQL); its path is printed, the token never is.`,
 					return err
 				}
 				if tok == "" {
+					if err := server.CheckTokenGeneration(cfg.Database, tokPath); err != nil {
+						return err
+					}
 					if tok, err = server.RandomToken(); err != nil {
 						return err
 					}

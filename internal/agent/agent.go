@@ -92,6 +92,11 @@ type runningTask struct {
 	lease  wire.Lease
 	cancel context.CancelFunc
 	lost   bool
+	// finished is set when the handler has exited and its outcome is being
+	// reported: a heartbeat reply that calls the lease lost then only
+	// means the completion landed first (or the report will hear a 409),
+	// so there is nothing to kill and nothing to log.
+	finished bool
 }
 
 // New returns an agent that talks to api.
@@ -383,6 +388,7 @@ func (a *Agent) runTask(ctx context.Context, t wire.ClaimedTask, rt *runningTask
 	defer a.finish(t.ID)
 
 	a.mu.Lock()
+	rt.finished = true
 	lost, stopped := rt.lost, a.stopped
 	a.mu.Unlock()
 	if lost {
@@ -584,7 +590,7 @@ func (a *Agent) obey(reply *wire.HeartbeatResponse) {
 	for _, l := range reply.LostLeases {
 		a.mu.Lock()
 		rt, ok := a.tasks[l.TaskID]
-		if ok && rt.lease.Token == l.Token && !rt.lost {
+		if ok && rt.lease.Token == l.Token && !rt.lost && !rt.finished {
 			rt.lost = true
 			rt.cancel()
 			a.log.Warn("lease lost: killing handler", "task", l.TaskID.String())

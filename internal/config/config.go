@@ -154,6 +154,9 @@ type RunPodConfig struct {
 	APIKeyFile string `yaml:"api_key_file"`
 	APIKey     string `yaml:"-"` // from DROVER_RUNPOD_API_KEY or the file
 	BaseURL    string `yaml:"base_url"`
+	// CallTimeout bounds every RunPod call the control loop makes (see
+	// Config.CallTimeout).
+	CallTimeout *Duration `yaml:"call_timeout,omitempty"`
 }
 
 // LocalConfig configures the local provider.
@@ -163,6 +166,9 @@ type LocalConfig struct {
 	// GPUs, when set, starts one agent per listed GPU index with
 	// CUDA_VISIBLE_DEVICES.
 	GPUs []int `yaml:"gpus"`
+	// CallTimeout bounds every local provider call the control loop
+	// makes (see Config.CallTimeout).
+	CallTimeout *Duration `yaml:"call_timeout,omitempty"`
 }
 
 // LeaderConfig tunes leader election (PostgreSQL only).

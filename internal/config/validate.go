@@ -102,6 +102,7 @@ func (c *Config) Validate() error {
 	c.validatePools(&ck)
 	c.validateBreaker(&ck)
 	c.validateRunPod(&ck)
+	c.validateCallTimeouts(&ck)
 	c.validateTLS(&ck)
 	c.validateSpend(&ck)
 	c.validateOutputs(&ck)

@@ -30,6 +30,9 @@ const (
 	EventScaleBlocked  EventKind = "scale.blocked"
 	EventBreakerState  EventKind = "breaker.state"
 	EventLeader        EventKind = "leader"
+	// EventLeaderChanged records a change of leader: data holds old, new,
+	// term and cause (takeover, resign or shutdown).
+	EventLeaderChanged EventKind = "leader.changed"
 	EventProviderError EventKind = "provider.error"
 )
 

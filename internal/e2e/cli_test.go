@@ -86,7 +86,7 @@ func TestCLIConfigCheckMasksCredentials(t *testing.T) {
 		if strings.Contains(r.all(), "s3cret") || !strings.Contains(r.stdout, "xxxxx") {
 			t.Errorf("config check with DROVER_DATABASE does not mask the credential:\n%s", r.all())
 		}
-		if !strings.Contains(r.stdout, "dir: drover-agents") {
+		if !strings.Contains(r.stdout, "/drover-agents-d") {
 			t.Errorf("config check does not print the effective providers.local.dir:\n%s", r.stdout)
 		}
 		yml := filepath.Join(dir, "drover.yaml")

@@ -508,6 +508,24 @@ func TestKilledAgentTaskRequeued(t *testing.T) {
 	if tk.State != core.TaskSucceeded || r.Worker == victim.String() || r.Attempt != 2 || tk.Lost != 1 {
 		t.Fatalf("task %s lost=%d result %s (victim %s)", tk.State, tk.Lost, tk.Result, victim)
 	}
+	// The local provider saw the agent exit: the worker failed as
+	// agent-exit with the signal, not as vanished.
+	ws, err := e.c.Workers(context.Background(), wire.WorkerFilter{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w *wire.Worker
+	for _, x := range ws {
+		if x.ID == victim {
+			w = x
+		}
+	}
+	if w == nil {
+		t.Fatalf("worker %s not listed", victim)
+	}
+	if w.Failure != core.FailAgentExit || !strings.Contains(w.Reason, "signal: killed") {
+		t.Fatalf("killed agent's worker failed as %q (%s), want agent-exit with the signal", w.Failure, w.Reason)
+	}
 }
 
 func TestStaleLeaseGets409(t *testing.T) {

@@ -82,4 +82,14 @@
 // re-elected every 5s) and trusts it only until attemptStart + TTL −
 // safety margin. Run ticks only while IsLeader. On SQLite there is one
 // process, which always wins, through the same code.
+//
+// Followers attempt every second. On PostgreSQL the leader also holds a
+// session advisory lock, so a follower takes over as soon as a dead
+// leader's session ends; a paused or partitioned leader is waited out
+// through the TTL. Each change of holder starts a new term: every tick
+// carries the fence of the term it was elected in (store.WithFence), and
+// the store rejects its leader-only writes once another term began
+// (store.ErrFenced), whatever this process believes. A fenced tick is
+// counted, logged and deposes the replica at once. Gaining leadership,
+// resigning at shutdown and takeovers are leader.changed events.
 package orchestrator

@@ -22,6 +22,11 @@ const (
 	// window, so a slow renewal never stretches leadership past the
 	// moment another replica may take over.
 	DefaultLeaderSafetyMargin = 3 * time.Second
+	// DefaultFollowerInterval is how often a follower tries to take over.
+	// On PostgreSQL a dead leader's session ends at once and frees its
+	// advisory lock, so a follower's next attempt wins: failover after a
+	// crash takes at most this long plus one tick.
+	DefaultFollowerInterval = time.Second
 )
 
 // ElectorConfig tunes an Elector. Zero fields take the defaults.
@@ -34,6 +39,9 @@ type ElectorConfig struct {
 	Interval time.Duration
 	// SafetyMargin shortens the trust window (3s, at most TTL/2).
 	SafetyMargin time.Duration
+	// FollowerInterval is how often Run attempts while not leader (1s, at
+	// most Interval).
+	FollowerInterval time.Duration
 }
 
 // Elector holds the leadership lease in the store. The process trusts its
@@ -50,6 +58,9 @@ type Elector struct {
 	mu          sync.Mutex
 	leader      bool
 	trustedTill time.Time
+	// row is the leadership row read after the last won election: its
+	// term fences this process's leader-only writes.
+	row store.Leader
 }
 
 // NewElector returns an elector over st.
@@ -64,6 +75,10 @@ func NewElector(st store.Store, clock core.Clock, cfg ElectorConfig, log *slog.L
 		cfg.SafetyMargin = DefaultLeaderSafetyMargin
 	}
 	cfg.SafetyMargin = min(cfg.SafetyMargin, cfg.TTL/2)
+	if cfg.FollowerInterval <= 0 {
+		cfg.FollowerInterval = DefaultFollowerInterval
+	}
+	cfg.FollowerInterval = min(cfg.FollowerInterval, cfg.Interval)
 	if cfg.ID == "" {
 		host, _ := os.Hostname()
 		b := make([]byte, 4)
@@ -88,6 +103,10 @@ func (e *Elector) Config() ElectorConfig { return e.cfg }
 func (e *Elector) Attempt(ctx context.Context) (bool, error) {
 	start := e.clock.Now()
 	ok, err := e.st.LeaderAttemptElect(ctx, &store.LeaderElectParams{Now: start, LeaderID: e.cfg.ID, TTL: e.cfg.TTL})
+	var row store.Leader
+	if ok && err == nil {
+		row, ok, err = e.readRow(ctx)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err != nil {
@@ -95,11 +114,57 @@ func (e *Elector) Attempt(ctx context.Context) (bool, error) {
 	}
 	if ok {
 		e.trustedTill = start.Add(e.cfg.TTL - e.cfg.SafetyMargin)
+		e.row = row
 	} else {
 		e.trustedTill = time.Time{}
 	}
 	e.leader = ok
 	return ok, nil
+}
+
+// readRow reads the leadership row after a won election, for its term. A
+// store without LeaderReader leads without fencing (term 0).
+func (e *Elector) readRow(ctx context.Context) (store.Leader, bool, error) {
+	lr, ok := e.st.(store.LeaderReader)
+	if !ok {
+		return store.Leader{LeaderID: e.cfg.ID}, true, nil
+	}
+	l, err := lr.LeaderGet(ctx)
+	if err != nil {
+		return store.Leader{}, false, err
+	}
+	// Another replica may have taken over between the two statements.
+	return *l, l.LeaderID == e.cfg.ID, nil
+}
+
+// Fence returns the fence of the last term this process won, and false
+// when it never won one. Leader-only writes carry it (store.WithFence).
+// It does not consult the trust window: a process paused after deciding
+// to tick must still be fenced by the database, which knows the current
+// term.
+func (e *Elector) Fence() (store.Fence, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.row.Term == 0 {
+		return store.Fence{}, false
+	}
+	return store.Fence{LeaderID: e.cfg.ID, Term: e.row.Term}, true
+}
+
+// Row returns the leadership row of the last won election (zero when this
+// process never led).
+func (e *Elector) Row() store.Leader {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.row
+}
+
+// Deposed ends the trust window at once: a leader-only write was fenced,
+// so another replica leads now. The next attempt finds out the rest.
+func (e *Elector) Deposed() {
+	e.mu.Lock()
+	e.leader, e.trustedTill = false, time.Time{}
+	e.mu.Unlock()
 }
 
 // IsLeader reports whether this process may act as leader now.
@@ -157,12 +222,16 @@ func (e *Elector) Run(ctx context.Context, onChange func(leader bool)) {
 		}
 		now := e.IsLeader()
 		if now != was {
-			e.log.Info("leadership changed", "leader", now, "id", e.cfg.ID)
+			e.log.Info("leadership changed", "leader", now, "id", e.cfg.ID, "term", e.Row().Term)
 			if onChange != nil {
 				onChange(now)
 			}
 			was = now
 		}
-		timer.Reset(e.cfg.Interval)
+		if now {
+			timer.Reset(e.cfg.Interval)
+		} else {
+			timer.Reset(e.cfg.FollowerInterval)
+		}
 	}
 }

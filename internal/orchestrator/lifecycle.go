@@ -141,6 +141,12 @@ func (o *Orchestrator) advance(ctx context.Context, t *tick) error {
 		case core.WorkerProvisioning, core.WorkerBooting, core.WorkerReady, core.WorkerDraining:
 			if listOK && w.InstanceID != "" {
 				switch {
+				case inst == nil && t.exited[w.Provider+"/"+w.ID.String()] != nil:
+					ex := t.exited[w.Provider+"/"+w.ID.String()]
+					if err := o.fail(ctx, t, w, core.FailAgentExit, fmt.Sprintf("agent of instance %s exited: %s", ex.ID, ex.ExitReason)); err != nil {
+						return err
+					}
+					continue
 				case inst == nil:
 					n := w.MissingLists + 1
 					if n >= 2 {

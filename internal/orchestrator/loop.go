@@ -2,10 +2,14 @@ package orchestrator
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/droverhq/drover/internal/config"
+	"github.com/droverhq/drover/internal/core"
+	"github.com/droverhq/drover/internal/store"
 )
 
 // Wake asks Run for a tick now (non-blocking; wakes coalesce).
@@ -25,15 +29,11 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 		o.q.SetWaker(o.Wake)
 	}
 	el := o.elector
-	if el == nil {
-		el = NewElector(o.st, o.clock, ElectorConfig{
-			TTL:      o.cfg.Leader.TTL.D(),
-			Interval: o.cfg.Leader.Interval.D(),
-		}, o.log)
-	}
+	o.m.setLeader(el.ID(), false)
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		el.Run(ctx, func(leader bool) {
+			o.leaderChanged(ctx, leader)
 			if leader {
 				o.Wake("elected")
 			}
@@ -50,7 +50,9 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	for {
 		if el.IsLeader() {
 			rep, err := o.Tick(ctx)
-			if err != nil && ctx.Err() == nil {
+			switch {
+			case o.recordFenced(err):
+			case err != nil && ctx.Err() == nil:
 				o.log.Error("tick failed", "err", err)
 			}
 			if rep != nil && o.afterTick != nil {
@@ -95,4 +97,55 @@ func (o *Orchestrator) pruneIfDue(ctx context.Context, last time.Time) time.Time
 		o.log.Info("pruned rows older than retention", "rows", n, "retention", retention)
 	}
 	return now
+}
+
+// Elector returns the orchestrator's elector (leadership, term, fence).
+func (o *Orchestrator) Elector() *Elector { return o.elector }
+
+// leaderChanged records a gained or lost leadership: the drover_leader
+// metric and a leader.changed event. The new leader records takeovers and
+// resignations (with the previous holder); a leader that shuts down
+// records its own departure.
+func (o *Orchestrator) leaderChanged(ctx context.Context, leader bool) {
+	el := o.elector
+	o.m.setLeader(el.ID(), leader)
+	row := el.Row()
+	var ev *core.Event
+	switch {
+	case leader:
+		o.m.term.Set(float64(row.Term))
+		cause := row.Cause
+		if cause == "" {
+			cause = "takeover"
+		}
+		ev = &core.Event{Kind: core.EventLeaderChanged, Message: fmt.Sprintf("leader is now %s (term %d, %s from %q)", el.ID(), row.Term, cause, row.PreviousID),
+			Data: mustJSON(map[string]any{"old": row.PreviousID, "new": el.ID(), "term": row.Term, "cause": cause})}
+	case ctx.Err() != nil:
+		ev = &core.Event{Kind: core.EventLeaderChanged, Message: fmt.Sprintf("leader %s resigned at shutdown (term %d)", el.ID(), row.Term),
+			Data: mustJSON(map[string]any{"old": el.ID(), "new": "", "term": row.Term, "cause": "shutdown"})}
+	default:
+		o.log.Warn("leadership lost", "id", el.ID(), "term", row.Term)
+		return
+	}
+	ev.Time = o.clock.Now()
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := o.st.EventInsertMany(wctx, []*core.Event{ev}); err != nil {
+		o.log.Warn("record leader.changed event", "err", err)
+	}
+}
+
+// recordFenced handles a tick error that is a fenced write: another
+// replica leads now, so this one counts and logs the rejected write and
+// stops trusting its leadership at once. It reports whether err was one.
+func (o *Orchestrator) recordFenced(err error) bool {
+	if !errors.Is(err, store.ErrFenced) {
+		return false
+	}
+	el := o.elector
+	o.m.fenced.Inc()
+	o.log.Warn("leader-only write rejected: leadership term is over", "err", err, "id", el.ID())
+	el.Deposed()
+	o.m.setLeader(el.ID(), false)
+	return true
 }

@@ -13,6 +13,10 @@ type metrics struct {
 	spawns      *prometheus.CounterVec
 	failures    *prometheus.CounterVec
 	requeued    prometheus.Counter
+	// leader is 1 for the replica id that leads, as this replica sees it.
+	leader *prometheus.GaugeVec
+	term   prometheus.Gauge
+	fenced prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -33,9 +37,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		requeued: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "drover_tasks_requeued_by_orchestrator_total", Help: "Tasks requeued (or failed as lost) because their worker failed or was terminated.",
 		}),
+		leader: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "drover_leader", Help: "1 when this replica (label id) is the leader, else 0.",
+		}, []string{"id"}),
+		term: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "drover_leader_term", Help: "The leadership term this replica last won.",
+		}),
+		fenced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "drover_leader_fenced_writes_total", Help: "Leader-only writes rejected because this replica's leadership term was over.",
+		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.tickSeconds, m.workers, m.spawns, m.failures, m.requeued} {
+		for _, c := range []prometheus.Collector{m.tickSeconds, m.workers, m.spawns, m.failures, m.requeued, m.leader, m.term, m.fenced} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
@@ -53,4 +66,12 @@ func (m *metrics) observe(t *tick) {
 			m.workers.WithLabelValues(w.Pool, string(w.State)).Inc()
 		}
 	}
+}
+
+func (m *metrics) setLeader(id string, leader bool) {
+	v := 0.0
+	if leader {
+		v = 1
+	}
+	m.leader.WithLabelValues(id).Set(v)
 }

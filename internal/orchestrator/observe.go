@@ -122,6 +122,9 @@ func (o *Orchestrator) observe(ctx context.Context, t *tick) error {
 		m := make(map[string]*provider.Instance, len(res.insts))
 		for _, in := range res.insts {
 			if in.State == provider.InstanceGone {
+				if in.ExitReason != "" && in.WorkerID != "" {
+					t.exited[name+"/"+in.WorkerID] = in
+				}
 				continue
 			}
 			m[in.ID] = in

@@ -90,10 +90,16 @@ func New(d Deps) (*Orchestrator, error) {
 	if d.Logger == nil {
 		d.Logger = slog.Default()
 	}
+	// Every provider call of a tick has a deadline (providers.*.call_timeout):
+	// a hung cloud API costs a tick at most that, counted as transient.
+	providers := make(map[string]provider.Provider, len(d.Providers))
+	for name, p := range d.Providers {
+		providers[name] = provider.WithDeadline(p, d.Config.CallTimeout(name))
+	}
 	o := &Orchestrator{
 		st:         d.Store,
 		q:          d.Queue,
-		providers:  d.Providers,
+		providers:  providers,
 		clock:      d.Clock,
 		cfg:        d.Config,
 		log:        d.Logger,
@@ -110,6 +116,12 @@ func New(d Deps) (*Orchestrator, error) {
 	o.m = m
 	if o.xm, err = newOpsMetrics(d.Registerer); err != nil {
 		return nil, fmt.Errorf("orchestrator: register metrics: %w", err)
+	}
+	if o.elector == nil {
+		o.elector = NewElector(o.st, o.clock, ElectorConfig{
+			TTL:      o.cfg.Leader.TTL.D(),
+			Interval: o.cfg.Leader.Interval.D(),
+		}, o.log)
 	}
 	return o, nil
 }
@@ -173,6 +185,9 @@ type tick struct {
 	lists map[string]map[string]*provider.Instance
 	// byWorker maps worker id → instance, over good lists.
 	byWorker map[string]*provider.Instance
+	// exited maps "provider/worker id" → an instance whose agent exited on
+	// its own (provider.Instance.ExitReason).
+	exited   map[string]*provider.Instance
 	demand   map[string]store.PoolDemand
 	breakers map[string]*core.BreakerState
 	dirty    map[string]bool
@@ -220,10 +235,16 @@ func (o *Orchestrator) Tick(ctx context.Context) (*TickReport, error) {
 		byID:     map[uuid.UUID]*core.Worker{},
 		lists:    map[string]map[string]*provider.Instance{},
 		byWorker: map[string]*provider.Instance{},
+		exited:   map[string]*provider.Instance{},
 		dirty:    map[string]bool{},
 		requeue:  map[uuid.UUID]bool{},
 	}
 	t.rep = &TickReport{Time: t.now, Decisions: map[string]Decision{}, Failed: map[uuid.UUID]core.FailureClass{}, ListErrors: map[string]string{}}
+	// Every leader-only write of this tick checks the term it was elected
+	// in; a replica deposed meanwhile writes nothing (store.ErrFenced).
+	if f, ok := o.elector.Fence(); ok {
+		ctx = store.WithFence(ctx, f)
+	}
 
 	if err := o.observe(ctx, t); err != nil {
 		return nil, err

@@ -66,6 +66,12 @@ type Instance struct {
 	// Exited is true when the machine's container stopped on its own
 	// (RunPod EXITED or ERROR): the agent is gone, the instance is Gone.
 	Exited bool
+	// ExitReason, when set, says how the agent process ended on its own
+	// ("exit status 3", "signal: killed", "exited"). A provider that knows
+	// lists such instances (state gone) until they are deleted, and the
+	// orchestrator fails their worker as agent-exit at once instead of
+	// waiting for it to go missing from two lists.
+	ExitReason string
 }
 
 // Provider is the small interface every machine source implements (after

@@ -92,8 +92,14 @@ func (s *Service) Notify() <-chan struct{} {
 // makes work claimable without going through the queue.
 func (s *Service) Signal() { s.notify() }
 
-// notify wakes every Notify waiter.
+// notify wakes every Notify waiter, here and on the other replicas.
 func (s *Service) notify() {
+	s.notifyLocal()
+	s.relayOut(SignalClaimable)
+}
+
+// notifyLocal wakes every Notify waiter of this process.
+func (s *Service) notifyLocal() {
 	s.notifyMu.Lock()
 	close(s.notifyCh)
 	s.notifyCh = make(chan struct{})
@@ -112,6 +118,11 @@ func (s *Service) SetWaker(f func(reason string)) {
 }
 
 func (s *Service) wake(reason string) {
+	s.wakeLocal(reason)
+	s.relayOut(reason)
+}
+
+func (s *Service) wakeLocal(reason string) {
 	if f := s.waker.Load(); f != nil {
 		(*f)(reason)
 	}

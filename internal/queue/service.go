@@ -134,6 +134,8 @@ type Service struct {
 
 	// waker is the func(reason string) registered by SetWaker.
 	waker atomic.Pointer[func(string)]
+	// relay forwards signals to the other replicas (relay.go).
+	relay atomic.Pointer[func(string)]
 
 	// pools caches each worker's pool (it never changes) so a claim costs
 	// one query, not two.

@@ -66,6 +66,8 @@ type Server struct {
 	Local *local.Provider
 	// Outputs stores and verifies task outputs.
 	Outputs *outputsvc.Service
+	// Signals carries wake-ups between replicas (PostgreSQL only).
+	Signals store.SignalBus
 
 	ln     net.Listener
 	certs  *certReloader // nil without TLS
@@ -96,6 +98,9 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (_ *Server, err e
 	}()
 
 	s.Queue = queue.New(st, opt.Clock, QueueConfig(cfg), log.With("component", "queue"))
+	if s.Signals, err = WireSignals(st, s.Queue, log.With("component", "signals")); err != nil {
+		return nil, err
+	}
 
 	for name, p := range opt.Providers {
 		s.Providers[name] = p
@@ -300,6 +305,10 @@ func (s *Server) Run(ctx context.Context) error {
 
 func (s *Server) close() {
 	s.closed.Do(func() {
+		if s.Signals != nil {
+			s.Queue.SetRelay(nil)
+			s.Signals.Close()
+		}
 		if s.Queue != nil {
 			s.Queue.Stop()
 		}

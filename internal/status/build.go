@@ -3,6 +3,7 @@ package status
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -44,7 +45,7 @@ func Build(ctx context.Context, st store.Store, cfg *config.Config, now time.Tim
 		b.pools[name] = &Pool{Name: name, Provider: pc.Provider, Min: pc.Min, Max: pc.Max,
 			Candidates: len(pc.Placements()), MaxHourlySpend: pc.MaxHourlySpend}
 	}
-	steps := []func(context.Context, store.Store) error{b.queue, b.workers, b.breakers, b.failures, b.startup, b.spend, b.poison}
+	steps := []func(context.Context, store.Store) error{b.leader, b.queue, b.workers, b.breakers, b.failures, b.startup, b.spend, b.poison}
 	for _, step := range steps {
 		if err := step(ctx, st); err != nil {
 			return nil, err
@@ -429,6 +430,22 @@ func (b *builder) poison(ctx context.Context, st store.Store) error {
 		if e.TaskID != "" && strings.Contains(e.Message, "lost") {
 			b.lostBy[e.TaskID]++
 		}
+	}
+	return nil
+}
+
+// leader reads the leadership row when the store keeps one.
+func (b *builder) leader(ctx context.Context, st store.Store) error {
+	lr, ok := st.(store.LeaderReader)
+	if !ok {
+		return nil
+	}
+	l, err := lr.LeaderGet(ctx)
+	switch {
+	case err == nil:
+		b.r.Leader = &Leader{ID: l.LeaderID, Term: l.Term, Since: l.ElectedAt, ExpiresAt: l.ExpiresAt, Expired: !l.ExpiresAt.After(b.now)}
+	case !errors.Is(err, core.ErrNotFound):
+		return fmt.Errorf("status: read leader: %w", err)
 	}
 	return nil
 }

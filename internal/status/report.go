@@ -58,6 +58,19 @@ type Report struct {
 	Spend              Spend          `json:"spend"`
 	Hints              []string       `json:"hints"`
 	Actions            []string       `json:"actions"`
+	// Leader is the replica that runs the control loop (absent before any
+	// election).
+	Leader *Leader `json:"leader,omitempty"`
+}
+
+// Leader names the replica that leads and its term.
+type Leader struct {
+	ID        string    `json:"id"`
+	Term      int64     `json:"term"`
+	Since     time.Time `json:"since"`
+	ExpiresAt time.Time `json:"expires_at"`
+	// Expired is true when the lease ran out and no replica renewed it.
+	Expired bool `json:"expired"`
 }
 
 // Queue is the task side of the report.

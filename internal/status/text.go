@@ -16,6 +16,13 @@ func (r *Report) Text() string {
 	window := fmtDur(secs(r.WindowS))
 	fmt.Fprintf(&b, "Drover status — %s UTC\n\n", r.Time.UTC().Format("2006-01-02 15:04:05"))
 	fmt.Fprintf(&b, "%s: %s\n", r.Verdict, r.Reason)
+	if l := r.Leader; l != nil {
+		state := "since " + l.Since.UTC().Format("15:04:05")
+		if l.Expired {
+			state = "lease expired, no replica leads"
+		}
+		fmt.Fprintf(&b, "Leader: %s (term %d, %s)\n", l.ID, l.Term, state)
+	}
 	for _, d := range r.Details {
 		fmt.Fprintf(&b, "  - %s\n", d)
 	}

@@ -78,6 +78,9 @@ type Provider struct {
 	// exited holds a channel per child started by this process, closed when
 	// the child has been reaped.
 	exited map[string]chan struct{}
+	// status holds how each child started by this process ended.
+	statusMu sync.Mutex
+	status   map[string]string
 }
 
 var _ provider.Provider = (*Provider)(nil)
@@ -124,7 +127,7 @@ func New(opt Options) (*Provider, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
-	return &Provider{opt: opt, log: opt.Logger.With("provider", Name), exited: map[string]chan struct{}{}}, nil
+	return &Provider{opt: opt, log: opt.Logger.With("provider", Name), exited: map[string]chan struct{}{}, status: map[string]string{}}, nil
 }
 
 // Name returns "local".
@@ -194,7 +197,14 @@ func (p *Provider) Create(ctx context.Context, req *provider.CreateRequest) (*pr
 	done := make(chan struct{})
 	p.exited[id] = done
 	go func() {
-		_ = cmd.Wait()
+		err := cmd.Wait()
+		reason := "exit status 0"
+		if err != nil {
+			reason = err.Error() // "exit status N" or "signal: killed"
+		}
+		p.statusMu.Lock()
+		p.status[id] = reason
+		p.statusMu.Unlock()
 		close(done)
 	}()
 	r := &record{
@@ -232,7 +242,10 @@ func (p *Provider) List(ctx context.Context) ([]*provider.Instance, error) {
 	}
 	var out []*provider.Instance
 	for _, r := range recs {
-		if in := p.instance(r); in.State != provider.InstanceGone {
+		// Agents that exited on their own stay listed (gone, with how they
+		// ended) until deleted, so their worker fails as agent-exit at the
+		// next tick.
+		if in := p.instance(r); in.State != provider.InstanceGone || in.Exited {
 			out = append(out, in)
 		}
 	}
@@ -385,10 +398,31 @@ func (p *Provider) instance(r *record) *provider.Instance {
 	case r.TermSentAt != nil:
 		st = provider.InstanceStopping
 	}
-	return &provider.Instance{
+	in := &provider.Instance{
 		ID: r.ID, WorkerID: r.WorkerID, Pool: r.Pool, Placement: r.Placement,
 		State: st, CreatedAt: r.StartedAt,
 	}
+	if st == provider.InstanceGone && r.TermSentAt == nil {
+		// Nobody asked it to stop: the agent exited on its own.
+		in.Exited = true
+		if ch, ok := p.exited[r.ID]; ok {
+			// Our child: its reaper records the status right after the
+			// process ends; wait for it (bounded, it is a matter of
+			// microseconds).
+			select {
+			case <-ch:
+			case <-time.After(time.Second):
+			}
+		}
+		p.statusMu.Lock()
+		in.ExitReason = p.status[r.ID]
+		p.statusMu.Unlock()
+		if in.ExitReason == "" {
+			// Started by an earlier server process: no exit status.
+			in.ExitReason = "exited (started by an earlier server; exit status unknown)"
+		}
+	}
+	return in
 }
 
 // alive reports whether r's process runs and is the agent of r's worker.

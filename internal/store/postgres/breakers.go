@@ -39,9 +39,12 @@ func (s *Store) BreakerPut(ctx context.Context, state *core.BreakerState) error 
 	if err != nil {
 		return fmt.Errorf("save breaker %s: encode: %w", state.Key, err)
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO breakers (key, state, updated_at) VALUES ($1, $2::json, $3)
+	err = s.fenced(ctx, func(q querier) error {
+		_, err := q.Exec(ctx, `INSERT INTO breakers (key, state, updated_at) VALUES ($1, $2::json, $3)
 		ON CONFLICT (key) DO UPDATE SET state = EXCLUDED.state, updated_at = EXCLUDED.updated_at`,
-		state.Key, string(b), state.UpdatedAt)
+			state.Key, string(b), state.UpdatedAt)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("save breaker %s: %w", state.Key, err)
 	}

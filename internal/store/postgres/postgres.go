@@ -63,6 +63,8 @@ const migrationLockKey int64 = 0x64726f766572
 // Store is the PostgreSQL store.
 type Store struct {
 	pool *pgxpool.Pool
+	// lock is the leader's dedicated session (see leader.go).
+	lock leaderLock
 }
 
 var _ store.Store = (*Store)(nil)
@@ -112,6 +114,9 @@ func (s *Store) Backend() string { return "postgres" }
 
 // Close releases all connections.
 func (s *Store) Close() error {
+	s.lock.mu.Lock()
+	s.lock.drop()
+	s.lock.mu.Unlock()
 	s.pool.Close()
 	return nil
 }

@@ -19,6 +19,11 @@ import (
 func (s *Store) Tx(ctx context.Context, fn func(ctx context.Context, tx store.Tx) error) error {
 	return retryDeadlock(ctx, func() error {
 		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			if f, ok := store.FenceFrom(ctx); ok {
+				if err := checkFence(ctx, tx, f); err != nil {
+					return err
+				}
+			}
 			return fn(ctx, &txn{tx: tx})
 		})
 	})

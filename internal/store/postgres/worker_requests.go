@@ -61,9 +61,12 @@ func (s *Store) WorkerRequestDelete(ctx context.Context, reqs []*store.WorkerReq
 	for i, r := range reqs {
 		ids[i], acts[i], ats[i] = r.WorkerID, string(r.Action), r.RequestedAt
 	}
-	_, err := s.pool.Exec(ctx, `DELETE FROM worker_requests w
+	err := s.fenced(ctx, func(q querier) error {
+		_, err := q.Exec(ctx, `DELETE FROM worker_requests w
 		USING unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS d(worker_id, action, at)
 		WHERE w.worker_id = d.worker_id AND w.action = d.action AND w.requested_at = d.at`, ids, acts, ats)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("delete worker requests: %w", err)
 	}

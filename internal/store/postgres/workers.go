@@ -40,16 +40,19 @@ func (s *Store) WorkerInsert(ctx context.Context, w *core.Worker) error {
 	if changed.IsZero() {
 		changed = w.CreatedAt
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO workers (id, pool, provider, placement, gpu_type, region,
+	err = s.fenced(ctx, func(q querier) error {
+		_, err := q.Exec(ctx, `INSERT INTO workers (id, pool, provider, placement, gpu_type, region,
 			instance_id, state, failure, reason, token_hash, concurrency, price_per_hour, agent_version,
 			gpus, metrics, tasks_done, tasks_failed, created_at, state_changed_at, ready_at,
 			last_heartbeat_at, last_task_at, terminated_at, delete_attempts, missing_lists)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::json, $16::json,
 			$17, $18, $19, $20, $21, $22, $23, $24, $25, $26)`,
-		w.ID, w.Pool, w.Provider, w.Placement, w.GPUType, w.Region, w.InstanceID, string(state),
-		string(w.Failure), w.Reason, w.TokenHash, w.Concurrency, w.PricePerHour, w.AgentVersion,
-		gpus, jsonArg(w.Metrics), w.TasksDone, w.TasksFailed, w.CreatedAt, changed, w.ReadyAt,
-		w.LastHeartbeatAt, w.LastTaskAt, w.TerminatedAt, w.DeleteAttempts, w.MissingLists)
+			w.ID, w.Pool, w.Provider, w.Placement, w.GPUType, w.Region, w.InstanceID, string(state),
+			string(w.Failure), w.Reason, w.TokenHash, w.Concurrency, w.PricePerHour, w.AgentVersion,
+			gpus, jsonArg(w.Metrics), w.TasksDone, w.TasksFailed, w.CreatedAt, changed, w.ReadyAt,
+			w.LastHeartbeatAt, w.LastTaskAt, w.TerminatedAt, w.DeleteAttempts, w.MissingLists)
+		return err
+	})
 	if isUniqueViolation(err) {
 		return fmt.Errorf("insert worker %s: %w: id already exists", w.ID, core.ErrConflict)
 	}
@@ -222,8 +225,21 @@ func (s *Store) WorkerUpdate(ctx context.Context, params *store.WorkerUpdatePara
 	}
 	q := `UPDATE workers w SET ` + strings.Join(sets, ", ") + ` WHERE ` + where +
 		` RETURNING ` + workerColsW + `, ` + runningCount
-	var running int
-	w, err := scanWorker(s.pool.QueryRow(ctx, q, args...), &running)
+	var (
+		running int
+		w       *core.Worker
+	)
+	err := s.fenced(ctx, func(qr querier) error {
+		var err error
+		w, err = scanWorker(qr.QueryRow(ctx, q, args...), &running)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		return err
+	})
+	if err == nil && w == nil {
+		err = pgx.ErrNoRows
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		var st string
 		err := s.pool.QueryRow(ctx, `SELECT state FROM workers WHERE id = $1`, params.ID).Scan(&st)

@@ -17,6 +17,11 @@ import (
 // has one writer, so the rows fn reads are as good as locked.
 func (s *Store) Tx(ctx context.Context, fn func(ctx context.Context, tx store.Tx) error) error {
 	return s.inTx(ctx, "transaction", func(tx *sql.Tx) error {
+		if f, ok := store.FenceFrom(ctx); ok {
+			if err := checkFence(ctx, tx, f); err != nil {
+				return err
+			}
+		}
 		return fn(ctx, &txn{tx: tx})
 	})
 }

@@ -19,6 +19,7 @@ func miscCases() []suiteCase {
 		{name: "ListLimits", fn: testListLimits},
 		{name: "Breakers", fn: testBreakers},
 		{name: "LeaderElection", fn: testLeaderElection},
+		{name: "LeaderTerms", fn: testLeaderTerms},
 	}
 }
 
