@@ -31,6 +31,9 @@ const (
 	EventBreakerState  EventKind = "breaker.state"
 	EventLeader        EventKind = "leader"
 	EventProviderError EventKind = "provider.error"
+	// EventProviderQuota: a provider refused the whole account (balance,
+	// API key); every breaker of that provider was opened at once.
+	EventProviderQuota EventKind = "provider.quota"
 )
 
 // Event is one record in the append-only event log.

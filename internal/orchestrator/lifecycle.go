@@ -160,6 +160,13 @@ func (o *Orchestrator) advance(ctx context.Context, t *tick) error {
 					if _, err := o.update(ctx, t, w, &store.WorkerUpdateParams{MissingLists: ptr(n), FromStates: []core.WorkerState{w.State}}); err != nil {
 						return err
 					}
+				case inst.Exited:
+					// The agent's container stopped on its own: fail at
+					// once, no second list (it is not missing, it is dead).
+					if err := o.fail(ctx, t, w, core.FailAgentExit, fmt.Sprintf("instance %s: the agent exited (%s)", w.InstanceID, exitDetail(inst))); err != nil {
+						return err
+					}
+					continue
 				case inst.Preempted:
 					if err := o.fail(ctx, t, w, core.FailPreempted, fmt.Sprintf("instance %s was preempted by the provider", w.InstanceID)); err != nil {
 						return err
