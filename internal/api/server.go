@@ -103,7 +103,7 @@ type Server struct {
 	ownerTokens  map[string]string // sha256 hex → owner
 	workers      *workerCache
 
-	claims  *claimDispatcher
+	claims  *queue.ClaimDispatcher
 	handler http.Handler
 
 	closeOnce sync.Once
@@ -165,10 +165,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	s.claims = newClaimDispatcher(cfg.Queue, s.metrics, cfg.ClaimPoll, s.logger)
+	s.claims = queue.NewClaimDispatcher(cfg.Queue, cfg.ClaimPoll, s.metrics.claimWaiters, s.logger)
 	go func() {
 		defer close(s.done)
-		s.claims.run(ctx)
+		s.claims.Run(ctx)
 	}()
 	s.handler = s.instrument(s.routes())
 	return s, nil

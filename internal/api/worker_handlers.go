@@ -233,7 +233,7 @@ func (s *Server) handleTaskClaim(w http.ResponseWriter, r *http.Request) {
 	}
 	// Every claim goes through the dispatcher, which serves all the claims
 	// that arrive together with one store transaction.
-	tasks, err := s.claims.claim(r.Context(), id, req.Max, wait, s.stopping)
+	tasks, err := s.claims.Claim(r.Context(), id, req.Max, wait, s.stopping)
 	if err != nil {
 		s.writeError(w, r, fmt.Errorf("claim for worker %s: %w", id, err))
 		return

@@ -429,6 +429,12 @@ func (s *Service) CompleteMany(ctx context.Context, workerID uuid.UUID, items []
 	if err != nil {
 		return nil, fmt.Errorf("complete %d tasks: %w", len(checked), err)
 	}
+	if len(lost) < len(checked) {
+		// A completion can make work claimable (a dependent whose last
+		// dependency it was, an owner below its limit again): parked
+		// claims are retried at once, as after a submit.
+		s.notify()
+	}
 	return lost, nil
 }
 

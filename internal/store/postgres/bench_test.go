@@ -118,3 +118,26 @@ func benchClaimComplete(b *testing.B, claimers, batch, ownerLimit int) {
 	}
 	b.ReportMetric(float64(n)/elapsed.Seconds(), "tasks/s")
 }
+
+// BenchmarkTaskInsertMany measures bulk submit through the store: batches
+// of 1,000 tasks (UUIDv7 ids, as package queue assigns), one call each.
+func BenchmarkTaskInsertMany(b *testing.B) {
+	s := pgtest.Open(b, 0)
+	const batch = 1000
+	seq, inserted := 0, 0
+	for b.Loop() {
+		tasks := make([]*core.Task, 0, batch)
+		for range batch {
+			seq++
+			tasks = append(tasks, storetest.NewTask(
+				storetest.Created(storetest.At(time.Duration(seq)*time.Microsecond)),
+				func(t *core.Task) { t.ID = uuid.Must(uuid.NewV7()) },
+			))
+		}
+		if _, err := s.TaskInsertMany(b.Context(), &store.TaskInsertManyParams{Now: storetest.Base, Tasks: tasks}); err != nil {
+			b.Fatalf("TaskInsertMany: %v", err)
+		}
+		inserted += batch
+	}
+	b.ReportMetric(float64(inserted)/b.Elapsed().Seconds(), "tasks/s")
+}

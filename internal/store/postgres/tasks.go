@@ -11,6 +11,7 @@ import (
 	"github.com/droverhq/drover/internal/store"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // errRetryInsert makes TaskInsertMany start over after a concurrent insert
@@ -167,11 +168,19 @@ func (s *Store) insertTasks(ctx context.Context, tx pgx.Tx, params *store.TaskIn
 		}
 	}
 
-	// 3. Build rows.
-	batch := &pgx.Batch{}
-	var depTask, depDep []string
-	owners := map[string]bool{}
-	var newIdx []int
+	// 3. Build the rows, column by column: the whole batch is ONE
+	// multi-row INSERT … SELECT FROM unnest(…) RETURNING statement.
+	var (
+		depTask, depDep                    []string
+		owners                             = map[string]bool{}
+		newIdx                             []int
+		ids, types, bodies, ownersCol      []string
+		pools, depsCol                     []string
+		prios, maxAtt, maxLost, pendingCol []int32
+		timeouts                           []int64
+		keys                               []*string
+		createds, runAfters, updateds      []time.Time
+	)
 	for i, t := range tasks {
 		if !inserting(i) {
 			continue
@@ -214,73 +223,99 @@ func (s *Store) insertTasks(ctx context.Context, tx pgx.Tx, params *store.TaskIn
 		}
 		owners[t.Owner] = true
 		newIdx = append(newIdx, i)
-		created, runAfter, updated := orNow(t.CreatedAt, params.Now), orNow(t.RunAfter, params.Now), orNow(t.UpdatedAt, params.Now)
 		body := t.Params
 		if body == nil {
 			body = []byte("{}")
 		}
-		var key any
+		var key *string
 		if t.IdempotencyKey != "" {
-			key = t.IdempotencyKey
+			key = &t.IdempotencyKey
 		}
-		batch.Queue(`INSERT INTO tasks (id, type, params, owner, priority, pool, depends_on,
+		ids = append(ids, t.ID.String())
+		types = append(types, t.Type)
+		bodies = append(bodies, string(body))
+		ownersCol = append(ownersCol, t.Owner)
+		prios = append(prios, int32(t.Priority))
+		pools = append(pools, t.Pool)
+		depsCol = append(depsCol, "{"+strings.Join(deps, ",")+"}")
+		maxAtt = append(maxAtt, int32(t.MaxAttempts))
+		maxLost = append(maxLost, int32(t.MaxLost))
+		timeouts = append(timeouts, t.Timeout.Milliseconds())
+		keys = append(keys, key)
+		pendingCol = append(pendingCol, int32(pending))
+		createds = append(createds, orNow(t.CreatedAt, params.Now))
+		runAfters = append(runAfters, orNow(t.RunAfter, params.Now))
+		updateds = append(updateds, orNow(t.UpdatedAt, params.Now))
+	}
+	byID := make(map[uuid.UUID]*core.Task, n)
+	if len(newIdx) > 0 {
+		rows, err := tx.Query(ctx, `INSERT INTO tasks (id, type, params, owner, priority, pool, depends_on,
 				max_attempts, max_lost, timeout_ms, idempotency_key, state, deps_pending,
 				created_at, run_after, updated_at)
-			VALUES ($1, $2, $3::json, $4, $5, $6, $7::uuid[], $8, $9, $10, $11, 'queued', $12, $13, $14, $15)
-			ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`,
-			t.ID, t.Type, string(body), t.Owner, t.Priority, t.Pool, deps,
-			t.MaxAttempts, t.MaxLost, t.Timeout.Milliseconds(), key, pending,
-			created, runAfter, updated)
+			SELECT id, type, params::json, owner, priority, pool, deps::uuid[], max_attempts, max_lost,
+				timeout_ms, idem, 'queued', pending, created_at, run_after, updated_at
+			FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[],
+				$8::int[], $9::int[], $10::bigint[], $11::text[], $12::int[], $13::timestamptz[],
+				$14::timestamptz[], $15::timestamptz[])
+				AS r(id, type, params, owner, priority, pool, deps, max_attempts, max_lost, timeout_ms,
+					idem, pending, created_at, run_after, updated_at)
+			ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+			RETURNING `+taskCols,
+			ids, types, bodies, ownersCol, prios, pools, depsCol, maxAtt, maxLost, timeouts, keys,
+			pendingCol, createds, runAfters, updateds)
+		if err != nil {
+			return nil, fmt.Errorf("insert tasks: %w", err)
+		}
+		got, err := collectTasks(rows)
+		if err != nil {
+			if isUniqueViolation(err) {
+				return nil, duplicateID(err, tasks, field)
+			}
+			return nil, fmt.Errorf("insert tasks: %w", err)
+		}
+		if len(got) < len(newIdx) {
+			// A concurrent transaction took an idempotency key.
+			return nil, errRetryInsert
+		}
+		for _, t := range got {
+			byID[t.ID] = t
+		}
 	}
-	if len(depTask) > 0 {
-		batch.Queue(`INSERT INTO task_deps (task_id, dep_id)
-			SELECT * FROM unnest($1::uuid[], $2::uuid[]) ON CONFLICT DO NOTHING`, depTask, depDep)
-	}
-	if len(owners) > 0 {
+	if len(depTask) > 0 || len(owners) > 0 {
 		ownerList := make([]string, 0, len(owners))
 		for o := range owners {
 			ownerList = append(ownerList, o)
 		}
-		batch.Queue(`INSERT INTO owners (owner) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, ownerList)
-	}
-	if batch.Len() > 0 {
-		br := tx.SendBatch(ctx, batch)
-		for _, i := range newIdx {
-			tag, err := br.Exec()
-			if err != nil {
-				br.Close()
-				if isUniqueViolation(err) {
-					return nil, core.Invalid(field(i, "id"), "a task with this id already exists")
-				}
-				return nil, fmt.Errorf("insert task: %w", err)
-			}
-			if tag.RowsAffected() == 0 {
-				// A concurrent transaction took the idempotency key.
-				br.Close()
-				return nil, errRetryInsert
-			}
+		batch := &pgx.Batch{}
+		if len(depTask) > 0 {
+			batch.Queue(`INSERT INTO task_deps (task_id, dep_id)
+				SELECT * FROM unnest($1::uuid[], $2::uuid[]) ON CONFLICT DO NOTHING`, depTask, depDep)
 		}
-		if err := br.Close(); err != nil {
-			return nil, fmt.Errorf("insert dependencies: %w", err)
+		batch.Queue(`INSERT INTO owners (owner) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, ownerList)
+		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+			return nil, fmt.Errorf("insert dependencies and owners: %w", err)
 		}
 	}
 
-	// 4. Read back every task the caller gets.
-	all := make([]string, n)
+	// 4. Read back the existing tasks the caller gets (idempotency hits).
+	var missing []string
 	for i := range finalID {
-		all[i] = finalID[i].String()
+		if _, ok := byID[finalID[i]]; !ok {
+			missing = append(missing, finalID[i].String())
+		}
 	}
-	rows, err := tx.Query(ctx, `SELECT `+taskCols+` FROM tasks WHERE id = ANY($1::uuid[])`, all)
-	if err != nil {
-		return nil, fmt.Errorf("read inserted tasks: %w", err)
-	}
-	got, err := collectTasks(rows)
-	if err != nil {
-		return nil, fmt.Errorf("read inserted tasks: %w", err)
-	}
-	byID := make(map[uuid.UUID]*core.Task, len(got))
-	for _, t := range got {
-		byID[t.ID] = t
+	if len(missing) > 0 {
+		rows, err := tx.Query(ctx, `SELECT `+taskCols+` FROM tasks WHERE id = ANY($1::uuid[])`, missing)
+		if err != nil {
+			return nil, fmt.Errorf("read existing tasks: %w", err)
+		}
+		got, err := collectTasks(rows)
+		if err != nil {
+			return nil, fmt.Errorf("read existing tasks: %w", err)
+		}
+		for _, t := range got {
+			byID[t.ID] = t
+		}
 	}
 	res := make([]store.TaskInsertResult, n)
 	for i := range tasks {
@@ -291,6 +326,20 @@ func (s *Store) insertTasks(ctx context.Context, tx pgx.Tx, params *store.TaskIn
 		res[i] = store.TaskInsertResult{Task: t, Existing: !inserting(i)}
 	}
 	return res, nil
+}
+
+// duplicateID names the batch index whose id already exists, from the
+// unique violation's detail ("Key (id)=(…) already exists").
+func duplicateID(err error, tasks []*core.Task, field func(int, string) string) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		for i, t := range tasks {
+			if strings.Contains(pgErr.Detail, t.ID.String()) {
+				return core.Invalid(field(i, "id"), "a task with this id already exists")
+			}
+		}
+	}
+	return core.Invalid(field(0, "id"), "a task with this id already exists")
 }
 
 func orNow(t, now time.Time) time.Time {

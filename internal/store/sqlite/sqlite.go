@@ -28,6 +28,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,6 +48,8 @@ type Store struct {
 	// stmts holds the prepared hot-path statements once the schema exists;
 	// it is replaced as a whole, never mutated.
 	stmts atomic.Pointer[map[string]*sql.Stmt]
+	// multiRow holds the prepared full-size multi-row inserts by SQL text.
+	multiRow sync.Map
 }
 
 var _ store.Store = (*Store)(nil)
@@ -117,6 +120,10 @@ func (s *Store) Close() error {
 			_ = st.Close()
 		}
 	}
+	s.multiRow.Range(func(_, v any) bool {
+		_ = v.(*sql.Stmt).Close()
+		return true
+	})
 	rerr := s.rdb.Close()
 	if err := s.db.Close(); err != nil {
 		return err
@@ -251,12 +258,7 @@ var preparedSQL = map[string]string{
 		WHERE id IN (SELECT id FROM tasks WHERE state = 'queued' AND pool = ? AND run_after <= ? AND deps_pending = 0
 			ORDER BY priority DESC, created_at, id LIMIT ?)
 		RETURNING ` + taskCols,
-	"insertTask": `INSERT INTO tasks (id, type, params, owner, priority, pool, max_attempts, max_lost,
-		timeout_ms, idempotency_key, state, deps_pending, created_at, run_after, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)`,
-	"insertDep":   `INSERT INTO task_deps (task_id, dep_id) VALUES (?, ?)`,
-	"insertOwner": `INSERT INTO owners (owner) VALUES (?) ON CONFLICT DO NOTHING`,
-	"heartbeat":   `UPDATE workers SET last_heartbeat_at = ?, metrics = coalesce(?, metrics) WHERE id = ?`,
+	"heartbeat": `UPDATE workers SET last_heartbeat_at = ?, metrics = coalesce(?, metrics) WHERE id = ?`,
 }
 
 func (s *Store) prepare(ctx context.Context) error {
@@ -273,6 +275,19 @@ func (s *Store) prepare(ctx context.Context) error {
 			return fmt.Errorf("prepare %s: %w", name, err)
 		}
 		m[name] = st
+	}
+	for head, width := range multiRowHeads {
+		q := multiRowSQL(head, width)
+		st, err := s.db.PrepareContext(ctx, q)
+		if err != nil {
+			for _, p := range m {
+				_ = p.Close()
+			}
+			return fmt.Errorf("prepare multi-row insert: %w", err)
+		}
+		if _, loaded := s.multiRow.LoadOrStore(q, st); loaded {
+			_ = st.Close()
+		}
 	}
 	if !s.stmts.CompareAndSwap(nil, &m) {
 		for _, p := range m {

@@ -105,6 +105,9 @@ func (s *Store) TaskInsertMany(ctx context.Context, params *store.TaskInsertMany
 		batch := make(map[uuid.UUID]core.TaskState, len(params.Tasks))
 		byKey := map[[2]string]*core.Task{}
 		owners := map[string]bool{}
+		// The rows are written at the end, several per statement.
+		var rows, depRows, ownerRows [][]any
+		var rowIdx []int
 		for i, in := range params.Tasks {
 			if in.IdempotencyKey != "" {
 				k := [2]string{in.Owner, in.IdempotencyKey}
@@ -162,26 +165,16 @@ func (s *Store) TaskInsertMany(ctx context.Context, params *store.TaskInsertMany
 			}
 			t.CreatedAt, t.RunAfter, t.UpdatedAt = truncTime(t.CreatedAt), truncTime(t.RunAfter), truncTime(t.UpdatedAt)
 			t.Timeout = t.Timeout.Truncate(time.Millisecond)
-			_, err := s.execNamed(ctx, tx, "insertTask",
-				t.ID.String(), t.Type, string(t.Params), t.Owner, t.Priority, t.Pool, t.MaxAttempts, t.MaxLost,
+			rows = append(rows, []any{t.ID.String(), t.Type, string(t.Params), t.Owner, t.Priority, t.Pool, t.MaxAttempts, t.MaxLost,
 				t.Timeout.Milliseconds(), nullString(t.IdempotencyKey), pending,
-				micros(t.CreatedAt), micros(t.RunAfter), micros(t.UpdatedAt))
-			if err != nil {
-				if strings.Contains(err.Error(), "UNIQUE constraint failed: tasks.id") {
-					return core.Invalid(field(i, "id"), "task %s already exists", t.ID)
-				}
-				return fmt.Errorf("insert tasks: insert %s: %w", t.ID, err)
-			}
+				micros(t.CreatedAt), micros(t.RunAfter), micros(t.UpdatedAt)})
+			rowIdx = append(rowIdx, i)
 			for _, dep := range deps {
-				if _, err := s.execNamed(ctx, tx, "insertDep", t.ID.String(), dep.String()); err != nil {
-					return fmt.Errorf("insert tasks: insert dependency: %w", err)
-				}
+				depRows = append(depRows, []any{t.ID.String(), dep.String()})
 			}
 			if !owners[t.Owner] {
 				owners[t.Owner] = true
-				if _, err := s.execNamed(ctx, tx, "insertOwner", t.Owner); err != nil {
-					return fmt.Errorf("insert tasks: record owner: %w", err)
-				}
+				ownerRows = append(ownerRows, []any{t.Owner})
 			}
 			batch[t.ID] = core.TaskQueued
 			if t.IdempotencyKey != "" {
@@ -189,12 +182,121 @@ func (s *Store) TaskInsertMany(ctx context.Context, params *store.TaskInsertMany
 			}
 			results[i] = store.TaskInsertResult{Task: &t}
 		}
+		if err := s.insertRows(ctx, tx, insertTaskSQL, rows); err != nil {
+			if strings.Contains(err.Error(), "UNIQUE constraint failed: tasks.id") {
+				return duplicateID(ctx, tx, rows, rowIdx, field)
+			}
+			return fmt.Errorf("insert tasks: %w", err)
+		}
+		if err := s.insertRows(ctx, tx, insertDepsSQL, depRows); err != nil {
+			return fmt.Errorf("insert tasks: insert dependencies: %w", err)
+		}
+		if err := s.insertRows(ctx, tx, insertOwnersSQL, ownerRows); err != nil {
+			return fmt.Errorf("insert tasks: record owners: %w", err)
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	return results, nil
+}
+
+// insertTaskSQL starts the multi-row task insert.
+const insertTaskSQL = `INSERT INTO tasks (id, type, params, owner, priority, pool, max_attempts, max_lost,
+	timeout_ms, idempotency_key, state, deps_pending, created_at, run_after, updated_at) VALUES `
+
+// insertRowsPerStatement bounds the rows of one multi-row INSERT (14
+// parameters a task row: well under SQLite's 32,766 variables).
+const insertRowsPerStatement = 500
+
+// insertRows inserts rows with multi-row INSERT statements of up to
+// insertRowsPerStatement rows; full-size statements are prepared once per
+// store, the remainder per call.
+// A task row gets 'queued' for its state column. Owner rows that exist are
+// skipped.
+func (s *Store) insertRows(ctx context.Context, tx *sql.Tx, head string, rows [][]any) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	width := len(rows[0])
+	one := "(" + placeholders(width) + ")"
+	if head == insertTaskSQL {
+		// state is the 11th column, a constant.
+		one = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)"
+	}
+	tail := ""
+	if head != insertTaskSQL {
+		tail = " ON CONFLICT DO NOTHING"
+	}
+	for start := 0; start < len(rows); start += insertRowsPerStatement {
+		chunk := rows[start:min(start+insertRowsPerStatement, len(rows))]
+		q := head + strings.TrimSuffix(strings.Repeat(one+", ", len(chunk)), ", ") + tail
+		st, shared, err := s.multiRowStmt(ctx, tx, q, len(chunk) == insertRowsPerStatement)
+		if err != nil {
+			return err
+		}
+		args := make([]any, 0, len(chunk)*width)
+		for _, r := range chunk {
+			args = append(args, r...)
+		}
+		_, err = st.ExecContext(ctx, args...)
+		if !shared {
+			_ = st.Close()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// multiRowStmt returns q prepared for tx: from the statements prepared
+// after Migrate when q is one of them (keep), else prepared for this call.
+// (Preparing on the writer pool here would wait for the connection tx
+// holds.)
+func (s *Store) multiRowStmt(ctx context.Context, tx *sql.Tx, q string, keep bool) (*sql.Stmt, bool, error) {
+	if keep {
+		if st, ok := s.multiRow.Load(q); ok {
+			return tx.StmtContext(ctx, st.(*sql.Stmt)), true, nil
+		}
+	}
+	st, err := tx.PrepareContext(ctx, q)
+	return st, false, err
+}
+
+// multiRowSQL is the full-size multi-row insert for head.
+func multiRowSQL(head string, width int) string {
+	one := "(" + placeholders(width) + ")"
+	if head == insertTaskSQL {
+		// state is the 11th column, a constant.
+		one = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)"
+	}
+	tail := ""
+	if head != insertTaskSQL {
+		tail = " ON CONFLICT DO NOTHING"
+	}
+	return head + strings.TrimSuffix(strings.Repeat(one+", ", insertRowsPerStatement), ", ") + tail
+}
+
+// multiRowHeads are the multi-row inserts and their row widths.
+var multiRowHeads = map[string]int{insertTaskSQL: 14, insertDepsSQL: 2, insertOwnersSQL: 1}
+
+const (
+	insertDepsSQL   = `INSERT INTO task_deps (task_id, dep_id) VALUES `
+	insertOwnersSQL = `INSERT INTO owners (owner) VALUES `
+)
+
+// duplicateID names the batch index whose id already exists.
+func duplicateID(ctx context.Context, tx *sql.Tx, rows [][]any, rowIdx []int, field func(int, string) string) error {
+	for k, r := range rows {
+		var one int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM tasks WHERE id = ?`, r[0]).Scan(&one)
+		if err == nil {
+			return core.Invalid(field(rowIdx[k], "id"), "task %s already exists", r[0])
+		}
+	}
+	return core.Invalid(field(rowIdx[0], "id"), "a task id of the batch already exists")
 }
 
 // TaskGet returns one task with its DependsOn, or core.ErrNotFound.

@@ -1,9 +1,10 @@
-package api
+package queue
 
 import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -11,18 +12,18 @@ import (
 	"time"
 
 	"github.com/droverhq/drover/internal/core"
-	"github.com/droverhq/drover/internal/queue"
+	"github.com/droverhq/drover/internal/store/storetest"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
-// stepQueue is a Queue whose ClaimMany blocks until the test answers it, so
+// stepQueue is a Claimer whose ClaimMany blocks until the test answers it, so
 // the dispatcher's interleavings can be driven step by step. Only ClaimMany
 // and Notify are used by the dispatcher (Claim only when ClaimMany fails);
-// the embedded nil Queue panics on anything else.
+// the embedded nil Claimer panics on anything else.
 type stepQueue struct {
-	Queue
+	Claimer
 	calls   chan []uuid.UUID
 	answers chan [][]*core.Task
 
@@ -37,7 +38,7 @@ func newStepQueue() *stepQueue {
 	return &stepQueue{calls: make(chan []uuid.UUID), answers: make(chan [][]*core.Task), notify: make(chan struct{})}
 }
 
-func (q *stepQueue) ClaimMany(ctx context.Context, reqs []queue.ClaimRequest) ([][]*core.Task, error) {
+func (q *stepQueue) ClaimMany(ctx context.Context, reqs []ClaimRequest) ([][]*core.Task, error) {
 	ids := make([]uuid.UUID, len(reqs))
 	for i, r := range reqs {
 		ids[i] = r.WorkerID
@@ -68,10 +69,10 @@ func (q *stepQueue) fire() {
 }
 
 // startDispatcher runs d until the test ends.
-func startDispatcher(t *testing.T, d *claimDispatcher) {
+func startDispatcher(t *testing.T, d *ClaimDispatcher) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
-	go func() { defer close(done); d.run(ctx) }()
+	go func() { defer close(done); d.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 }
 
@@ -81,8 +82,8 @@ func startDispatcher(t *testing.T, d *claimDispatcher) {
 func TestDispatcherAnswersAbandonedClaimer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		q := newStepQueue()
-		m := newMetrics(prometheus.NewRegistry())
-		d := newClaimDispatcher(q, m, time.Hour, slog.New(slog.DiscardHandler))
+		waiters := prometheus.NewGauge(prometheus.GaugeOpts{Name: "claim_waiters"})
+		d := NewClaimDispatcher(q, time.Hour, waiters, slog.New(slog.DiscardHandler))
 		startDispatcher(t, d)
 
 		worker := uuid.New()
@@ -92,7 +93,7 @@ func TestDispatcherAnswersAbandonedClaimer(t *testing.T) {
 		}
 		got := make(chan result, 1)
 		go func() {
-			tasks, err := d.claim(t.Context(), worker, 1, time.Second, nil)
+			tasks, err := d.Claim(t.Context(), worker, 1, time.Second, nil)
 			got <- result{tasks, err}
 		}()
 		if ids := <-q.calls; len(ids) != 1 || ids[0] != worker {
@@ -117,7 +118,7 @@ func TestDispatcherAnswersAbandonedClaimer(t *testing.T) {
 		if parked != 0 {
 			t.Fatalf("%d claimers still parked", parked)
 		}
-		if g := testutil.ToFloat64(m.claimWaiters); g != 0 {
+		if g := testutil.ToFloat64(waiters); g != 0 {
 			t.Fatalf("claim_waiters = %v, want 0", g)
 		}
 	})
@@ -128,11 +129,11 @@ func TestDispatcherAnswersAbandonedClaimer(t *testing.T) {
 func TestDispatcherDeliversTasksToLateClaimer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		q := newStepQueue()
-		d := newClaimDispatcher(q, newMetrics(prometheus.NewRegistry()), time.Hour, slog.New(slog.DiscardHandler))
+		d := NewClaimDispatcher(q, time.Hour, prometheus.NewGauge(prometheus.GaugeOpts{Name: "claim_waiters"}), slog.New(slog.DiscardHandler))
 		startDispatcher(t, d)
 		got := make(chan []*core.Task, 1)
 		go func() {
-			tasks, _ := d.claim(t.Context(), uuid.New(), 1, time.Second, nil)
+			tasks, _ := d.Claim(t.Context(), uuid.New(), 1, time.Second, nil)
 			got <- tasks
 		}()
 		<-q.calls
@@ -152,8 +153,8 @@ func TestDispatcherServesParkedClaimersInOneCall(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const n = 5
 		q := newStepQueue()
-		m := newMetrics(prometheus.NewRegistry())
-		d := newClaimDispatcher(q, m, time.Hour, slog.New(slog.DiscardHandler))
+		waiters := prometheus.NewGauge(prometheus.GaugeOpts{Name: "claim_waiters"})
+		d := NewClaimDispatcher(q, time.Hour, waiters, slog.New(slog.DiscardHandler))
 		startDispatcher(t, d)
 
 		type result struct {
@@ -166,7 +167,7 @@ func TestDispatcherServesParkedClaimersInOneCall(t *testing.T) {
 			w := uuid.New()
 			workers = append(workers, w)
 			go func() {
-				tasks, err := d.claim(t.Context(), w, 1, time.Minute, nil)
+				tasks, err := d.Claim(t.Context(), w, 1, time.Minute, nil)
 				if err != nil {
 					t.Errorf("claim: %v", err)
 				}
@@ -180,7 +181,7 @@ func TestDispatcherServesParkedClaimersInOneCall(t *testing.T) {
 			q.answers <- [][]*core.Task{{}}
 			synctest.Wait()
 		}
-		if g := testutil.ToFloat64(m.claimWaiters); g != n {
+		if g := testutil.ToFloat64(waiters); g != n {
 			t.Fatalf("claim_waiters = %v, want %d", g, n)
 		}
 
@@ -193,7 +194,7 @@ func TestDispatcherServesParkedClaimersInOneCall(t *testing.T) {
 		// A claim arriving during the call waits for the next pass.
 		late := uuid.New()
 		go func() {
-			tasks, _ := d.claim(t.Context(), late, 1, 0, nil)
+			tasks, _ := d.Claim(t.Context(), late, 1, 0, nil)
 			got <- result{late, tasks}
 		}()
 		synctest.Wait()
@@ -221,7 +222,7 @@ func TestDispatcherServesParkedClaimersInOneCall(t *testing.T) {
 				t.Fatalf("worker %s got %v, want task %s", r.worker, r.tasks, want[r.worker])
 			}
 		}
-		if g := testutil.ToFloat64(m.claimWaiters); g != 0 {
+		if g := testutil.ToFloat64(waiters); g != 0 {
 			t.Fatalf("claim_waiters = %v, want 0", g)
 		}
 	})
@@ -229,17 +230,17 @@ func TestDispatcherServesParkedClaimersInOneCall(t *testing.T) {
 
 // A batch claim that fails with a database error may have committed: the
 // dispatcher answers every claimer of the batch with the error instead of
-// claiming again one by one (stepQueue's nil Queue would panic on Claim).
+// claiming again one by one (stepQueue's nil Claimer would panic on Claim).
 func TestDispatcherDoesNotReclaimAfterDatabaseError(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		q := newStepQueue()
-		d := newClaimDispatcher(q, newMetrics(prometheus.NewRegistry()), time.Hour, slog.New(slog.DiscardHandler))
+		d := NewClaimDispatcher(q, time.Hour, prometheus.NewGauge(prometheus.GaugeOpts{Name: "claim_waiters"}), slog.New(slog.DiscardHandler))
 		startDispatcher(t, d)
 		errs := make(chan error, 2)
 		for range 2 {
 			w := uuid.New()
 			go func() {
-				_, err := d.claim(t.Context(), w, 1, time.Minute, nil)
+				_, err := d.Claim(t.Context(), w, 1, time.Minute, nil)
 				errs <- err
 			}()
 			<-q.calls
@@ -260,4 +261,45 @@ func TestDispatcherDoesNotReclaimAfterDatabaseError(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A completion wakes parked claims like a submit does: a task freed by its
+// dependency is handed to a waiting claimer at once, not at the next poll
+// (an hour here).
+func TestCompletionWakesParkedClaim(t *testing.T) {
+	t.Parallel()
+	s, b := setup(t, Config{})
+	w := storetest.InsertWorker(t, b.st, core.DefaultPool, core.WorkerReady)
+	tasks := mustSubmit(t, s, SubmitRequest{Type: "a"}, SubmitRequest{Type: "b", DependsOn: []string{"#0"}})
+	first, err := s.Claim(t.Context(), w.ID, 1)
+	if err != nil || len(first) != 1 || first[0].ID != tasks[0].ID {
+		t.Fatalf("claim a: %v, %v", first, err)
+	}
+
+	parked := prometheus.NewGauge(prometheus.GaugeOpts{Name: "claim_waiters"})
+	d := NewClaimDispatcher(s, time.Hour, parked, slog.New(slog.DiscardHandler))
+	startDispatcher(t, d)
+	got := make(chan claimResult, 1)
+	go func() {
+		ts, err := d.Claim(t.Context(), w.ID, 1, time.Hour, nil)
+		got <- claimResult{ts, err}
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for testutil.ToFloat64(parked) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the claim never parked")
+		}
+		runtime.Gosched()
+	}
+	if err := s.Complete(t.Context(), w.ID, core.Lease{TaskID: first[0].ID, Token: *first[0].LeaseToken}, nil); err != nil {
+		t.Fatalf("complete a: %v", err)
+	}
+	select {
+	case r := <-got:
+		if r.err != nil || len(r.tasks) != 1 || r.tasks[0].ID != tasks[1].ID {
+			t.Fatalf("parked claim got %v, %v; want task b", r.tasks, r.err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the completion did not wake the parked claim")
+	}
 }

@@ -1,4 +1,4 @@
-package api
+package queue
 
 import (
 	"cmp"
@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/droverhq/drover/internal/core"
-	"github.com/droverhq/drover/internal/queue"
 	"github.com/google/uuid"
 )
 
@@ -19,7 +18,22 @@ import (
 // transaction); a pass with more claimers makes several calls.
 const maxClaimBatch = 512
 
-// claimDispatcher serves every claim, fresh or long-polling. A claim joins
+// Claimer is what the dispatcher claims through (a *Service).
+type Claimer interface {
+	Claim(ctx context.Context, workerID uuid.UUID, max int) ([]*core.Task, error)
+	ClaimMany(ctx context.Context, reqs []ClaimRequest) ([][]*core.Task, error)
+	Notify() <-chan struct{}
+}
+
+// Gauge counts the parked claims (a prometheus.Gauge fits).
+type Gauge interface {
+	Add(float64)
+	Sub(float64)
+	Dec()
+}
+
+// ClaimDispatcher is the claims' group-commit batcher: it serves every
+// claim, fresh or long-polling. A claim joins
 // the dispatcher's list and wakes it; one goroutine runs passes, and each
 // pass serves every claimer it takes with ONE queue.ClaimMany call (one
 // store transaction, one commit, for any number of agents). Claims that
@@ -39,11 +53,11 @@ const maxClaimBatch = 512
 // taken (the dispatcher is claiming for it; the claimer must wait for the
 // result even if its own deadline passes, or the tasks would be granted to
 // nobody) and done.
-type claimDispatcher struct {
-	q       Queue
-	metrics *metrics
-	poll    time.Duration
-	logger  *slog.Logger
+type ClaimDispatcher struct {
+	q      Claimer
+	parked Gauge
+	poll   time.Duration
+	logger *slog.Logger
 
 	mu      sync.Mutex
 	waiters []*claimWaiter // in arrival order
@@ -72,7 +86,7 @@ type claimWaiter struct {
 	// fresh is true until the first attempt; parked (counted in the
 	// claim_waiters gauge) is true while it waits after an empty attempt.
 	fresh, parked bool
-	state         waiterState      // guarded by claimDispatcher.mu
+	state         waiterState      // guarded by ClaimDispatcher.mu
 	result        chan claimResult // buffered 1
 	// abandoned is set (under mu) by a claimer whose wait ended while the
 	// dispatcher held it; the dispatcher then answers it instead of parking
@@ -85,19 +99,27 @@ type claimResult struct {
 	err   error
 }
 
-func newClaimDispatcher(q Queue, m *metrics, poll time.Duration, logger *slog.Logger) *claimDispatcher {
-	return &claimDispatcher{q: q, metrics: m, poll: poll, logger: logger, kick: make(chan struct{}, 1)}
+// NewClaimDispatcher returns a dispatcher claiming through q that retries
+// parked claims at least every poll; waiters counts the parked claims.
+// Run must be running for claims to be served.
+func NewClaimDispatcher(q Claimer, poll time.Duration, waiters Gauge, logger *slog.Logger) *ClaimDispatcher {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &ClaimDispatcher{q: q, parked: waiters, poll: poll, logger: logger, kick: make(chan struct{}, 1)}
 }
 
 // wake asks the dispatcher for a pass without blocking.
-func (d *claimDispatcher) wake() {
+func (d *ClaimDispatcher) wake() {
 	select {
 	case d.kick <- struct{}{}:
 	default:
 	}
 }
 
-func (d *claimDispatcher) run(ctx context.Context) {
+// Run serves claims until ctx ends; then every waiting claim is answered
+// with nothing.
+func (d *ClaimDispatcher) Run(ctx context.Context) {
 	t := time.NewTicker(d.poll)
 	defer t.Stop()
 	notify := d.q.Notify()
@@ -127,7 +149,7 @@ func (d *claimDispatcher) run(ctx context.Context) {
 }
 
 // releaseAll answers every waiting claim with nothing (shutdown).
-func (d *claimDispatcher) releaseAll() {
+func (d *ClaimDispatcher) releaseAll() {
 	d.mu.Lock()
 	ws := d.waiters
 	d.waiters = nil
@@ -142,12 +164,12 @@ func (d *claimDispatcher) releaseAll() {
 	for _, w := range ws {
 		w.result <- claimResult{}
 	}
-	d.metrics.claimWaiters.Sub(float64(parked))
+	d.parked.Sub(float64(parked))
 }
 
 // serve runs one dispatch pass: a full pass serves every claim, a kick
 // pass only the fresh ones.
-func (d *claimDispatcher) serve(ctx context.Context, full bool) {
+func (d *ClaimDispatcher) serve(ctx context.Context, full bool) {
 	d.mu.Lock()
 	var batch, rest []*claimWaiter
 	for _, w := range d.waiters {
@@ -218,17 +240,17 @@ func (d *claimDispatcher) serve(ctx context.Context, full bool) {
 	d.waiters = append(d.waiters, parked...)
 	slices.SortFunc(d.waiters, func(a, b *claimWaiter) int { return cmp.Compare(a.seq, b.seq) })
 	d.mu.Unlock()
-	d.metrics.claimWaiters.Add(float64(parkedNow - released))
+	d.parked.Add(float64(parkedNow - released))
 }
 
 // claimChunk claims for every waiter of chunk with one ClaimMany call. If
 // that call fails as a whole, each waiter is claimed for on its own so it
 // gets its own error (an unknown worker must not fail the others).
-func (d *claimDispatcher) claimChunk(ctx context.Context, chunk []*claimWaiter) []claimResult {
+func (d *ClaimDispatcher) claimChunk(ctx context.Context, chunk []*claimWaiter) []claimResult {
 	out := make([]claimResult, len(chunk))
-	reqs := make([]queue.ClaimRequest, len(chunk))
+	reqs := make([]ClaimRequest, len(chunk))
 	for i, w := range chunk {
-		reqs[i] = queue.ClaimRequest{WorkerID: w.workerID, Max: w.max}
+		reqs[i] = ClaimRequest{WorkerID: w.workerID, Max: w.max}
 	}
 	got, err := d.q.ClaimMany(ctx, reqs)
 	if err == nil && len(got) == len(chunk) {
@@ -257,21 +279,21 @@ func (d *claimDispatcher) claimChunk(ctx context.Context, chunk []*claimWaiter) 
 	return out
 }
 
-func (d *claimDispatcher) finish(w *claimWaiter, r claimResult) {
+func (d *ClaimDispatcher) finish(w *claimWaiter, r claimResult) {
 	d.mu.Lock()
 	w.state = done
 	wasParked := w.parked
 	d.mu.Unlock()
 	if wasParked {
-		d.metrics.claimWaiters.Dec()
+		d.parked.Dec()
 	}
 	w.result <- r
 }
 
-// claim claims up to max tasks for a worker through the dispatcher. When
+// Claim claims up to max tasks for a worker through the dispatcher. When
 // the first attempt gets nothing and wait > 0 the claim parks until tasks
 // are handed to it, wait elapses, ctx ends or stop closes.
-func (d *claimDispatcher) claim(ctx context.Context, workerID uuid.UUID, max int, wait time.Duration, stop <-chan struct{}) ([]*core.Task, error) {
+func (d *ClaimDispatcher) Claim(ctx context.Context, workerID uuid.UUID, max int, wait time.Duration, stop <-chan struct{}) ([]*core.Task, error) {
 	w := &claimWaiter{ctx: ctx, workerID: workerID, max: max, parkable: wait > 0, fresh: true, result: make(chan claimResult, 1)}
 	d.mu.Lock()
 	d.seq++
@@ -304,7 +326,7 @@ func (d *claimDispatcher) claim(ctx context.Context, workerID uuid.UUID, max int
 		wasParked := w.parked
 		d.mu.Unlock()
 		if wasParked {
-			d.metrics.claimWaiters.Dec()
+			d.parked.Dec()
 		}
 		return nil, nil
 	}
