@@ -52,7 +52,14 @@ func (t *txn) TaskLock(ctx context.Context, params *store.TaskLockParams) ([]*co
 		where = append(where, "id = ANY("+arg(uuidStrings(params.IDs))+"::uuid[])")
 	}
 	if params.State != "" {
-		where = append(where, "state = "+arg(string(params.State)))
+		// A literal, not a parameter, so the planner can use the partial
+		// indexes (WHERE state = 'running' / 'queued').
+		switch params.State {
+		case core.TaskQueued, core.TaskRunning, core.TaskSucceeded, core.TaskFailed, core.TaskCancelled:
+			where = append(where, "state = '"+string(params.State)+"'")
+		default:
+			return nil, core.Invalid("state", "unknown task state %q", params.State)
+		}
 	}
 	if len(params.WorkerIDs) > 0 {
 		anyOf = append(anyOf, "worker_id = ANY("+arg(uuidStrings(params.WorkerIDs))+"::uuid[])")

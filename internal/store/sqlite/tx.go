@@ -41,8 +41,14 @@ func (t *txn) TaskLock(ctx context.Context, params *store.TaskLockParams) ([]*co
 		args         []any
 	)
 	if params.State != "" {
-		where = append(where, "state = ?")
-		args = append(args, string(params.State))
+		// A literal, not a parameter: the partial indexes (WHERE state =
+		// 'running' / 'queued') are only used when the query names the
+		// state itself.
+		lit, err := stateLiteral(params.State)
+		if err != nil {
+			return nil, err
+		}
+		where = append(where, "state = "+lit)
 	}
 	if len(params.WorkerIDs) > 0 {
 		anyOf = append(anyOf, "worker_id IN ("+placeholders(len(params.WorkerIDs))+")")
@@ -86,11 +92,13 @@ func (t *txn) lockWhere(ctx context.Context, where []string, args []any) ([]*cor
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, " AND ")
 	}
-	q += ` ORDER BY id`
+	// Sorted in Go: an ORDER BY id would tempt SQLite to walk the primary
+	// key instead of the (partial) index that finds the few rows.
 	ts, err := collectTasks(t.tx.QueryContext(ctx, q, args...))
 	if err != nil {
 		return nil, fmt.Errorf("lock tasks: %w", err)
 	}
+	sortByID(ts)
 	return ts, nil
 }
 
@@ -178,6 +186,16 @@ func (t *txn) WorkerCountersAdd(ctx context.Context, counters []store.WorkerCoun
 		}
 	}
 	return nil
+}
+
+// stateLiteral returns st as an SQL string literal; st must be a known
+// task state.
+func stateLiteral(st core.TaskState) (string, error) {
+	switch st {
+	case core.TaskQueued, core.TaskRunning, core.TaskSucceeded, core.TaskFailed, core.TaskCancelled:
+		return "'" + string(st) + "'", nil
+	}
+	return "", core.Invalid("state", "unknown task state %q", st)
 }
 
 func sortByID(ts []*core.Task) {
