@@ -115,11 +115,6 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (_ *Server, err e
 	}
 
 	reg := prometheus.NewRegistry()
-	if rp, ok := s.Providers[runpod.Name].(*runpod.Provider); ok {
-		// Calls, errors by kind and latencies of the RunPod API on
-		// /metrics; the decorator keeps the provider's Orderer.
-		s.Providers[runpod.Name] = provider.Instrument(rp, reg, log.With("component", "provider"))
-	}
 	s.Orchestrator, err = orchestrator.New(orchestrator.Deps{
 		Store: st, Queue: s.Queue, Providers: s.Providers, Clock: opt.Clock, Config: cfg,
 		Logger: log.With("component", "orchestrator"), Registerer: reg,
