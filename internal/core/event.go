@@ -34,6 +34,9 @@ const (
 	// term and cause (takeover, resign or shutdown).
 	EventLeaderChanged EventKind = "leader.changed"
 	EventProviderError EventKind = "provider.error"
+	// EventProviderQuota: a provider refused the whole account (balance,
+	// API key); every breaker of that provider was opened at once.
+	EventProviderQuota EventKind = "provider.quota"
 )
 
 // Event is one record in the append-only event log.

@@ -528,6 +528,16 @@ func TestKilledAgentTaskRequeued(t *testing.T) {
 	}
 }
 
+// staleOutcomes are the agent's log lines for a result it does not record
+// because its lease is gone (see TestStaleLeaseGets409).
+var staleOutcomes = []string{
+	"409 on complete", // reported; the server refused the stale lease
+	"lease lost: handler killed, nothing reported", // a heartbeat reply said the lease is lost
+	"handler finished after the server was lost",   // the dead man's switch fired first
+	"handler killed: agent stopping",               // a pending SIGTERM stopped the agent
+	"report failed; giving up",                     // stopping while the report failed
+}
+
 func TestStaleLeaseGets409(t *testing.T) {
 	e := newEnv(t, envOpts{agents: 2, heartbeat: 200 * time.Millisecond, heartbeatTimeout: time.Second, killGrace: 30 * time.Second})
 	gate := filepath.Join(e.dir, "gate")
@@ -562,22 +572,42 @@ func TestStaleLeaseGets409(t *testing.T) {
 		t.Fatal(err)
 	}
 	resumed = true
-	eventually(t, 60*time.Second, "stale agent logs 409 on complete", func() (bool, string) {
+	// On SIGCONT three of the agent's goroutines race, each with a correct
+	// way to drop the stale result: the runner sees the handler's exit and
+	// reports (409), the pending heartbeat tick learns the lease is lost
+	// (nothing reported), or the dead man's switch finds the server silent
+	// for longer than server_lost_timeout (nothing reported); a SIGTERM
+	// from the orchestrator's termination of the silent worker may be
+	// pending as well. Which wins depends on scheduling, so the test waits
+	// for the agent's record of any of them and checks the invariant that
+	// matters: the stale result is never recorded. (The 409 itself is
+	// checked deterministically in internal/api/apitest.)
+	var how string
+	eventually(t, 60*time.Second, "stale agent discards its result", func() (bool, string) {
 		log := e.agentLog(stale)
 		for _, l := range strings.Split(log, "\n") {
-			if strings.Contains(l, "409 on complete") && strings.Contains(l, id.String()) {
-				return true, ""
+			if !strings.Contains(l, id.String()) {
+				continue
+			}
+			for _, outcome := range staleOutcomes {
+				if strings.Contains(l, outcome) {
+					how = outcome
+					return true, ""
+				}
 			}
 		}
 		return false, lastLines(log, 5)
 	})
+	t.Logf("the stale agent dropped its result by: %s", how)
 	final := e.task(id)
 	if final.State != core.TaskSucceeded || string(final.Result) != string(winner.Result) {
 		t.Fatalf("result changed after the stale complete: %s → %s", winner.Result, final.Result)
 	}
 	var r result
 	_ = json.Unmarshal(final.Result, &r)
-	if r.Worker == stale.String() || r.Attempt != 2 {
+	// Attempt 2 normally; a later one only if the winner's own lease
+	// lapsed on a loaded machine (1 s heartbeat timeout).
+	if r.Worker == stale.String() || r.Attempt < 2 {
 		t.Fatalf("recorded result is the stale holder's: %s", final.Result)
 	}
 }

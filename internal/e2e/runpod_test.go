@@ -478,6 +478,11 @@ func TestRunPodBalanceRunsOutMidRun(t *testing.T) {
 	if opened < 2 {
 		t.Errorf("%d breaker-open events, want every candidate open", opened)
 	}
+	if q := e.events(core.EventProviderQuota); len(q) != 1 {
+		t.Errorf("%d provider.quota events, want exactly one", len(q))
+	} else if !strings.Contains(q[0].Message, "add funds") || strings.Contains(q[0].Message, rpKey) {
+		t.Errorf("quota event without the hint, or with the key: %q", q[0].Message)
+	}
 }
 
 func TestRunPodCandidatesOrderedByAvailability(t *testing.T) {
@@ -526,6 +531,9 @@ func TestRunPodExitedPodIsReplacedAndDeleted(t *testing.T) {
 	for _, w := range e.workers() {
 		if w.ID == first.ID && w.State != core.WorkerFailed && w.State != core.WorkerTerminated {
 			t.Errorf("the exited pod's worker is %s", w.State)
+		}
+		if w.ID == first.ID && w.Failure != core.FailAgentExit {
+			t.Errorf("the exited pod's worker failed as %q (%s), want agent-exit", w.Failure, w.Reason)
 		}
 	}
 }

@@ -141,12 +141,6 @@ func (o *Orchestrator) advance(ctx context.Context, t *tick) error {
 		case core.WorkerProvisioning, core.WorkerBooting, core.WorkerReady, core.WorkerDraining:
 			if listOK && w.InstanceID != "" {
 				switch {
-				case inst == nil && t.exited[w.Provider+"/"+w.ID.String()] != nil:
-					ex := t.exited[w.Provider+"/"+w.ID.String()]
-					if err := o.fail(ctx, t, w, core.FailAgentExit, fmt.Sprintf("agent of instance %s exited: %s", ex.ID, ex.ExitReason)); err != nil {
-						return err
-					}
-					continue
 				case inst == nil:
 					n := w.MissingLists + 1
 					if n >= 2 {
@@ -166,6 +160,13 @@ func (o *Orchestrator) advance(ctx context.Context, t *tick) error {
 					if _, err := o.update(ctx, t, w, &store.WorkerUpdateParams{MissingLists: ptr(n), FromStates: []core.WorkerState{w.State}}); err != nil {
 						return err
 					}
+				case inst.Exited:
+					// The agent's container stopped on its own: fail at
+					// once, no second list (it is not missing, it is dead).
+					if err := o.fail(ctx, t, w, core.FailAgentExit, fmt.Sprintf("instance %s: the agent exited (%s)", w.InstanceID, exitDetail(inst))); err != nil {
+						return err
+					}
+					continue
 				case inst.Preempted:
 					if err := o.fail(ctx, t, w, core.FailPreempted, fmt.Sprintf("instance %s was preempted by the provider", w.InstanceID)); err != nil {
 						return err

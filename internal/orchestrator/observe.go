@@ -121,10 +121,10 @@ func (o *Orchestrator) observe(ctx context.Context, t *tick) error {
 		}
 		m := make(map[string]*provider.Instance, len(res.insts))
 		for _, in := range res.insts {
-			if in.State == provider.InstanceGone {
-				if in.ExitReason != "" && in.WorkerID != "" {
-					t.exited[name+"/"+in.WorkerID] = in
-				}
+			// A gone instance is dropped, except one whose agent exited:
+			// it is still there (and may still bill) until deleted, and
+			// advance and reconcileOrphans read Exited from it.
+			if in.State == provider.InstanceGone && !in.Exited {
 				continue
 			}
 			m[in.ID] = in
@@ -164,7 +164,11 @@ func (o *Orchestrator) reconcileOrphans(ctx context.Context, t *tick) {
 			if pc := o.cfg.Pools[in.Pool]; pc != nil {
 				grace = settingsOf(in.Pool, pc).orphanGrace
 			}
-			if t.now.Sub(first) < grace {
+			// The grace covers a spawn still recording its row; an
+			// instance whose agent exited can be no such spawn, does no
+			// work and may still bill (a stopped pod's disk): delete it
+			// now.
+			if t.now.Sub(first) < grace && !in.Exited {
 				continue
 			}
 			err := o.providers[pname].Delete(ctx, in.ID)
@@ -174,6 +178,12 @@ func (o *Orchestrator) reconcileOrphans(ctx context.Context, t *tick) {
 			}
 			delete(o.orphanSeen, key)
 			t.rep.OrphansDeleted = append(t.rep.OrphansDeleted, in.ID)
+			if in.Exited {
+				t.event(core.EventWorkerOrphan, in.Pool, in.WorkerID,
+					fmt.Sprintf("deleted exited orphan instance %s at %s (%s): tagged with worker %s that has no live row; an exited instance is deleted at once",
+						in.ID, pname, exitDetail(in), in.WorkerID), nil)
+				continue
+			}
 			t.event(core.EventWorkerOrphan, in.Pool, in.WorkerID,
 				fmt.Sprintf("terminated orphan instance %s at %s: tagged with worker %s that has no live row, seen for %s (orphan_grace %s)",
 					in.ID, pname, in.WorkerID, t.now.Sub(first).Round(time.Second), grace), nil)

@@ -185,9 +185,6 @@ type tick struct {
 	lists map[string]map[string]*provider.Instance
 	// byWorker maps worker id → instance, over good lists.
 	byWorker map[string]*provider.Instance
-	// exited maps "provider/worker id" → an instance whose agent exited on
-	// its own (provider.Instance.ExitReason).
-	exited   map[string]*provider.Instance
 	demand   map[string]store.PoolDemand
 	breakers map[string]*core.BreakerState
 	dirty    map[string]bool
@@ -235,7 +232,6 @@ func (o *Orchestrator) Tick(ctx context.Context) (*TickReport, error) {
 		byID:     map[uuid.UUID]*core.Worker{},
 		lists:    map[string]map[string]*provider.Instance{},
 		byWorker: map[string]*provider.Instance{},
-		exited:   map[string]*provider.Instance{},
 		dirty:    map[string]bool{},
 		requeue:  map[uuid.UUID]bool{},
 	}

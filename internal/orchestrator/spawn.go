@@ -28,6 +28,7 @@ func (o *Orchestrator) place(ctx context.Context, t *tick, ps poolSettings, n in
 		placements = []provider.Placement{{}}
 	}
 	exhausted := map[int]bool{}
+	var capacityTried []string // candidates that refused for capacity this tick
 	var reasons []string
 	addReason := func(r string) {
 		if !slices.Contains(reasons, r) {
@@ -66,8 +67,17 @@ func (o *Orchestrator) place(ctx context.Context, t *tick, ps poolSettings, n in
 				break
 			}
 			kind := provider.KindOf(err)
-			switch kind {
-			case provider.KindCapacity, provider.KindQuota, provider.KindInvalid:
+			switch {
+			case kind == provider.KindQuota && provider.IsAccountWide(err):
+				// No other candidate can escape it: open them all, stop.
+				o.openAccount(t, ps.name, ps.cfg.Provider, w.Reason)
+				addReason(fmt.Sprintf("not scaling up: provider %s refused the account: %s", ps.cfg.Provider, w.Reason))
+				stop = true
+			case kind == provider.KindCapacity:
+				exhausted[i] = true
+				capacityTried = append(capacityTried, breaker.KeyLabel(key))
+				continue
+			case kind == provider.KindQuota || kind == provider.KindInvalid:
 				exhausted[i] = true
 				refusals = append(refusals, fmt.Sprintf("%s at %s: %v", kind, breaker.KeyLabel(key), err))
 				continue
@@ -84,7 +94,10 @@ func (o *Orchestrator) place(ctx context.Context, t *tick, ps poolSettings, n in
 			for _, r := range refusals {
 				addReason("not scaling up: " + r)
 			}
-			if len(refusals) == 0 {
+			if len(capacityTried) > 0 {
+				addReason(capacityReason(capacityTried, len(placements)))
+			}
+			if len(refusals) == 0 && len(capacityTried) == 0 {
 				addReason("not scaling up: no candidate placement left this tick")
 			}
 			break

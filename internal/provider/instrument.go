@@ -88,8 +88,31 @@ func Instrument(p Provider, reg prometheus.Registerer, logger *slog.Logger) Prov
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &instrumented{next: p, m: newMetrics(reg), logger: logger, now: time.Now}
+	in := &instrumented{next: p, m: newMetrics(reg), logger: logger, now: time.Now}
+	if ord, ok := p.(Orderer); ok {
+		return &instrumentedOrderer{instrumented: in, ord: ord}
+	}
+	return in
 }
+
+// instrumentedOrderer is the decorator of a provider that also orders
+// candidates: the wrapper must not hide the Orderer the orchestrator
+// looks for.
+type instrumentedOrderer struct {
+	*instrumented
+	ord Orderer
+}
+
+var _ Orderer = (*instrumentedOrderer)(nil)
+
+// Order implements Orderer by asking the inner provider.
+func (i *instrumentedOrderer) Order(ctx context.Context, pool string, placements []Placement) []Placement {
+	return i.ord.Order(ctx, pool, placements)
+}
+
+// Unwrap returns the decorated provider (for callers that need its
+// concrete type).
+func (i *instrumented) Unwrap() Provider { return i.next }
 
 func (i *instrumented) observe(ctx context.Context, op string, start time.Time, err error, attrs ...slog.Attr) {
 	name := i.next.Name()

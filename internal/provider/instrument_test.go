@@ -129,3 +129,32 @@ func TestInstrument(t *testing.T) {
 		t.Fatalf("not-found on delete is expected and must not be logged as a failure:\n%s", out)
 	}
 }
+
+// orderingSim is a sim provider that also orders candidates (reversed).
+type orderingSim struct{ *sim.Provider }
+
+func (o orderingSim) Order(_ context.Context, _ string, pls []provider.Placement) []provider.Placement {
+	out := make([]provider.Placement, 0, len(pls))
+	for i := len(pls) - 1; i >= 0; i-- {
+		out = append(out, pls[i])
+	}
+	return out
+}
+
+func TestInstrumentKeepsOrderer(t *testing.T) {
+	clock := core.NewFakeClock(time.Date(2025, 10, 15, 12, 0, 0, 0, time.UTC))
+	plain := provider.Instrument(sim.New(clock, sim.Options{}), nil, nil)
+	if _, ok := plain.(provider.Orderer); ok {
+		t.Fatal("a provider without Order gained one through the decorator")
+	}
+	wrapped := provider.Instrument(orderingSim{sim.New(clock, sim.Options{})}, nil, nil)
+	ord, ok := wrapped.(provider.Orderer)
+	if !ok {
+		t.Fatal("the decorator hides the inner provider's Orderer")
+	}
+	in := []provider.Placement{{GPU: "A"}, {GPU: "B"}}
+	got := ord.Order(t.Context(), "default", in)
+	if len(got) != 2 || got[0].GPU != "B" || got[1].GPU != "A" {
+		t.Fatalf("Order through the decorator = %v, want the inner provider's order [B A]", got)
+	}
+}

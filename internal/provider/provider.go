@@ -64,14 +64,16 @@ type Instance struct {
 	// Preempted is true when the provider took the machine back.
 	Preempted bool
 	// Exited is true when the machine's container stopped on its own
-	// (RunPod EXITED or ERROR): the agent is gone, the instance is Gone.
+	// (RunPod EXITED or ERROR, a local agent process that ended): the
+	// agent is gone and the instance is Gone, but List still returns it
+	// because it may still cost money (a stopped pod bills its disk) until
+	// it is deleted. The orchestrator fails a live worker on it as
+	// agent-exit at once and deletes an exited instance with no live
+	// worker as an orphan.
 	Exited bool
-	// ExitReason, when set, says how the agent process ended on its own
-	// ("exit status 3", "signal: killed", "exited"). A provider that knows
-	// lists such instances (state gone) until they are deleted, and the
-	// orchestrator fails their worker as agent-exit at once instead of
-	// waiting for it to go missing from two lists.
-	ExitReason string
+	// ExitDetail says how the agent ended when Exited ("RunPod status
+	// ERROR", "exit status 3"); "" when the provider does not know.
+	ExitDetail string
 }
 
 // Provider is the small interface every machine source implements (after
@@ -114,7 +116,12 @@ type Error struct {
 	Op         string // "create", "get", "list", "delete"
 	Message    string
 	RetryAfter time.Duration
-	Err        error
+	// AccountWide marks a quota error that no other placement of the
+	// provider can escape (an empty balance, a refused API key): the
+	// orchestrator opens every breaker of the provider at once instead
+	// of trying the next candidate.
+	AccountWide bool
+	Err         error
 }
 
 // Error implements error.
@@ -150,6 +157,13 @@ func KindOf(err error) Kind {
 		return KindNotFound
 	}
 	return KindTransient
+}
+
+// IsAccountWide reports whether err is (or wraps) an *Error marked
+// AccountWide.
+func IsAccountWide(err error) bool {
+	e, ok := errors.AsType[*Error](err)
+	return ok && e.AccountWide
 }
 
 // NewError returns a typed error.

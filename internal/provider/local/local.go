@@ -415,11 +415,11 @@ func (p *Provider) instance(r *record) *provider.Instance {
 			}
 		}
 		p.statusMu.Lock()
-		in.ExitReason = p.status[r.ID]
+		in.ExitDetail = p.status[r.ID]
 		p.statusMu.Unlock()
-		if in.ExitReason == "" {
+		if in.ExitDetail == "" {
 			// Started by an earlier server process: no exit status.
-			in.ExitReason = "exited (started by an earlier server; exit status unknown)"
+			in.ExitDetail = "exited (started by an earlier server; exit status unknown)"
 		}
 	}
 	return in

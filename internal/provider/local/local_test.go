@@ -209,7 +209,7 @@ func TestAdoptAfterRestart(t *testing.T) {
 		switch {
 		case in.State == provider.InstanceRunning:
 			running++
-		case in.ID != "local-bogus" || !in.Exited || in.ExitReason == "":
+		case in.ID != "local-bogus" || !in.Exited || in.ExitDetail == "":
 			t.Fatalf("listed %+v", in)
 		}
 	}

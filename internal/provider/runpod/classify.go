@@ -2,7 +2,6 @@ package runpod
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -30,12 +29,10 @@ const (
 )
 
 // AccountWide reports whether err is a quota error that no candidate of
-// the account can escape (402 balance, 401 bad key).
+// the account can escape (402 balance, 401 bad key): the provider-level
+// marker provider.Error.AccountWide, which the orchestrator reads.
 func AccountWide(err error) bool {
-	if e, ok := errors.AsType[*APIError](err); ok {
-		return e.Status == http.StatusPaymentRequired || e.Status == http.StatusUnauthorized
-	}
-	return false
+	return provider.IsAccountWide(err)
 }
 
 // APIError is the typed error of a RunPod answer with its HTTP status.
@@ -113,5 +110,6 @@ func classify(op string, status int, body []byte, retryAfter time.Duration) erro
 	case status >= 400:
 		kind = provider.KindInvalid
 	}
-	return &APIError{Err: &provider.Error{Op: op, Kind: kind, Message: msg, RetryAfter: retryAfter}, Status: status}
+	accountWide := status == http.StatusPaymentRequired || status == http.StatusUnauthorized
+	return &APIError{Err: &provider.Error{Op: op, Kind: kind, Message: msg, RetryAfter: retryAfter, AccountWide: accountWide}, Status: status}
 }

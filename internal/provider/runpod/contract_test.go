@@ -357,7 +357,7 @@ func TestAccountWideQuotaBlocksCreates(t *testing.T) {
 	rc, p, _ := newRecorded(t, answer{status: 402, body: `{"title":"Payment Required","status":402,"detail":"insufficient balance"}`})
 	for i := range 5 {
 		_, err := p.Create(context.Background(), &provider.CreateRequest{WorkerID: "w", Pool: "gpu", Placement: provider.Placement{GPU: "NVIDIA L40S", Region: "EU-RO-1"}})
-		if provider.KindOf(err) != provider.KindQuota || !runpod.AccountWide(err) {
+		if provider.KindOf(err) != provider.KindQuota || !runpod.AccountWide(err) || !provider.IsAccountWide(err) {
 			t.Fatalf("create %d: %v, want an account-wide quota error", i, err)
 		}
 		if !strings.Contains(err.Error(), "add funds") {

@@ -215,7 +215,7 @@ func (p *Provider) accountBlocked() error {
 	defer p.mu.Unlock()
 	if p.blockErr != nil && p.c.opt.Now().Before(p.blockedUntil) {
 		return &APIError{Status: p.blockErr.(*APIError).Status, Err: &provider.Error{
-			Op: "create", Kind: provider.KindQuota,
+			Op: "create", Kind: provider.KindQuota, AccountWide: true,
 			Message: fmt.Sprintf("not sent: RunPod refused the account until %s: %s", p.blockedUntil.UTC().Format(time.TimeOnly), p.blockErr.(*APIError).Err.Message),
 		}}
 	}
@@ -299,6 +299,9 @@ func (p *Provider) instance(pod *Pod) *provider.Instance {
 		in.CreatedAt = *pod.CreatedAt
 	}
 	in.Exited = pod.Status == StatusExited || pod.Status == StatusError
+	if in.Exited {
+		in.ExitDetail = "RunPod status " + pod.Status
+	}
 	return in
 }
 

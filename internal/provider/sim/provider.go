@@ -14,6 +14,7 @@
 //	running ──CrashAfter──▶ agent dead (instance still running, heartbeats stop)
 //	running ──VanishAfter──▶ gone (not listed, Get → ErrNotFound)
 //	running ──PreemptAfter──▶ gone, Preempted (Get still returns it)
+//	any ──Exit──▶ gone, Exited (still listed, as a stopped pod is, until deleted)
 //	any ──Delete──▶ gone
 //
 // All the "After" durations are measured from the moment the instance
@@ -128,6 +129,7 @@ type Provider struct {
 	order     []string
 	seq       int
 	failList  int
+	account   bool // SetAccountQuota: every create fails, account-wide
 	latency   time.Duration
 	calls     []Call
 }
@@ -244,6 +246,9 @@ func (p *Provider) Create(ctx context.Context, req *provider.CreateRequest) (*pr
 	s := p.script(key)
 	var err error
 	switch {
+	case p.account:
+		err = &provider.Error{Op: "create", Kind: provider.KindQuota, AccountWide: true,
+			Message: "insufficient account balance; add funds, then the breakers close after their cooldown"}
 	case s.QuotaError:
 		err = provider.NewError("create", provider.KindQuota, "insufficient balance for %s", key)
 	case s.InvalidError:
@@ -316,7 +321,7 @@ func (p *Provider) Create(ctx context.Context, req *provider.CreateRequest) (*pr
 
 // advance brings in up to now.
 func (p *Provider) advance(in *instance, now time.Time) {
-	if in.gone {
+	if in.gone || in.inst.Exited {
 		return
 	}
 	if !in.goneAt.IsZero() && !now.Before(in.goneAt) {
@@ -438,7 +443,7 @@ func (p *Provider) Inject(inst provider.Instance) string {
 		inst.State = provider.InstanceRunning
 	}
 	in := &instance{inst: inst, runningAt: inst.CreatedAt}
-	if inst.State == provider.InstanceGone {
+	if inst.State == provider.InstanceGone && !inst.Exited {
 		in.gone = true
 	}
 	if _, dup := p.instances[inst.ID]; !dup {
@@ -446,6 +451,35 @@ func (p *Provider) Inject(inst provider.Instance) string {
 	}
 	p.instances[inst.ID] = in
 	return inst.ID
+}
+
+// SetAccountQuota makes every create fail (on) with an account-wide quota
+// error, like RunPod's 402 when the balance runs out, or stops it (off).
+func (p *Provider) SetAccountQuota(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.account = on
+}
+
+// Exit makes instance id's container stop on its own now, with detail:
+// the instance turns gone and Exited but stays listed (it still bills)
+// until it is deleted. It reports whether the instance existed and was
+// neither gone nor exited.
+func (p *Provider) Exit(id, detail string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	in, ok := p.instances[id]
+	if !ok {
+		return false
+	}
+	p.advance(in, p.clock.Now())
+	if in.gone || in.inst.Exited {
+		return false
+	}
+	in.inst.State = provider.InstanceGone
+	in.inst.Exited, in.inst.ExitDetail = true, detail
+	in.goneAt = time.Time{}
+	return true
 }
 
 // Kill makes instance id vanish now (gone, not preempted). It reports
@@ -540,7 +574,7 @@ func (p *Provider) NextChange(now time.Time) (time.Time, bool) {
 	}
 	for _, id := range p.order {
 		in := p.instances[id]
-		if in.gone {
+		if in.gone || in.inst.Exited {
 			continue
 		}
 		consider(in.runningAt)
