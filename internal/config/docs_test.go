@@ -52,8 +52,10 @@ func TestDocsSelfContained(t *testing.T) {
 	if got := c.EffectiveLocalDir(); got != "/srv/drover/"+DefaultLocalDirName {
 		t.Errorf("EffectiveLocalDir = %q", got)
 	}
+	// With PostgreSQL every replica on a host shares one directory per
+	// deployment, whatever its working directory.
 	c.Database = "postgres://u@h/db"
-	if got := c.EffectiveLocalDir(); got != DefaultLocalDirName {
+	if got := c.EffectiveLocalDir(); got != filepath.Join(os.TempDir(), DefaultLocalDirName+"-"+c.ClusterName()) {
 		t.Errorf("EffectiveLocalDir with PostgreSQL = %q", got)
 	}
 }

@@ -16,8 +16,18 @@ func (o *Orchestrator) orderedPlacements(ctx context.Context, ps poolSettings) [
 	if ps.cfg.RunPod == nil || ps.cfg.RunPod.CandidatesOrder != "availability" {
 		return pl
 	}
-	if ord, ok := o.providers[ps.cfg.Provider].(provider.Orderer); ok {
-		return ord.Order(ctx, ps.name, pl)
+	// Decorators (instrumentation, call deadlines) may wrap the provider:
+	// look through them for the Orderer.
+	p := o.providers[ps.cfg.Provider]
+	for p != nil {
+		if ord, ok := p.(provider.Orderer); ok {
+			return ord.Order(ctx, ps.name, pl)
+		}
+		u, ok := p.(interface{ Unwrap() provider.Provider })
+		if !ok {
+			break
+		}
+		p = u.Unwrap()
 	}
 	return pl
 }
