@@ -318,10 +318,25 @@ func TestReplicasFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A task runs once, except in one window this test cannot steer
+	// around: a replica SIGKILLed after committing a long-poll claim but
+	// before its answer left grants a task no agent ever sees; the task
+	// comes back when its lease expires (lost once, run again). Any other
+	// rerun (a handler failure, a worker lost with its lease, a second
+	// loss) is a defect.
+	stranded := 0
 	for _, tk := range tasks {
-		if tk.Attempt != 1 {
-			t.Errorf("task %s ran %d times across the failovers", tk.ID, tk.Attempt)
+		switch {
+		case tk.Attempt == 1:
+		case tk.Attempt == 2 && tk.Lost == 1 && tk.Failures == 0:
+			stranded++
+			t.Logf("task %s ran twice: its first grant was lost with a killed replica (lease expired)", tk.ID)
+		default:
+			t.Errorf("task %s ran %d times across the failovers (lost %d, failures %d)", tk.ID, tk.Attempt, tk.Lost, tk.Failures)
 		}
+	}
+	if stranded > 5 {
+		t.Errorf("%d tasks lost their first grant over 5 replica kills; at most one per kill is expected", stranded)
 	}
 	ws, err := rs.c.Workers(ctx, wire.WorkerFilter{Limit: 1000})
 	if err != nil {
