@@ -29,7 +29,9 @@ type bundle struct {
 	q     *queue.Service
 }
 
-func setup(t *testing.T) *bundle {
+func setup(t *testing.T) *bundle { return setupTB(t) }
+
+func setupTB(t testing.TB) *bundle {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "w.db"))
 	if err != nil {
