@@ -23,6 +23,7 @@ func init() {
 		timeout                               time.Duration
 		wait, asJSON                          bool
 	)
+	var callback string // --callback-url
 	cmd := &cobra.Command{
 		Use:   "submit TYPE | submit --batch FILE|-",
 		Short: "Submit a task, or many from a file",
@@ -50,7 +51,7 @@ are printed one per line, in file order.`,
 			if len(args) != 1 {
 				return errors.New("submit: give the task TYPE, or --batch FILE")
 			}
-			req := wire.SubmitRequest{Type: args[0], Owner: owner, Pool: pool, DependsOn: dependsOn, IdempotencyKey: idem}
+			req := wire.SubmitRequest{Type: args[0], Owner: owner, Pool: pool, DependsOn: dependsOn, IdempotencyKey: idem, CallbackURL: callback}
 			switch {
 			case params != "" && paramsFile != "":
 				return errors.New("submit: give --params or --params-file, not both")
@@ -138,6 +139,7 @@ are printed one per line, in file order.`,
 	f.DurationVar(&timeout, "timeout", 0, "per-attempt timeout (default from the server)")
 	f.StringVar(&batch, "batch", "", "submit one JSON task per line of FILE (- for stdin) and print their ids")
 	f.StringVar(&idem, "idempotency-key", "", "submit at most once per owner with this key")
+	f.StringVar(&callback, "callback-url", "", "POST the task's final state here, signed (see docs/outputs.md)")
 	f.BoolVar(&wait, "wait", false, "wait for the task to finish, showing progress; exit 1 unless it succeeded")
 	f.BoolVar(&asJSON, "json", false, "print the task as JSON")
 	addClientFlags(cmd)

@@ -51,7 +51,7 @@ func toQueue(in *wire.SubmitRequest, p principal, field string) (queue.SubmitReq
 	out := queue.SubmitRequest{
 		Type: in.Type, Params: in.Params, Owner: owner, Priority: in.Priority, Pool: in.Pool,
 		DependsOn: in.DependsOn, MaxAttempts: in.MaxAttempts, MaxLost: in.MaxLost,
-		IdempotencyKey: in.IdempotencyKey,
+		IdempotencyKey: in.IdempotencyKey, CallbackURL: in.CallbackURL,
 	}
 	if in.Timeout != nil {
 		d := in.Timeout.D()

@@ -48,6 +48,7 @@ type Config struct {
 	Leader    LeaderConfig           `yaml:"leader"`
 	Spend     SpendConfig            `yaml:"spend"`
 	Outputs   OutputsConfig          `yaml:"outputs"`
+	Webhooks  WebhooksConfig         `yaml:"webhooks"`
 }
 
 // TasksConfig holds task defaults.
@@ -64,6 +65,9 @@ type TasksConfig struct {
 	TypePools    map[string]string   `yaml:"type_pools"`
 	BackoffBase  Duration            `yaml:"backoff_base"`
 	BackoffMax   Duration            `yaml:"backoff_max"`
+	// Callbacks maps an owner to the completion webhook URL of its tasks
+	// that give no callback_url.
+	Callbacks map[string]string `yaml:"callbacks"`
 	// Types holds per-task-type settings (required outputs, output
 	// retention).
 	Types map[string]*TaskTypeConfig `yaml:"types"`

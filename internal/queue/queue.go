@@ -158,6 +158,9 @@ func (s *Service) Submit(ctx context.Context, reqs []SubmitRequest) ([]store.Tas
 	if err != nil {
 		return nil, err
 	}
+	if err := checkCallbacks(reqs); err != nil {
+		return nil, err
+	}
 	// Check external dependencies here so that the error names the exact
 	// field; the store checks again inside its transaction.
 	for _, ext := range external {
@@ -176,6 +179,9 @@ func (s *Service) Submit(ctx context.Context, reqs []SubmitRequest) ([]store.Tas
 	res, err := s.st.TaskInsertMany(ctx, &store.TaskInsertManyParams{Now: s.clock.Now(), Tasks: tasks})
 	if err != nil {
 		return nil, fmt.Errorf("submit %d tasks: %w", len(tasks), err)
+	}
+	if err := s.putCallbacks(ctx, reqs, res); err != nil {
+		return nil, err
 	}
 	s.notify()
 	s.wake("submit")

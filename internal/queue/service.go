@@ -52,6 +52,9 @@ type Config struct {
 	// RequiresGPU reports whether workers of a pool must have GPUs; nil
 	// means no pool requires them.
 	RequiresGPU func(pool string) bool
+	// OwnerCallbacks maps an owner to the completion webhook URL of its
+	// tasks that give no callback_url.
+	OwnerCallbacks map[string]string
 }
 
 // SubmitRequest is one task to submit, as the API decoded it. Pointer fields
@@ -67,6 +70,8 @@ type SubmitRequest struct {
 	MaxLost        *int
 	Timeout        *time.Duration
 	IdempotencyKey string
+	// CallbackURL receives the completion webhook (overrides the owner's).
+	CallbackURL string
 }
 
 // RegisterInfo is what an agent reports when it registers.

@@ -32,6 +32,7 @@ import (
 	"github.com/droverhq/drover/internal/status"
 	"github.com/droverhq/drover/internal/store"
 	"github.com/droverhq/drover/internal/store/dbopen"
+	"github.com/droverhq/drover/internal/webhook"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -68,6 +69,8 @@ type Server struct {
 	Outputs *outputsvc.Service
 	// Signals carries wake-ups between replicas (PostgreSQL only).
 	Signals store.SignalBus
+	// Webhooks sends completion webhooks; nil when no secret is available.
+	Webhooks *webhook.Dispatcher
 
 	ln     net.Listener
 	certs  *certReloader // nil without TLS
@@ -125,6 +128,11 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (_ *Server, err e
 
 	if s.Outputs, err = NewOutputs(ctx, cfg, st, s.Queue, opt.Clock, log.With("component", "outputs")); err != nil {
 		return nil, err
+	}
+	if s.Webhooks, err = NewWebhooks(cfg, st, opt.Clock, log.With("component", "webhooks")); err != nil {
+		// Deliveries wait in the outbox until a server with a secret runs.
+		log.Warn("completion webhooks disabled", "err", err)
+		err = nil
 	}
 
 	reg := prometheus.NewRegistry()
@@ -206,6 +214,7 @@ func QueueConfig(cfg *config.Config) queue.Config {
 		LeaseDuration:  cfg.HeartbeatTimeout.D(),
 		BackoffBase:    cfg.Tasks.BackoffBase.D(),
 		BackoffMax:     cfg.Tasks.BackoffMax.D(),
+		OwnerCallbacks: cfg.Tasks.Callbacks,
 		RequiresGPU: func(pool string) bool {
 			pc := cfg.Pools[pool]
 			return pc != nil && pc.GPURequired()
@@ -274,6 +283,9 @@ func (s *Server) Run(ctx context.Context) error {
 	loopDone := make(chan error, 1)
 	go func() { loopDone <- s.Orchestrator.Run(loopCtx) }()
 	go sweepOutputs(loopCtx, s.Outputs, time.Minute, s.log)
+	if s.Webhooks != nil {
+		go s.Webhooks.Run(loopCtx, time.Second, nil)
+	}
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- s.http.Serve(s.ln) }()
 	s.log.Info("drover server running", "url", s.URL())

@@ -180,6 +180,9 @@ type Store interface {
 
 	// OutputStore records and lists task outputs (outputs.go).
 	OutputStore
+
+	// WebhookStore keeps completion webhooks (webhooks.go).
+	WebhookStore
 }
 
 // TaskInsertManyParams is the input of TaskInsertMany.

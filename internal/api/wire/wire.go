@@ -322,6 +322,8 @@ type SubmitRequest struct {
 	MaxLost        *int      `json:"max_lost,omitempty"`
 	Timeout        *Duration `json:"timeout,omitempty"`
 	IdempotencyKey string    `json:"idempotency_key,omitempty"`
+	// CallbackURL receives a signed POST when the task is final.
+	CallbackURL string `json:"callback_url,omitempty"`
 	// TimeoutS is the timeout in seconds, as task JSON shows it; give
 	// timeout or timeout_s, not both.
 	TimeoutS *float64 `json:"timeout_s,omitempty"`
