@@ -15,7 +15,6 @@ import (
 	"github.com/droverhq/drover/internal/config"
 	"github.com/droverhq/drover/internal/core"
 	"github.com/droverhq/drover/internal/store"
-	"github.com/google/uuid"
 )
 
 // recentFailure is how long a failure keeps the verdict DEGRADED when no
@@ -352,40 +351,17 @@ func (b *builder) failures(ctx context.Context, st store.Store) error {
 }
 
 // startup computes time to first heartbeat per placement over the workers
-// that reached ready in the window (from the worker.state events, then
-// their rows).
+// that reached ready in the window (a range of ready_at, at most
+// maxStarts, the latest).
 func (b *builder) startup(ctx context.Context, st store.Store) error {
-	evs, err := st.EventList(ctx, &store.EventListParams{Kinds: []core.EventKind{core.EventWorkerState},
-		Since: b.now.Add(-b.bcfg.Window), Limit: 1000})
+	starts, err := st.WorkerStarts(ctx, b.now.Add(-b.bcfg.Window), b.now, maxStarts)
 	if err != nil {
 		return fmt.Errorf("status: list recent starts: %w", err)
 	}
-	var ids []uuid.UUID
-	for _, e := range evs {
-		var d struct {
-			To string `json:"to"`
-		}
-		if json.Unmarshal(e.Data, &d) != nil || d.To != string(core.WorkerReady) {
-			continue
-		}
-		if id, err := uuid.Parse(e.WorkerID); err == nil {
-			ids = append(ids, id)
-		}
-	}
-	if len(ids) == 0 {
-		return nil
-	}
-	ws, err := st.WorkerList(ctx, &store.WorkerListParams{IDs: ids})
-	if err != nil {
-		return fmt.Errorf("status: list started workers: %w", err)
-	}
 	byPl := map[string][]time.Duration{}
-	for _, w := range ws {
-		if w.ReadyAt == nil {
-			continue
-		}
+	for _, w := range starts {
 		if w.ReadyAt.After(b.lastReady) {
-			b.lastReady = *w.ReadyAt
+			b.lastReady = w.ReadyAt
 		}
 		byPl[w.Placement] = append(byPl[w.Placement], w.ReadyAt.Sub(w.CreatedAt))
 	}
@@ -400,6 +376,9 @@ func (b *builder) startup(ctx context.Context, st store.Store) error {
 	}
 	return nil
 }
+
+// maxStarts bounds the start-ups read for the statistics.
+const maxStarts = 1000
 
 // quantile returns the q-quantile of sorted ds (nearest rank).
 func quantile(ds []time.Duration, q float64) time.Duration {

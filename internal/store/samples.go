@@ -48,6 +48,18 @@ type Reporting interface {
 	// worker that heartbeated at or after staleBefore), then healthy ones,
 	// each group oldest first (created_at, id).
 	WorkerAttentionIDs(ctx context.Context, staleBefore time.Time, limit int) ([]uuid.UUID, error)
+	// WorkerStarts returns the workers (any state) whose ready_at is in
+	// (since, until], at most limit, latest first: a range of the
+	// workers_ready index.
+	WorkerStarts(ctx context.Context, since, until time.Time, limit int) ([]*WorkerStart, error)
+}
+
+// WorkerStart is one worker's start-up: created at CreatedAt, ready at
+// ReadyAt.
+type WorkerStart struct {
+	Placement string
+	CreatedAt time.Time
+	ReadyAt   time.Time
 }
 
 // WorkerGroup is one group of WorkerGroups.

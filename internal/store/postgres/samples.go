@@ -217,3 +217,26 @@ func (s *Store) WorkerAttentionIDs(ctx context.Context, staleBefore time.Time, l
 	}
 	return out, nil
 }
+
+// WorkerStarts implements store.Reporting.
+func (s *Store) WorkerStarts(ctx context.Context, since, until time.Time, limit int) ([]*store.WorkerStart, error) {
+	rows, err := s.pool.Query(ctx, `SELECT placement, created_at, ready_at FROM workers
+		WHERE ready_at > $1 AND ready_at <= $2 ORDER BY ready_at DESC LIMIT $3`, since, until, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list worker starts: %w", err)
+	}
+	defer rows.Close()
+	out := []*store.WorkerStart{}
+	for rows.Next() {
+		var x store.WorkerStart
+		if err := rows.Scan(&x.Placement, &x.CreatedAt, &x.ReadyAt); err != nil {
+			return nil, fmt.Errorf("list worker starts: %w", err)
+		}
+		x.CreatedAt, x.ReadyAt = x.CreatedAt.UTC(), x.ReadyAt.UTC()
+		out = append(out, &x)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list worker starts: %w", err)
+	}
+	return out, nil
+}

@@ -247,3 +247,27 @@ func (s *Store) WorkerAttentionIDs(ctx context.Context, staleBefore time.Time, l
 	}
 	return out, nil
 }
+
+// WorkerStarts implements store.Reporting.
+func (s *Store) WorkerStarts(ctx context.Context, since, until time.Time, limit int) ([]*store.WorkerStart, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT placement, created_at, ready_at FROM workers
+		WHERE ready_at > ? AND ready_at <= ? ORDER BY ready_at DESC LIMIT ?`, micros(since), micros(until), limit)
+	if err != nil {
+		return nil, fmt.Errorf("list worker starts: %w", err)
+	}
+	defer rows.Close()
+	out := []*store.WorkerStart{}
+	for rows.Next() {
+		var x store.WorkerStart
+		var created, ready int64
+		if err := rows.Scan(&x.Placement, &created, &ready); err != nil {
+			return nil, fmt.Errorf("list worker starts: %w", err)
+		}
+		x.CreatedAt, x.ReadyAt = fromMicros(created), fromMicros(ready)
+		out = append(out, &x)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list worker starts: %w", err)
+	}
+	return out, nil
+}
