@@ -15,15 +15,16 @@ import (
 	"github.com/droverhq/drover/internal/config"
 	"github.com/droverhq/drover/internal/core"
 	"github.com/droverhq/drover/internal/store"
-	"github.com/google/uuid"
 )
 
 // recentFailure is how long a failure keeps the verdict DEGRADED when no
 // worker reached ready after it.
 const recentFailure = 10 * time.Minute
 
-// countCap bounds the queue counts of one pool (see Queue.Capped).
-const countCap = 100_000
+// countCap bounds the queue counts of one pool (see Queue.Capped): exact
+// below it, "at least countCap" above, so the report's cost does not grow
+// with the backlog (the tick bounds its counts the same way).
+const countCap = 1_000
 
 // maxTimeline bounds the failure timeline and the events read for it.
 const maxTimeline = 200
@@ -127,13 +128,52 @@ func (b *builder) queue(ctx context.Context, st store.Store) error {
 	return nil
 }
 
+// workers reads the worker counts as aggregates (one GROUP BY) and only
+// the rows the worker table shows (problem workers first, at most
+// maxTable), so the report does not decode every worker of a large fleet.
 func (b *builder) workers(ctx context.Context, st store.Store) error {
-	ws, err := st.WorkerList(ctx, &store.WorkerListParams{LiveOnly: true, Brief: true})
+	interval := heartbeatIntervalOf(b.cfg)
+	staleBefore := b.now.Add(-2 * interval)
+	groups, err := st.WorkerGroups(ctx, staleBefore)
+	if err != nil {
+		return fmt.Errorf("status: count workers: %w", err)
+	}
+	r := b.r
+	for _, g := range groups {
+		health := healthOfGroup(g.State, g.Failed, g.Stale)
+		r.Workers.Total += g.Count
+		r.Workers.ByState[string(g.State)] += g.Count
+		r.Workers.ByHealth[health] += g.Count
+		p := b.pool(g.Pool)
+		if g.State.Live() {
+			r.Workers.Live += g.Count
+			p.Live += g.Count
+			p.SpendPerHour += g.PricePerHour
+			r.Spend.PerHour += g.PricePerHour
+		} else {
+			r.Workers.Leaving += g.Count
+		}
+		if g.State == core.WorkerReady {
+			p.Ready += g.Count
+		}
+		if g.LastReadyAt != nil && g.LastReadyAt.After(b.lastReady) {
+			b.lastReady = *g.LastReadyAt
+		}
+	}
+	if r.Workers.Total == 0 {
+		return nil
+	}
+	ids, err := st.WorkerAttentionIDs(ctx, staleBefore, maxTable)
 	if err != nil {
 		return fmt.Errorf("status: list workers: %w", err)
 	}
-	interval := heartbeatIntervalOf(b.cfg)
-	r := b.r
+	if len(ids) == 0 {
+		return nil
+	}
+	ws, err := st.WorkerList(ctx, &store.WorkerListParams{IDs: ids, LiveOnly: true})
+	if err != nil {
+		return fmt.Errorf("status: list workers: %w", err)
+	}
 	for _, w := range ws {
 		row := WorkerRow{ID: w.ID.String(), Pool: w.Pool, Placement: w.Placement, State: string(w.State),
 			AgeS: b.now.Sub(w.CreatedAt).Seconds(), TasksDone: w.TasksDone, Running: w.Running,
@@ -144,26 +184,8 @@ func (b *builder) workers(ctx context.Context, st store.Store) error {
 		}
 		row.Health = healthOf(w, b.now, interval)
 		r.WorkerTable = append(r.WorkerTable, row)
-		r.Workers.Total++
-		r.Workers.ByState[string(w.State)]++
-		r.Workers.ByHealth[row.Health]++
-		p := b.pool(w.Pool)
-		if w.State.Live() {
-			r.Workers.Live++
-			p.Live++
-			p.SpendPerHour += w.PricePerHour
-			r.Spend.PerHour += w.PricePerHour
-		} else {
-			r.Workers.Leaving++
-		}
-		if w.State == core.WorkerReady {
-			p.Ready++
-		}
-		if w.ReadyAt != nil && w.ReadyAt.After(b.lastReady) {
-			b.lastReady = *w.ReadyAt
-		}
 	}
-	r.WorkerTable, r.WorkerTableOmitted = trimTable(r.WorkerTable, maxTable)
+	r.WorkerTableOmitted = max(0, r.Workers.Total-len(r.WorkerTable))
 	return nil
 }
 
@@ -171,45 +193,26 @@ func (b *builder) workers(ctx context.Context, st store.Store) error {
 // counts, and the table keeps the workers that need attention.
 const maxTable = 200
 
-// trimTable keeps at most n rows, every row that is not HEALTHY first,
-// then healthy ones, in their original order; it returns how many it left
-// out.
-func trimTable(rows []WorkerRow, n int) ([]WorkerRow, int) {
-	if len(rows) <= n {
-		return rows, 0
-	}
-	keep := make([]bool, len(rows))
-	k := 0
-	for pass := range 2 {
-		for i, row := range rows {
-			if k < n && !keep[i] && (pass == 1 || row.Health != HealthHealthy) {
-				keep[i] = true
-				k++
-			}
-		}
-	}
-	out := make([]WorkerRow, 0, n)
-	for i, row := range rows {
-		if keep[i] {
-			out = append(out, row)
-		}
-	}
-	return out, len(rows) - len(out)
+func healthOf(w *core.Worker, now time.Time, interval time.Duration) string {
+	stale := w.LastHeartbeatAt == nil || now.Sub(*w.LastHeartbeatAt) > 2*interval
+	return healthOfGroup(w.State, w.Failure != "", stale)
 }
 
-func healthOf(w *core.Worker, now time.Time, interval time.Duration) string {
-	switch w.State {
+// healthOfGroup is the health label of a worker in state with a failure
+// class set (failed) and, when ready, no recent heartbeat (stale).
+func healthOfGroup(state core.WorkerState, failed, stale bool) string {
+	switch state {
 	case core.WorkerRequested, core.WorkerProvisioning, core.WorkerBooting:
 		return HealthInitializing
 	case core.WorkerReady:
-		if w.LastHeartbeatAt == nil || now.Sub(*w.LastHeartbeatAt) > 2*interval {
+		if stale {
 			return HealthStale
 		}
 		return HealthHealthy
 	case core.WorkerDraining:
 		return HealthDraining
 	case core.WorkerTerminating:
-		if w.Failure != "" {
+		if failed {
 			return HealthFailed
 		}
 		return HealthTerminating
@@ -348,40 +351,17 @@ func (b *builder) failures(ctx context.Context, st store.Store) error {
 }
 
 // startup computes time to first heartbeat per placement over the workers
-// that reached ready in the window (from the worker.state events, then
-// their rows).
+// that reached ready in the window (a range of ready_at, at most
+// maxStarts, the latest).
 func (b *builder) startup(ctx context.Context, st store.Store) error {
-	evs, err := st.EventList(ctx, &store.EventListParams{Kinds: []core.EventKind{core.EventWorkerState},
-		Since: b.now.Add(-b.bcfg.Window), Limit: 1000})
+	starts, err := st.WorkerStarts(ctx, b.now.Add(-b.bcfg.Window), b.now, maxStarts)
 	if err != nil {
 		return fmt.Errorf("status: list recent starts: %w", err)
 	}
-	var ids []uuid.UUID
-	for _, e := range evs {
-		var d struct {
-			To string `json:"to"`
-		}
-		if json.Unmarshal(e.Data, &d) != nil || d.To != string(core.WorkerReady) {
-			continue
-		}
-		if id, err := uuid.Parse(e.WorkerID); err == nil {
-			ids = append(ids, id)
-		}
-	}
-	if len(ids) == 0 {
-		return nil
-	}
-	ws, err := st.WorkerList(ctx, &store.WorkerListParams{IDs: ids})
-	if err != nil {
-		return fmt.Errorf("status: list started workers: %w", err)
-	}
 	byPl := map[string][]time.Duration{}
-	for _, w := range ws {
-		if w.ReadyAt == nil {
-			continue
-		}
+	for _, w := range starts {
 		if w.ReadyAt.After(b.lastReady) {
-			b.lastReady = *w.ReadyAt
+			b.lastReady = w.ReadyAt
 		}
 		byPl[w.Placement] = append(byPl[w.Placement], w.ReadyAt.Sub(w.CreatedAt))
 	}
@@ -396,6 +376,9 @@ func (b *builder) startup(ctx context.Context, st store.Store) error {
 	}
 	return nil
 }
+
+// maxStarts bounds the start-ups read for the statistics.
+const maxStarts = 1000
 
 // quantile returns the q-quantile of sorted ds (nearest rank).
 func quantile(ds []time.Duration, q float64) time.Duration {

@@ -79,7 +79,7 @@ type Queue struct {
 	Claimable    int `json:"claimable"`
 	OwnerBlocked int `json:"owner_blocked"`
 	Running      int `json:"running"`
-	// Capped says a pool has at least 100,000 queued (or claimable, or
+	// Capped says a pool has at least 1,000 queued (or claimable, or
 	// owner-blocked) tasks: those counts are floors, not exact.
 	Capped bool `json:"capped"`
 	// CompletedLastHour and FailedLastHour count tasks that finished in

@@ -3,6 +3,9 @@ package store
 import (
 	"context"
 	"time"
+
+	"github.com/droverhq/drover/internal/core"
+	"github.com/google/uuid"
 )
 
 // Reporting is what status, why and the dashboard read besides the core
@@ -34,6 +37,44 @@ type Reporting interface {
 	// TaskRunningByOwner returns the owners with at least atLeast running
 	// tasks, with their counts.
 	TaskRunningByOwner(ctx context.Context, atLeast int) (map[string]int, error)
+	// WorkerGroups counts the workers WorkerListParams.LiveOnly selects,
+	// grouped by pool, state, whether a failure class is set and whether a
+	// ready worker is stale (no heartbeat, or the last one before
+	// staleBefore), with the sum of their prices and their latest ready_at:
+	// the report's counts without reading every row.
+	WorkerGroups(ctx context.Context, staleBefore time.Time) ([]*WorkerGroup, error)
+	// WorkerAttentionIDs returns the ids of at most limit workers of the
+	// same set: first those that are not healthy (anything but a ready
+	// worker that heartbeated at or after staleBefore), then healthy ones,
+	// each group oldest first (created_at, id).
+	WorkerAttentionIDs(ctx context.Context, staleBefore time.Time, limit int) ([]uuid.UUID, error)
+	// WorkerStarts returns the workers (any state) whose ready_at is in
+	// (since, until], at most limit, latest first: a range of the
+	// workers_ready index.
+	WorkerStarts(ctx context.Context, since, until time.Time, limit int) ([]*WorkerStart, error)
+}
+
+// WorkerStart is one worker's start-up: created at CreatedAt, ready at
+// ReadyAt.
+type WorkerStart struct {
+	Placement string
+	CreatedAt time.Time
+	ReadyAt   time.Time
+}
+
+// WorkerGroup is one group of WorkerGroups.
+type WorkerGroup struct {
+	Pool  string
+	State core.WorkerState
+	// Failed says the workers have a failure class.
+	Failed bool
+	// Stale says the (ready) workers have no heartbeat since staleBefore.
+	Stale bool
+	Count int
+	// PricePerHour is the sum of the workers' prices, USD per hour.
+	PricePerHour float64
+	// LastReadyAt is the latest ready_at of the group, nil when none.
+	LastReadyAt *time.Time
 }
 
 // Sample is one pool's numbers at one time.

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/droverhq/drover/internal/core"
 	"github.com/droverhq/drover/internal/store"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -152,6 +154,89 @@ func (s *Store) TaskRunningByOwner(ctx context.Context, atLeast int) (map[string
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("count running tasks per owner: %w", err)
+	}
+	return out, nil
+}
+
+// liveWorkers is WorkerListParams.LiveOnly's filter.
+const liveWorkers = `(state IN ('requested', 'provisioning', 'booting', 'ready', 'draining', 'terminating')
+	OR (state = 'failed' AND terminated_at IS NULL))`
+
+// WorkerGroups implements store.Reporting: one aggregate pass over the
+// workers table.
+func (s *Store) WorkerGroups(ctx context.Context, staleBefore time.Time) ([]*store.WorkerGroup, error) {
+	rows, err := s.pool.Query(ctx, `SELECT pool, state, failure <> '',
+		state = 'ready' AND (last_heartbeat_at IS NULL OR last_heartbeat_at < $1),
+		count(*), coalesce(sum(price_per_hour), 0)::float8, max(ready_at)
+		FROM workers WHERE `+liveWorkers+` GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4`, staleBefore)
+	if err != nil {
+		return nil, fmt.Errorf("count workers: %w", err)
+	}
+	defer rows.Close()
+	out := []*store.WorkerGroup{}
+	for rows.Next() {
+		var g store.WorkerGroup
+		var state string
+		var ready *time.Time
+		if err := rows.Scan(&g.Pool, &state, &g.Failed, &g.Stale, &g.Count, &g.PricePerHour, &ready); err != nil {
+			return nil, fmt.Errorf("count workers: %w", err)
+		}
+		g.State = core.WorkerState(state)
+		if ready != nil {
+			at := ready.UTC()
+			g.LastReadyAt = &at
+		}
+		out = append(out, &g)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count workers: %w", err)
+	}
+	return out, nil
+}
+
+// WorkerAttentionIDs implements store.Reporting: one pass over the workers
+// table with a top-limit sort.
+func (s *Store) WorkerAttentionIDs(ctx context.Context, staleBefore time.Time, limit int) ([]uuid.UUID, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id FROM workers WHERE `+liveWorkers+`
+		ORDER BY coalesce(state = 'ready' AND last_heartbeat_at >= $1, false), created_at, id
+		LIMIT $2`, staleBefore, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list workers needing attention: %w", err)
+	}
+	defer rows.Close()
+	out := []uuid.UUID{}
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("list workers needing attention: %w", err)
+		}
+		out = append(out, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list workers needing attention: %w", err)
+	}
+	return out, nil
+}
+
+// WorkerStarts implements store.Reporting.
+func (s *Store) WorkerStarts(ctx context.Context, since, until time.Time, limit int) ([]*store.WorkerStart, error) {
+	rows, err := s.pool.Query(ctx, `SELECT placement, created_at, ready_at FROM workers
+		WHERE ready_at > $1 AND ready_at <= $2 ORDER BY ready_at DESC LIMIT $3`, since, until, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list worker starts: %w", err)
+	}
+	defer rows.Close()
+	out := []*store.WorkerStart{}
+	for rows.Next() {
+		var x store.WorkerStart
+		if err := rows.Scan(&x.Placement, &x.CreatedAt, &x.ReadyAt); err != nil {
+			return nil, fmt.Errorf("list worker starts: %w", err)
+		}
+		x.CreatedAt, x.ReadyAt = x.CreatedAt.UTC(), x.ReadyAt.UTC()
+		out = append(out, &x)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list worker starts: %w", err)
 	}
 	return out, nil
 }

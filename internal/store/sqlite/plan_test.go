@@ -30,6 +30,7 @@ func TestStatusReadsUseIndexes(t *testing.T) {
 		{`SELECT state, count(*) FROM tasks WHERE finished_at > ? AND finished_at <= ? GROUP BY state`, []any{0, 1}},
 		{`SELECT created_at FROM tasks WHERE state = 'queued' AND run_after <= ? AND deps_pending = 0 ORDER BY created_at LIMIT 1`, []any{0}},
 		{`SELECT owner, count(*) FROM tasks WHERE state = 'running' GROUP BY owner HAVING count(*) >= ?`, []any{5}},
+		{`SELECT placement, created_at, ready_at FROM workers WHERE ready_at > ? AND ready_at <= ? ORDER BY ready_at DESC LIMIT ?`, []any{0, 1, 1000}},
 	} {
 		rows, err := s.rdb.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+c.q, c.args...)
 		if err != nil {
@@ -48,7 +49,7 @@ func TestStatusReadsUseIndexes(t *testing.T) {
 		for _, p := range plan {
 			// "SCAN t USING … INDEX" walks a (partial) index in order:
 			// the queued or running tasks only, stopping at LIMIT.
-			if (strings.HasPrefix(p, "SCAN events") || strings.HasPrefix(p, "SCAN tasks")) && !strings.Contains(p, "INDEX") {
+			if (strings.HasPrefix(p, "SCAN events") || strings.HasPrefix(p, "SCAN tasks") || strings.HasPrefix(p, "SCAN workers")) && !strings.Contains(p, "INDEX") {
 				t.Errorf("%s\n  scans: %s", c.q, strings.Join(plan, "; "))
 			}
 		}

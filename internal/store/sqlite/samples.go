@@ -8,6 +8,7 @@ import (
 
 	"github.com/droverhq/drover/internal/core"
 	"github.com/droverhq/drover/internal/store"
+	"github.com/google/uuid"
 )
 
 const sampleCols = `time, pool, queued, claimable, running, requested, provisioning, booting, ready, draining,
@@ -179,6 +180,94 @@ func (s *Store) TaskRunningByOwner(ctx context.Context, atLeast int) (map[string
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("count running tasks per owner: %w", err)
+	}
+	return out, nil
+}
+
+// liveWorkers is WorkerListParams.LiveOnly's filter.
+const liveWorkers = `(state IN ('requested', 'provisioning', 'booting', 'ready', 'draining', 'terminating')
+	OR (state = 'failed' AND terminated_at IS NULL))`
+
+// WorkerGroups implements store.Reporting: one aggregate pass over the
+// workers table.
+func (s *Store) WorkerGroups(ctx context.Context, staleBefore time.Time) ([]*store.WorkerGroup, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT pool, state, failure <> '',
+		state = 'ready' AND (last_heartbeat_at IS NULL OR last_heartbeat_at < ?),
+		count(*), total(price_per_hour), max(ready_at)
+		FROM workers WHERE `+liveWorkers+` GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4`, micros(staleBefore))
+	if err != nil {
+		return nil, fmt.Errorf("count workers: %w", err)
+	}
+	defer rows.Close()
+	out := []*store.WorkerGroup{}
+	for rows.Next() {
+		var g store.WorkerGroup
+		var state string
+		var ready sql.NullInt64
+		if err := rows.Scan(&g.Pool, &state, &g.Failed, &g.Stale, &g.Count, &g.PricePerHour, &ready); err != nil {
+			return nil, fmt.Errorf("count workers: %w", err)
+		}
+		g.State = core.WorkerState(state)
+		if ready.Valid {
+			at := fromMicros(ready.Int64)
+			g.LastReadyAt = &at
+		}
+		out = append(out, &g)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count workers: %w", err)
+	}
+	return out, nil
+}
+
+// WorkerAttentionIDs implements store.Reporting: one pass over the workers
+// table with a top-limit sort.
+func (s *Store) WorkerAttentionIDs(ctx context.Context, staleBefore time.Time, limit int) ([]uuid.UUID, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT id FROM workers WHERE `+liveWorkers+`
+		ORDER BY state = 'ready' AND last_heartbeat_at IS NOT NULL AND last_heartbeat_at >= ?, created_at, id
+		LIMIT ?`, micros(staleBefore), limit)
+	if err != nil {
+		return nil, fmt.Errorf("list workers needing attention: %w", err)
+	}
+	defer rows.Close()
+	out := []uuid.UUID{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("list workers needing attention: %w", err)
+		}
+		u, err := uuid.Parse(id)
+		if err != nil {
+			return nil, fmt.Errorf("list workers needing attention: parse id %q: %w", id, err)
+		}
+		out = append(out, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list workers needing attention: %w", err)
+	}
+	return out, nil
+}
+
+// WorkerStarts implements store.Reporting.
+func (s *Store) WorkerStarts(ctx context.Context, since, until time.Time, limit int) ([]*store.WorkerStart, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT placement, created_at, ready_at FROM workers
+		WHERE ready_at > ? AND ready_at <= ? ORDER BY ready_at DESC LIMIT ?`, micros(since), micros(until), limit)
+	if err != nil {
+		return nil, fmt.Errorf("list worker starts: %w", err)
+	}
+	defer rows.Close()
+	out := []*store.WorkerStart{}
+	for rows.Next() {
+		var x store.WorkerStart
+		var created, ready int64
+		if err := rows.Scan(&x.Placement, &created, &ready); err != nil {
+			return nil, fmt.Errorf("list worker starts: %w", err)
+		}
+		x.CreatedAt, x.ReadyAt = fromMicros(created), fromMicros(ready)
+		out = append(out, &x)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list worker starts: %w", err)
 	}
 	return out, nil
 }

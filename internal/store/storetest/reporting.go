@@ -16,6 +16,7 @@ func reportingCases() []suiteCase {
 		{name: "WorkerSpend", fn: testWorkerSpend},
 		{name: "TaskOldestReadyAndRunningByOwner", fn: testTaskOldestReadyAndRunningByOwner},
 		{name: "EventListAfterID", fn: testEventListAfterID},
+		{name: "WorkerGroupsAndAttention", fn: testWorkerGroupsAndAttention},
 	}
 }
 
