@@ -126,6 +126,7 @@ func newReplicaSet(t *testing.T, replicas, agents int) *replicaSet {
 	for i, addr := range rs.addrs {
 		y := fmt.Sprintf(`listen: %s
 public_url: %s
+cluster: e2e
 database: %q
 tick: 200ms
 heartbeat_interval: 500ms
@@ -240,7 +241,7 @@ func (rs *replicaSet) close() {
 	// provider would.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	lp, err := local.New(local.Options{Dir: filepath.Join(rs.dir, "agents"), KillGrace: 5 * time.Second})
+	lp, err := local.New(local.Options{Dir: filepath.Join(rs.dir, "agents"), Cluster: "e2e", KillGrace: 5 * time.Second})
 	if err == nil {
 		err = lp.Shutdown(ctx)
 	}

@@ -199,6 +199,7 @@ func QueueConfig(cfg *config.Config) queue.Config {
 		MaxLost:        cfg.Tasks.MaxLost,
 		DefaultTimeout: cfg.Tasks.Timeout.D(),
 		TypeTimeouts:   tt,
+		StallTimeouts:  cfg.StallTimeouts(),
 		TypePools:      cfg.Tasks.TypePools,
 		Pools:          slices.Sorted(maps.Keys(cfg.Pools)),
 		QueueTTL:       cfg.Tasks.QueueTTL.D(),
@@ -225,7 +226,7 @@ func NewLocalProvider(cfg *config.Config, exe string, grace time.Duration, clock
 		}
 	}
 	p, err := local.New(local.Options{
-		Dir: dir, Executable: exe, Pools: pools, GPUs: cfg.Providers.Local.GPUs,
+		Dir: dir, Executable: exe, Pools: pools, GPUs: cfg.Providers.Local.GPUs, Cluster: cfg.ClusterName(),
 		KillGrace: grace, Clock: clock, Logger: log.With("component", "provider"),
 	})
 	if err != nil {
