@@ -53,7 +53,7 @@ func TestDocsSelfContained(t *testing.T) {
 		t.Errorf("EffectiveLocalDir = %q", got)
 	}
 	c.Database = "postgres://u@h/db"
-	if got := c.EffectiveLocalDir(); got != DefaultLocalDirName {
+	if got, want := c.EffectiveLocalDir(), filepath.Join(os.TempDir(), DefaultLocalDirName+"-"+c.ClusterName()); got != want {
 		t.Errorf("EffectiveLocalDir with PostgreSQL = %q", got)
 	}
 }

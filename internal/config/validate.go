@@ -106,6 +106,7 @@ func (c *Config) Validate() error {
 	c.validateTLS(&ck)
 	c.validateSpend(&ck)
 	c.validateOutputs(&ck)
+	c.validateStall(&ck)
 
 	if c.Leader.TTL <= 0 || c.Leader.Interval <= 0 {
 		ck.positive("leader.ttl", c.Leader.TTL)
