@@ -48,6 +48,7 @@ type Config struct {
 	Leader    LeaderConfig           `yaml:"leader"`
 	Spend     SpendConfig            `yaml:"spend"`
 	Outputs   OutputsConfig          `yaml:"outputs"`
+	Limits    LimitsConfig           `yaml:"limits"`
 }
 
 // TasksConfig holds task defaults.

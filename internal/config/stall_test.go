@@ -25,3 +25,18 @@ func TestStallTimeout(t *testing.T) {
 		}
 	}
 }
+
+func TestLimits(t *testing.T) {
+	c, err := Load(writeFile(t, "c.yaml", "limits:\n  api_rate: -1\n"), noEnv)
+	if err == nil || !strings.Contains(err.Error(), "limits.api_rate: must be ≥ 0") {
+		t.Fatalf("negative api_rate: %v", err)
+	}
+	c, err = Load(writeFile(t, "c.yaml", "limits:\n  worker_rate: 50\n"), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := c.EffectiveLimits()
+	if l.WorkerRate != 50 || l.WorkerBurst != DefaultWorkerBurst || l.APIRate != DefaultAPIRate || l.APIBurst != DefaultAPIBurst {
+		t.Fatalf("effective limits %+v", l)
+	}
+}

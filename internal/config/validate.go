@@ -107,6 +107,7 @@ func (c *Config) Validate() error {
 	c.validateSpend(&ck)
 	c.validateOutputs(&ck)
 	c.validateStall(&ck)
+	c.validateLimits(&ck)
 
 	if c.Leader.TTL <= 0 || c.Leader.Interval <= 0 {
 		ck.positive("leader.ttl", c.Leader.TTL)

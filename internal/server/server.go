@@ -149,6 +149,7 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (_ *Server, err e
 	s.API, err = api.New(api.Config{
 		Store: st, Queue: s.Queue, Clock: opt.Clock, Logger: log.With("component", "api"), Registry: reg,
 		OperatorToken:     cfg.Auth.OperatorToken,
+		RateLimits:        apiRateLimits(cfg),
 		OwnerTokens:       cfg.Auth.OwnerTokens,
 		HeartbeatInterval: cfg.HeartbeatInterval.D(),
 		HeartbeatTimeout:  cfg.HeartbeatTimeout.D(),
