@@ -84,7 +84,7 @@ one (DROVER_OPERATOR_TOKEN or auth.operator_token_file).`,
 			providers := map[string]provider.Provider{}
 			for _, pc := range cfg.Pools {
 				if pc != nil && pc.Provider == "sim" {
-					providers["sim"] = sim.New(core.SystemClock{}, sim.Options{})
+					providers["sim"] = sim.New(core.SystemClock{}, sim.Options{Cluster: cfg.ClusterName()})
 				}
 			}
 			srv, err := server.New(ctx, cfg, server.Options{Providers: providers, Logger: logger})

@@ -22,6 +22,7 @@ var codeStatus = map[string]int{
 	core.ETOOLARGE:     http.StatusRequestEntityTooLarge,
 	core.EUNAVAILABLE:  http.StatusServiceUnavailable,
 	core.EINTERNAL:     http.StatusInternalServerError,
+	core.ERATELIMITED:  http.StatusTooManyRequests,
 }
 
 // StatusForCode returns the HTTP status of an application error code

@@ -96,6 +96,9 @@ type Config struct {
 	// Outputs serves task outputs (uploads, verification, reads); the
 	// output routes answer 404 when nil.
 	Outputs *outputsvc.Service
+	// RateLimits bounds the request rate of each token (ratelimit.go);
+	// zero rates mean unlimited.
+	RateLimits RateLimits
 }
 
 // Server serves the API. Create it with New, serve Handler, and call Close
@@ -115,6 +118,7 @@ type Server struct {
 
 	claims  *queue.ClaimDispatcher
 	handler http.Handler
+	limiter *rateLimiter
 
 	closeOnce sync.Once
 	stopping  chan struct{}
@@ -181,7 +185,8 @@ func New(cfg Config) (*Server, error) {
 		defer close(s.done)
 		s.claims.Run(ctx)
 	}()
-	s.handler = s.instrument(s.routes())
+	s.limiter = newRateLimiter(cfg.RateLimits)
+	s.handler = s.instrument(s.rateLimit(s.routes()))
 	return s, nil
 }
 

@@ -49,6 +49,7 @@ type Config struct {
 	Spend     SpendConfig            `yaml:"spend"`
 	Outputs   OutputsConfig          `yaml:"outputs"`
 	Webhooks  WebhooksConfig         `yaml:"webhooks"`
+	Limits    LimitsConfig           `yaml:"limits"`
 }
 
 // TasksConfig holds task defaults.

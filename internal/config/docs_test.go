@@ -55,7 +55,7 @@ func TestDocsSelfContained(t *testing.T) {
 	// With PostgreSQL every replica on a host shares one directory per
 	// deployment, whatever its working directory.
 	c.Database = "postgres://u@h/db"
-	if got := c.EffectiveLocalDir(); got != filepath.Join(os.TempDir(), DefaultLocalDirName+"-"+c.ClusterName()) {
+	if got, want := c.EffectiveLocalDir(), filepath.Join(os.TempDir(), DefaultLocalDirName+"-"+c.ClusterName()); got != want {
 		t.Errorf("EffectiveLocalDir with PostgreSQL = %q", got)
 	}
 }

@@ -37,6 +37,10 @@ type TaskTypeConfig struct {
 	// OutputRetention keeps this type's outputs shorter than
 	// outputs.retention (0 = that default).
 	OutputRetention Duration `yaml:"output_retention"`
+	// StallTimeout, when set, fails a running attempt of this type whose
+	// handler reported no progress and wrote no log line for that long
+	// (retryable, reason "stalled"). See StallTimeouts.
+	StallTimeout Duration `yaml:"stall_timeout"`
 }
 
 // OutputStoreURL returns the effective output store.

@@ -107,6 +107,8 @@ func (c *Config) Validate() error {
 	c.validateSpend(&ck)
 	c.validateOutputs(&ck)
 	c.validateWebhooks(&ck)
+	c.validateStall(&ck)
+	c.validateLimits(&ck)
 
 	if c.Leader.TTL <= 0 || c.Leader.Interval <= 0 {
 		ck.positive("leader.ttl", c.Leader.TTL)

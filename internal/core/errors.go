@@ -16,6 +16,8 @@ const (
 	ETOOLARGE     = "too_large"    // body or field over its limit; 413
 	EUNAVAILABLE  = "unavailable"  // not leader, shutting down; 503
 	EINTERNAL     = "internal"     // anything else; 500
+	// ERATELIMITED: the caller's token is over its request rate; 429.
+	ERATELIMITED = "rate_limited"
 )
 
 // Error is an application error with a code and a message that is safe to

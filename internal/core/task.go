@@ -66,6 +66,9 @@ const (
 	ReasonCancelled        = "cancelled"
 	ReasonTimeout          = "timeout"
 	ReasonLostFormat       = "worker lost %d times while running this task"
+	// ReasonStalled is the error of an attempt failed by its type's
+	// stall_timeout: no progress and no log line for that long.
+	ReasonStalled = "stalled"
 )
 
 // Task is a unit of GPU work.

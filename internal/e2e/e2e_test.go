@@ -262,7 +262,7 @@ func (e *env) close() {
 	if e.proc != nil {
 		// Stop the agents through a provider adopting them from the state
 		// dir, then the server.
-		lp, err := local.New(local.Options{Dir: e.cfg.Providers.Local.Dir, KillGrace: 5 * time.Second})
+		lp, err := local.New(local.Options{Dir: e.cfg.Providers.Local.Dir, Cluster: e.cfg.ClusterName(), KillGrace: 5 * time.Second})
 		if err == nil {
 			err = lp.Shutdown(ctx)
 		}
@@ -380,7 +380,7 @@ func (e *env) agentPID(workerID uuid.UUID) int {
 }
 
 func (e *env) agentLog(workerID uuid.UUID) string {
-	b, _ := os.ReadFile(filepath.Join(e.cfg.Providers.Local.Dir, "local-"+workerID.String()+".log"))
+	b, _ := os.ReadFile(filepath.Join(e.cfg.Providers.Local.Dir, "local-"+e.cfg.ClusterName()+"-"+workerID.String()+".log"))
 	return string(b)
 }
 

@@ -126,6 +126,7 @@ func newReplicaSet(t *testing.T, replicas, agents int) *replicaSet {
 	for i, addr := range rs.addrs {
 		y := fmt.Sprintf(`listen: %s
 public_url: %s
+cluster: e2e
 database: %q
 tick: 200ms
 heartbeat_interval: 500ms
@@ -240,7 +241,7 @@ func (rs *replicaSet) close() {
 	// provider would.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	lp, err := local.New(local.Options{Dir: filepath.Join(rs.dir, "agents"), KillGrace: 5 * time.Second})
+	lp, err := local.New(local.Options{Dir: filepath.Join(rs.dir, "agents"), Cluster: "e2e", KillGrace: 5 * time.Second})
 	if err == nil {
 		err = lp.Shutdown(ctx)
 	}
@@ -342,12 +343,25 @@ func TestReplicasFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ws) != agents {
-		var states []string
-		for _, w := range ws {
-			states = append(states, string(w.State)+"/"+string(w.Failure))
+	// Exactly `agents` workers ever ran an agent. A leader killed between
+	// writing a spawn's row and creating its instance leaves a row that
+	// the next leader fails as provider-error (no instance was ever made)
+	// and replaces: that is the designed recovery, not a duplicate spawn.
+	live, interrupted := 0, 0
+	var states []string
+	for _, w := range ws {
+		states = append(states, string(w.State)+"/"+string(w.Failure)+"/"+w.InstanceID)
+		switch {
+		case w.Failure == core.FailProvider && w.InstanceID == "":
+			interrupted++
+		default:
+			live++
 		}
-		t.Errorf("%d worker rows for a pool of %d (duplicate spawns): %v", len(ws), agents, states)
+	}
+	if live != agents || interrupted > kills {
+		t.Errorf("%d workers with an instance and %d interrupted spawns for a pool of %d over %d kills (duplicate spawns?): %v", live, interrupted, agents, kills, states)
+	} else if interrupted > 0 {
+		t.Logf("%d spawns interrupted by a leader kill were failed and replaced: %v", interrupted, states)
 	}
 	slices.Sort(failovers)
 	t.Logf("leader failover over %d SIGKILLs: p50 %s, max %s", kills, failovers[len(failovers)/2].Round(time.Millisecond), failovers[len(failovers)-1].Round(time.Millisecond))

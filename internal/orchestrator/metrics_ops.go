@@ -106,5 +106,6 @@ func (m *opsMetrics) observe(o *Orchestrator, t *tick) {
 	m.requeues.WithLabelValues("worker_failed").Add(float64(t.rep.Requeued))
 	m.requeues.WithLabelValues("lease_expired").Add(float64(len(t.maint.Requeued)))
 	m.requeues.WithLabelValues("timeout").Add(float64(len(t.maint.TimedOut)))
+	m.requeues.WithLabelValues("stalled").Add(float64(len(t.maint.Stalled)))
 	m.leaseExpired.Add(float64(len(t.maint.Requeued)))
 }

@@ -95,9 +95,9 @@ func (o *Orchestrator) observe(ctx context.Context, t *tick) error {
 	t.maint = maint
 	if maintErr != nil {
 		o.log.Error("queue maintenance failed", "err", maintErr)
-	} else if len(maint.Requeued)+len(maint.TimedOut)+maint.Expired > 0 {
-		t.event(core.EventTick, "", "", fmt.Sprintf("maintenance: %d expired leases requeued, %d attempts timed out, %d queued tasks expired",
-			len(maint.Requeued), len(maint.TimedOut), maint.Expired), nil)
+	} else if len(maint.Requeued)+len(maint.TimedOut)+len(maint.Stalled)+maint.Expired > 0 {
+		t.event(core.EventTick, "", "", fmt.Sprintf("maintenance: %d expired leases requeued, %d attempts timed out, %d attempts stalled, %d queued tasks expired",
+			len(maint.Requeued), len(maint.TimedOut), len(maint.Stalled), maint.Expired), nil)
 	}
 	t.breakers = make(map[string]*core.BreakerState, len(bs))
 	for _, b := range bs {

@@ -45,6 +45,21 @@ func (s *Service) Maintain(ctx context.Context) (MaintainReport, error) {
 		evs = append(evs, failEvent(now, t, fmt.Sprintf("attempt %d exceeded its timeout of %s", t.Attempt, t.Timeout)))
 	}
 
+	if len(s.cfg.StallTimeouts) > 0 {
+		stalled, err := StallRunning(ctx, s.st, s.cfg.StallTimeouts, now)
+		if err != nil {
+			s.emit(ctx, evs...)
+			return rep, fmt.Errorf("maintain: %w", err)
+		}
+		rep.Stalled = stalled
+		for _, t := range stalled {
+			if t.State == core.TaskQueued {
+				wakeClaims = true
+			}
+			evs = append(evs, failEvent(now, t, fmt.Sprintf("attempt %d stalled: no progress and no log line for %s (stall_timeout)", t.Attempt, s.cfg.StallTimeouts[t.Type])))
+		}
+	}
+
 	expired, err := ExpireQueued(ctx, s.st, now.Add(-s.cfg.QueueTTL), now)
 	if err != nil {
 		s.emit(ctx, evs...)

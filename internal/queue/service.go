@@ -29,6 +29,10 @@ type Config struct {
 	DefaultTimeout time.Duration
 	// TypeTimeouts overrides DefaultTimeout per task type.
 	TypeTimeouts map[string]time.Duration
+	// StallTimeouts fails a running attempt of a type listed here whose
+	// handler reported no progress and wrote no log line for that long
+	// (retryable, error core.ReasonStalled). Checked by Maintain.
+	StallTimeouts map[string]time.Duration
 	// TypePools routes a task without a pool by its type; else "default".
 	TypePools map[string]string
 	// Pools lists the pools a task may go to (the configured ones): a task
@@ -103,6 +107,7 @@ type HeartbeatReply struct {
 type MaintainReport struct {
 	Requeued []*core.Task // expired leases requeued or failed as lost
 	TimedOut []*core.Task // attempts that exceeded their timeout
+	Stalled  []*core.Task // attempts failed by their type's stall_timeout
 	Expired  int          // queued tasks past queue_ttl
 }
 

@@ -157,6 +157,7 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (_ *Server, err e
 	s.API, err = api.New(api.Config{
 		Store: st, Queue: s.Queue, Clock: opt.Clock, Logger: log.With("component", "api"), Registry: reg,
 		OperatorToken:     cfg.Auth.OperatorToken,
+		RateLimits:        apiRateLimits(cfg),
 		OwnerTokens:       cfg.Auth.OwnerTokens,
 		HeartbeatInterval: cfg.HeartbeatInterval.D(),
 		HeartbeatTimeout:  cfg.HeartbeatTimeout.D(),
@@ -207,6 +208,7 @@ func QueueConfig(cfg *config.Config) queue.Config {
 		MaxLost:        cfg.Tasks.MaxLost,
 		DefaultTimeout: cfg.Tasks.Timeout.D(),
 		TypeTimeouts:   tt,
+		StallTimeouts:  cfg.StallTimeouts(),
 		TypePools:      cfg.Tasks.TypePools,
 		Pools:          slices.Sorted(maps.Keys(cfg.Pools)),
 		QueueTTL:       cfg.Tasks.QueueTTL.D(),
@@ -234,7 +236,7 @@ func NewLocalProvider(cfg *config.Config, exe string, grace time.Duration, clock
 		}
 	}
 	p, err := local.New(local.Options{
-		Dir: dir, Executable: exe, Pools: pools, GPUs: cfg.Providers.Local.GPUs,
+		Dir: dir, Executable: exe, Pools: pools, GPUs: cfg.Providers.Local.GPUs, Cluster: cfg.ClusterName(),
 		KillGrace: grace, Clock: clock, Logger: log.With("component", "provider"),
 	})
 	if err != nil {

@@ -64,6 +64,11 @@ type Options struct {
 	GPUs []int
 	// KillGrace is the time between SIGTERM and SIGKILL (DefaultKillGrace).
 	KillGrace time.Duration
+	// Cluster names this Drover deployment: its agents are named
+	// local-<cluster>-<worker id>, carry DROVER_CLUSTER=<cluster> in their
+	// environment and their state file, and List returns only agents of
+	// this cluster (several deployments may share Dir).
+	Cluster string
 	// Clock stamps start times (default core.SystemClock).
 	Clock  core.Clock
 	Logger *slog.Logger
@@ -95,6 +100,7 @@ type record struct {
 	GPU        *int               `json:"gpu,omitempty"`
 	StartedAt  time.Time          `json:"started_at"`
 	Log        string             `json:"log"`
+	Cluster    string             `json:"cluster,omitempty"`
 	TermSentAt *time.Time         `json:"term_sent_at,omitempty"`
 }
 
@@ -149,6 +155,9 @@ func (p *Provider) Create(ctx context.Context, req *provider.CreateRequest) (*pr
 		return nil, provider.NewError("create", provider.KindInvalid, "pool %q has no exec command for local agents", req.Pool)
 	}
 	id := "local-" + req.WorkerID
+	if p.opt.Cluster != "" {
+		id = "local-" + p.opt.Cluster + "-" + req.WorkerID
+	}
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -187,6 +196,9 @@ func (p *Provider) Create(ctx context.Context, req *provider.CreateRequest) (*pr
 	}
 	cmd := exec.Command(p.opt.Executable, p.opt.Args(req, pool.Exec)...)
 	cmd.Env = agentEnv(os.Environ(), pool.Env, req.Env, id, gpu)
+	if p.opt.Cluster != "" {
+		cmd.Env = append(cmd.Env, "DROVER_CLUSTER="+p.opt.Cluster)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -210,6 +222,7 @@ func (p *Provider) Create(ctx context.Context, req *provider.CreateRequest) (*pr
 	r := &record{
 		ID: id, PID: cmd.Process.Pid, WorkerID: req.WorkerID, Pool: req.Pool,
 		Placement: req.Placement, GPU: gpu, StartedAt: p.opt.Clock.Now(), Log: logPath,
+		Cluster: p.opt.Cluster,
 	}
 	if err := p.write(r); err != nil {
 		_ = syscall.Kill(-r.PID, syscall.SIGKILL)
@@ -231,8 +244,8 @@ func (p *Provider) Get(ctx context.Context, id string) (*provider.Instance, erro
 	return p.instance(r), nil
 }
 
-// List returns the live agent processes recorded in Dir, including ones
-// started by an earlier server process.
+// List returns the live agent processes of this cluster recorded in Dir,
+// including ones started by an earlier server process.
 func (p *Provider) List(ctx context.Context) ([]*provider.Instance, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -242,6 +255,9 @@ func (p *Provider) List(ctx context.Context) ([]*provider.Instance, error) {
 	}
 	var out []*provider.Instance
 	for _, r := range recs {
+		if r.Cluster != p.opt.Cluster {
+			continue // another deployment's agent
+		}
 		// Agents that exited on their own stay listed (gone, with how they
 		// ended) until deleted, so their worker fails as agent-exit at the
 		// next tick.
@@ -471,6 +487,9 @@ func (p *Provider) read(id string) (*record, error) {
 	var r record
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, &provider.Error{Op: "get", Kind: provider.KindTransient, Message: "decode state " + id, Err: err}
+	}
+	if r.Cluster != p.opt.Cluster {
+		return nil, provider.NewError("get", provider.KindNotFound, "local instance %q belongs to cluster %q", id, r.Cluster)
 	}
 	return &r, nil
 }

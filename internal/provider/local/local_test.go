@@ -258,3 +258,65 @@ func TestCreateValidation(t *testing.T) {
 		t.Fatal("no dir accepted")
 	}
 }
+
+// Two deployments sharing one state directory see only their own agents:
+// the agent carries its cluster in its id, environment and state file.
+func TestClusterSeparatesDeployments(t *testing.T) {
+	f := newFixture(t, "normal", nil)
+	ctx := context.Background()
+	views := map[string]*Provider{}
+	for _, c := range []string{"blue", "green"} {
+		opt := f.p.opt
+		opt.Cluster = c
+		p, err := New(opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		views[c] = p
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = p.Shutdown(ctx)
+		})
+	}
+	blue, green := views["blue"], views["green"]
+	f.p = blue
+	in, env := f.create(t, filepath.Join(f.dir, "env-blue"))
+	if !strings.HasPrefix(in.ID, "local-blue-") {
+		t.Fatalf("instance id %q does not name the cluster", in.ID)
+	}
+	if !strings.Contains(env, "\nDROVER_CLUSTER=blue") {
+		t.Fatalf("agent environment lacks DROVER_CLUSTER=blue:\n%s", env)
+	}
+	if got, err := blue.List(ctx); err != nil || len(got) != 1 || got[0].ID != in.ID {
+		t.Fatalf("blue List = %v, %v; want its one agent", got, err)
+	}
+	for name, p := range map[string]*Provider{"green": green, "default": newFixtureProvider(t, f.dir)} {
+		if got, err := p.List(ctx); err != nil || len(got) != 0 {
+			t.Fatalf("%s List = %v, %v; want nothing", name, got, err)
+		}
+		if _, err := p.Get(ctx, in.ID); !errors.Is(err, provider.ErrNotFound) {
+			t.Fatalf("%s Get of blue's agent: %v, want not found", name, err)
+		}
+		if err := p.Delete(ctx, in.ID); !errors.Is(err, provider.ErrNotFound) {
+			t.Fatalf("%s Delete of blue's agent: %v, want not found", name, err)
+		}
+	}
+	if _, err := blue.PID(in.ID); err != nil {
+		t.Fatalf("blue's agent was touched by another deployment: %v", err)
+	}
+	if err := blue.Delete(ctx, in.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, blue, in.ID)
+}
+
+// newFixtureProvider is a provider without a cluster on dir.
+func newFixtureProvider(t *testing.T, dir string) *Provider {
+	t.Helper()
+	p, err := New(Options{Dir: dir, Executable: "/bin/false", KillGrace: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

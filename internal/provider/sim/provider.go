@@ -85,6 +85,11 @@ type Options struct {
 	Default Script
 	// Latency is recorded as each call's latency; it advances nothing.
 	Latency time.Duration
+	// Cluster names the Drover deployment this provider works for: every
+	// instance it creates is tagged with it, and List, Get and Delete see
+	// only instances with the same tag. Cluster returns a view of the same
+	// account for another deployment.
+	Cluster string
 }
 
 // Call is one recorded provider call.
@@ -107,11 +112,20 @@ type instance struct {
 	goneAt    time.Time // zero: not scheduled to disappear
 	preempt   bool      // goneAt is a preemption
 	deleted   bool
-	gone      bool // removed (vanished, preempted or deleted)
+	gone      bool   // removed (vanished, preempted or deleted)
+	cluster   string // the deployment that created it
 }
 
-// Provider is the in-memory provider. It is safe for concurrent use.
+// Provider is the in-memory provider, the view of one deployment
+// (Options.Cluster) on a simulated cloud account. It is safe for concurrent
+// use.
 type Provider struct {
+	*account
+	cluster string
+}
+
+// account is the state shared by every deployment's view.
+type account struct {
 	// NextCreateErr, NextGetErr, NextListErr and NextDeleteErr, when set,
 	// are returned (once) by the next call of that kind.
 	NextCreateErr error
@@ -129,7 +143,7 @@ type Provider struct {
 	order     []string
 	seq       int
 	failList  int
-	account   bool // SetAccountQuota: every create fails, account-wide
+	quotaOut  bool // SetAccountQuota: every create fails, account-wide
 	latency   time.Duration
 	calls     []Call
 }
@@ -141,15 +155,25 @@ func New(clock core.Clock, opts Options) *Provider {
 	if opts.Name == "" {
 		opts.Name = "sim"
 	}
-	return &Provider{
+	return &Provider{account: &account{
 		clock:     clock,
 		opts:      opts,
 		rnd:       rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15)),
 		scripts:   map[string]*Script{},
 		instances: map[string]*instance{},
 		latency:   opts.Latency,
-	}
+	}, cluster: opts.Cluster}
 }
+
+// Cluster returns the view of deployment name on the same account: it
+// shares instances, scripts and recorded calls with p, but creates
+// instances tagged name and lists, gets and deletes only those.
+func (p *Provider) Cluster(name string) *Provider {
+	return &Provider{account: p.account, cluster: name}
+}
+
+// ClusterName returns the deployment this view works for.
+func (p *Provider) ClusterName() string { return p.cluster }
 
 // Name implements provider.Provider.
 func (p *Provider) Name() string { return p.opts.Name }
@@ -246,7 +270,7 @@ func (p *Provider) Create(ctx context.Context, req *provider.CreateRequest) (*pr
 	s := p.script(key)
 	var err error
 	switch {
-	case p.account:
+	case p.quotaOut:
 		err = &provider.Error{Op: "create", Kind: provider.KindQuota, AccountWide: true,
 			Message: "insufficient account balance; add funds, then the breakers close after their cooldown"}
 	case s.QuotaError:
@@ -274,7 +298,7 @@ func (p *Provider) Create(ctx context.Context, req *provider.CreateRequest) (*pr
 	if s.ProvisionDist != nil {
 		provision = max(0, s.ProvisionDist(p.rnd))
 	}
-	in := &instance{inst: provider.Instance{
+	in := &instance{cluster: p.cluster, inst: provider.Instance{
 		ID:           id,
 		WorkerID:     req.WorkerID,
 		Pool:         req.Pool,
@@ -348,6 +372,7 @@ func (p *Provider) Get(ctx context.Context, id string) (*provider.Instance, erro
 		return nil, err
 	}
 	in, ok := p.instances[id]
+	ok = ok && in.cluster == p.cluster
 	if ok {
 		p.advance(in, p.clock.Now())
 	}
@@ -363,8 +388,8 @@ func (p *Provider) Get(ctx context.Context, id string) (*provider.Instance, erro
 	return &out, nil
 }
 
-// List implements provider.Provider: every instance not gone, in creation
-// order.
+// List implements provider.Provider: every instance of this deployment
+// not gone, in creation order.
 func (p *Provider) List(ctx context.Context) ([]*provider.Instance, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -385,6 +410,9 @@ func (p *Provider) List(ctx context.Context) ([]*provider.Instance, error) {
 	var out []*provider.Instance
 	for _, id := range p.order {
 		in := p.instances[id]
+		if in.cluster != p.cluster {
+			continue
+		}
 		p.advance(in, now)
 		if in.gone {
 			continue
@@ -408,6 +436,7 @@ func (p *Provider) Delete(ctx context.Context, id string) error {
 		return err
 	}
 	in, ok := p.instances[id]
+	ok = ok && in.cluster == p.cluster
 	if ok {
 		p.advance(in, p.clock.Now())
 	}
@@ -442,7 +471,7 @@ func (p *Provider) Inject(inst provider.Instance) string {
 	if inst.State == "" {
 		inst.State = provider.InstanceRunning
 	}
-	in := &instance{inst: inst, runningAt: inst.CreatedAt}
+	in := &instance{inst: inst, runningAt: inst.CreatedAt, cluster: p.cluster}
 	if inst.State == provider.InstanceGone && !inst.Exited {
 		in.gone = true
 	}
@@ -458,7 +487,7 @@ func (p *Provider) Inject(inst provider.Instance) string {
 func (p *Provider) SetAccountQuota(on bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.account = on
+	p.quotaOut = on
 }
 
 // Exit makes instance id's container stop on its own now, with detail:
@@ -507,8 +536,8 @@ func (p *Provider) remove(id string, preempt bool) bool {
 	return true
 }
 
-// Instances returns every instance the provider knows, gone ones included,
-// in creation order, as of the clock's now.
+// Instances returns every instance on the account (every deployment's),
+// gone ones included, in creation order, as of the clock's now.
 func (p *Provider) Instances() []provider.Instance {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -552,11 +581,18 @@ func (p *Provider) Agent(id string, now time.Time) AgentStatus {
 	return st
 }
 
-// IDs returns every instance id in creation order.
+// IDs returns the id of every instance of this deployment in creation
+// order.
 func (p *Provider) IDs() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return slices.Clone(p.order)
+	out := make([]string, 0, len(p.order))
+	for _, id := range p.order {
+		if p.instances[id].cluster == p.cluster {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // NextChange returns the earliest moment after now at which an instance
