@@ -95,14 +95,10 @@ func (s *Store) unlockLeader(ctx context.Context, id string) {
 }
 
 // LeaderAttemptElect tries to become (or stay) leader until Now+TTL. The
-// single row is taken when it is absent, already ours, expired, or when
-// this call has just acquired the session advisory lock: a leader keeps
-// that lock while it lives, so a free lock means the holder's session
-// ended (it died) or the holder never got the lock (replicas that started
-// together). In the second case the live holder loses the row at its next
-// renewal and its writes are fenced by the new term; from then on the
-// leader holds the lock, so a SIGKILLed leader is replaced at once rather
-// than after the TTL. Every change of holder increments the term.
+// single row is taken when it is absent, already ours, expired, or held by
+// a replica whose session advisory lock this call has just acquired (that
+// replica's database session ended: it died). Every change of holder
+// increments the term.
 func (s *Store) LeaderAttemptElect(ctx context.Context, params *store.LeaderElectParams) (bool, error) {
 	if params.LeaderID == "" {
 		return false, core.Invalid("leader_id", "must not be empty")
@@ -127,7 +123,7 @@ func (s *Store) LeaderAttemptElect(ctx context.Context, params *store.LeaderElec
 			expires_at = EXCLUDED.expires_at,
 			locked = EXCLUDED.locked
 		WHERE leader.leader_id = EXCLUDED.leader_id OR leader.expires_at <= EXCLUDED.elected_at
-			OR $5
+			OR ($5 AND leader.locked)
 		RETURNING leader_id`, params.LeaderID, params.Now, params.Now.Add(params.TTL), locked, fresh).Scan(&id)
 	won := err == nil && id == params.LeaderID
 	if !won {
