@@ -156,32 +156,7 @@ func TimeoutRunning(ctx context.Context, st store.Store, now time.Time) ([]*core
 		if err != nil {
 			return err
 		}
-		var failed []uuid.UUID
-		perWorker := map[uuid.UUID]int{}
-		var order []uuid.UUID
-		for _, t := range ts {
-			if t.WorkerID != nil {
-				if perWorker[*t.WorkerID] == 0 {
-					order = append(order, *t.WorkerID)
-				}
-				perWorker[*t.WorkerID]++
-			}
-			failAttempt(t, core.ReasonTimeout, true, now, now)
-			if t.State == core.TaskFailed {
-				failed = append(failed, t.ID)
-			}
-		}
-		if err := tx.TaskUpdateMany(ctx, ts); err != nil {
-			return err
-		}
-		counters := make([]store.WorkerCounters, 0, len(order))
-		for _, id := range order {
-			counters = append(counters, store.WorkerCounters{ID: id, Failed: perWorker[id], LastTaskAt: now})
-		}
-		if err := tx.WorkerCountersAdd(ctx, counters); err != nil {
-			return err
-		}
-		if err := failDependents(ctx, tx, failed, now); err != nil {
+		if err := failAttempts(ctx, tx, ts, core.ReasonTimeout, now); err != nil {
 			return err
 		}
 		out = ts
@@ -342,4 +317,40 @@ func failDependents(ctx context.Context, tx store.Tx, ids []uuid.UUID, now time.
 		}
 	}
 	return nil
+}
+
+// failAttempts fails the current attempt of every task in ts (all locked,
+// running) as a retryable failure with reason, in tx: the task rows, the
+// holding workers' failure counters and the dependency cascade of tasks
+// that became final. Timeouts and stalls share it.
+func failAttempts(ctx context.Context, tx store.Tx, ts []*core.Task, reason string, now time.Time) error {
+	if len(ts) == 0 {
+		return nil
+	}
+	var failed []uuid.UUID
+	perWorker := map[uuid.UUID]int{}
+	var order []uuid.UUID
+	for _, t := range ts {
+		if t.WorkerID != nil {
+			if perWorker[*t.WorkerID] == 0 {
+				order = append(order, *t.WorkerID)
+			}
+			perWorker[*t.WorkerID]++
+		}
+		failAttempt(t, reason, true, now, now)
+		if t.State == core.TaskFailed {
+			failed = append(failed, t.ID)
+		}
+	}
+	if err := tx.TaskUpdateMany(ctx, ts); err != nil {
+		return err
+	}
+	counters := make([]store.WorkerCounters, 0, len(order))
+	for _, id := range order {
+		counters = append(counters, store.WorkerCounters{ID: id, Failed: perWorker[id], LastTaskAt: now})
+	}
+	if err := tx.WorkerCountersAdd(ctx, counters); err != nil {
+		return err
+	}
+	return failDependents(ctx, tx, failed, now)
 }

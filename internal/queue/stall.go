@@ -70,40 +70,13 @@ func StallRunning(ctx context.Context, st store.Store, timeouts map[string]time.
 			return err
 		}
 		var changed []*core.Task
-		var failed []uuid.UUID
-		perWorker := map[uuid.UUID]int{}
-		var order []uuid.UUID
 		for _, t := range ts {
 			// Re-check under the lock: progress may have arrived since.
-			if !Stalled(t, lastLog[t.ID], timeouts[t.Type], now) {
-				continue
+			if Stalled(t, lastLog[t.ID], timeouts[t.Type], now) {
+				changed = append(changed, t)
 			}
-			if t.WorkerID != nil {
-				if perWorker[*t.WorkerID] == 0 {
-					order = append(order, *t.WorkerID)
-				}
-				perWorker[*t.WorkerID]++
-			}
-			failAttempt(t, core.ReasonStalled, true, now, now)
-			if t.State == core.TaskFailed {
-				failed = append(failed, t.ID)
-			}
-			changed = append(changed, t)
 		}
-		if len(changed) == 0 {
-			return nil
-		}
-		if err := tx.TaskUpdateMany(ctx, changed); err != nil {
-			return err
-		}
-		counters := make([]store.WorkerCounters, 0, len(order))
-		for _, id := range order {
-			counters = append(counters, store.WorkerCounters{ID: id, Failed: perWorker[id], LastTaskAt: now})
-		}
-		if err := tx.WorkerCountersAdd(ctx, counters); err != nil {
-			return err
-		}
-		if err := failDependents(ctx, tx, failed, now); err != nil {
+		if err := failAttempts(ctx, tx, changed, core.ReasonStalled, now); err != nil {
 			return err
 		}
 		out = changed
