@@ -7,10 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,7 +50,21 @@ type rpEnv struct {
 	c    *client.Client
 	stop context.CancelFunc
 	done chan error
+	// clock is the fake RunPod's clock: the wall clock plus an offset the
+	// test can move forward (to look at billing an hour later, say).
+	clock *offsetClock
 }
+
+// offsetClock is the system clock shifted by an offset the test sets.
+type offsetClock struct{ offset atomic.Int64 }
+
+// Now returns the wall clock plus the offset, in UTC.
+func (c *offsetClock) Now() time.Time {
+	return time.Now().UTC().Add(time.Duration(c.offset.Load()))
+}
+
+// Skip moves the clock d forward.
+func (c *offsetClock) Skip(d time.Duration) { c.offset.Add(int64(d)) }
 
 type rpOpts struct {
 	min, max, concurrency int
@@ -71,7 +88,8 @@ func newRPEnv(t *testing.T, o rpOpts) *rpEnv {
 	if err := os.WriteFile(script, []byte(rpHandler), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	fo := fakerunpod.Options{APIKey: rpKey, ProvisionTime: 200 * time.Millisecond, StartTime: 200 * time.Millisecond,
+	clock := &offsetClock{}
+	fo := fakerunpod.Options{APIKey: rpKey, Clock: clock, ProvisionTime: 200 * time.Millisecond, StartTime: 200 * time.Millisecond,
 		Quota: o.quota, Window: o.window, Logger: slog.New(slog.DiscardHandler)}
 	if o.agents {
 		fo.Agent = &fakerunpod.AgentOptions{Binary: droverBin, LogDir: dir, KillGrace: 2 * time.Second}
@@ -139,7 +157,7 @@ func newRPEnv(t *testing.T, o rpOpts) *rpEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &rpEnv{t: t, fake: fake, srv: srv, c: c, stop: stop, done: make(chan error, 1)}
+	e := &rpEnv{t: t, fake: fake, srv: srv, c: c, stop: stop, done: make(chan error, 1), clock: clock}
 	go func() { e.done <- srv.Run(ctx) }()
 	t.Cleanup(func() {
 		e.stop()
@@ -191,6 +209,31 @@ func (e *rpEnv) waitFor(what string, d time.Duration, cond func() bool) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// ticks reads how many control-loop ticks the server has finished, from
+// its /metrics (the tick duration histogram's count).
+func (e *rpEnv) ticks() int {
+	e.t.Helper()
+	resp, err := http.Get(e.srv.URL() + "/metrics")
+	if err != nil {
+		e.t.Fatalf("reading /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatalf("reading /metrics: %v", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "drover_tick_duration_seconds_count"); ok {
+			n, err := strconv.ParseFloat(strings.TrimSpace(rest[strings.LastIndex(rest, " ")+1:]), 64)
+			if err != nil {
+				e.t.Fatalf("bad tick count line %q: %v", line, err)
+			}
+			return int(n)
+		}
+	}
+	return 0
 }
 
 func (e *rpEnv) submit(n int) []uuid.UUID {
@@ -354,10 +397,12 @@ func TestRunPodEndToEnd(t *testing.T) {
 	for _, p := range e.fake.Pods() {
 		billed[p.ID] = p.Billed
 	}
-	time.Sleep(300 * time.Millisecond) // let the fake's clock move on
+	// An hour later on the fake's clock, no ended pod has cost more.
+	e.clock.Skip(time.Hour)
+	e.fake.Step()
 	for _, p := range e.fake.Pods() {
 		if p.Billed != billed[p.ID] {
-			t.Errorf("pod %s billed after its worker ended", p.ID)
+			t.Errorf("pod %s billed %.4f more after its worker ended", p.ID, p.Billed-billed[p.ID])
 		}
 	}
 	if st := e.fake.Stats(); st.Unauthorized != 0 {
@@ -407,7 +452,9 @@ func TestRunPodStormScaleUpMakesExactly20Pods(t *testing.T) {
 	e.waitFor("20 live pods", 60*time.Second, func() bool { return len(e.fake.Live()) >= 20 })
 	f := e.fake
 	f.SetErrorRates(0, 0, 0)
-	time.Sleep(1500 * time.Millisecond) // several more ticks: no extra spawns
+	// Several more ticks of the control loop: no extra spawns.
+	from := e.ticks()
+	e.waitFor("5 more ticks", 30*time.Second, func() bool { return e.ticks() >= from+5 })
 	pods := f.Pods()
 	names := map[string]int{}
 	for _, p := range pods {
