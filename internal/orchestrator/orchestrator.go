@@ -103,7 +103,7 @@ func New(d Deps) (*Orchestrator, error) {
 		clock:      d.Clock,
 		cfg:        d.Config,
 		log:        d.Logger,
-		bcfg:       BreakerConfig(d.Config),
+		bcfg:       d.Config.BreakerConfig(),
 		elector:    d.Elector,
 		afterTick:  d.AfterTick,
 		wake:       make(chan string, 1),

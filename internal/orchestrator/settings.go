@@ -3,7 +3,6 @@ package orchestrator
 import (
 	"time"
 
-	"github.com/droverhq/drover/internal/breaker"
 	"github.com/droverhq/drover/internal/config"
 )
 
@@ -54,21 +53,6 @@ func settingsOf(name string, pc *config.PoolConfig) poolSettings {
 		s.maxSpawnPerTick = config.DefaultMaxSpawnPerTick
 	}
 	return s
-}
-
-// BreakerConfig converts the config's breaker section to breaker.Config
-// with defaults filled.
-func BreakerConfig(cfg *config.Config) breaker.Config {
-	b := cfg.Breaker
-	return breaker.Config{
-		Window:         b.Window.D(),
-		Threshold:      b.Threshold,
-		MinSamples:     b.MinSamples,
-		MaxConsecutive: b.MaxConsecutive,
-		Cooldown:       b.Cooldown.D(),
-		MaxCooldown:    b.MaxCooldown.D(),
-		StartGrace:     b.StartGrace.D(),
-	}.WithDefaults()
 }
 
 func tickOf(cfg *config.Config) time.Duration { return orDefault(cfg.Tick, config.DefaultTick) }

@@ -32,7 +32,7 @@ const maxTimeline = 200
 // Build reads the store and explains the fleet at now. It only reads, in a
 // number of queries that does not grow with the fleet or the backlog.
 func Build(ctx context.Context, st store.Store, cfg *config.Config, now time.Time) (*Report, error) {
-	bcfg := BreakerConfigOf(cfg)
+	bcfg := cfg.BreakerConfig()
 	r := &Report{Time: now, WindowS: bcfg.Window.Seconds(),
 		Workers: WorkerCounts{ByState: map[string]int{}, ByHealth: map[string]int{}},
 		Details: []string{}, Pools: []Pool{}, Breakers: []Breaker{}, WorkerTable: []WorkerRow{},
@@ -233,7 +233,7 @@ func (b *builder) breakers(ctx context.Context, st store.Store) error {
 // placement (closed when never persisted) plus any persisted key, sorted by
 // key.
 func Breakers(ctx context.Context, st store.Store, cfg *config.Config, now time.Time) ([]Breaker, error) {
-	bcfg := BreakerConfigOf(cfg)
+	bcfg := cfg.BreakerConfig()
 	states, err := st.BreakerGetAll(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("status: load breakers: %w", err)

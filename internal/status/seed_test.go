@@ -113,7 +113,7 @@ func (f *fleet) ready(w *core.Worker, at time.Time) {
 	f.must("worker ready", err)
 	f.event(at, core.EventWorkerState, w, fmt.Sprintf("worker %s: booting → ready: first heartbeat received", w.ID),
 		map[string]any{"from": "booting", "to": "ready", "placement": w.Placement})
-	breaker.Record(status.BreakerConfigOf(f.cfg), f.br, core.BreakerOutcome{Time: at, Success: true, Worker: w.ID.String()}, at)
+	breaker.Record(f.cfg.BreakerConfig(), f.br, core.BreakerOutcome{Time: at, Success: true, Worker: w.ID.String()}, at)
 }
 
 // bootTimeout fails a worker created ageS seconds before at.
@@ -125,7 +125,7 @@ func (f *fleet) bootTimeout(at time.Time, ageS int) {
 	f.must("fail worker", err)
 	f.event(at, core.EventWorkerFailed, w, fmt.Sprintf("worker %s failed (boot-timeout) after %ds in booting: %s", w.ID, ageS, reason),
 		map[string]any{"class": class, "from": "booting", "age_s": ageS, "placement": w.Placement, "reason": reason, "held_tasks": false})
-	breaker.Record(status.BreakerConfigOf(f.cfg), f.br, core.BreakerOutcome{Time: at, Class: class, Worker: w.ID.String()}, at)
+	breaker.Record(f.cfg.BreakerConfig(), f.br, core.BreakerOutcome{Time: at, Class: class, Worker: w.ID.String()}, at)
 	f.terminated(w, at.Add(20*time.Second))
 }
 

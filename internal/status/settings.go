@@ -3,7 +3,6 @@ package status
 import (
 	"time"
 
-	"github.com/droverhq/drover/internal/breaker"
 	"github.com/droverhq/drover/internal/config"
 )
 
@@ -15,21 +14,6 @@ func orDefault(d config.Duration, def time.Duration) time.Duration {
 		return d.D()
 	}
 	return def
-}
-
-// BreakerConfigOf converts cfg's breaker section to breaker.Config with
-// defaults filled, as the control loop does.
-func BreakerConfigOf(cfg *config.Config) breaker.Config {
-	b := cfg.Breaker
-	return breaker.Config{
-		Window:         b.Window.D(),
-		Threshold:      b.Threshold,
-		MinSamples:     b.MinSamples,
-		MaxConsecutive: b.MaxConsecutive,
-		Cooldown:       b.Cooldown.D(),
-		MaxCooldown:    b.MaxCooldown.D(),
-		StartGrace:     b.StartGrace.D(),
-	}.WithDefaults()
 }
 
 func bootTimeoutOf(cfg *config.Config, pool string) time.Duration {
