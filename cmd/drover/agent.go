@@ -12,6 +12,7 @@ import (
 
 	"github.com/droverhq/drover/internal/agent"
 	"github.com/droverhq/drover/internal/client"
+	"github.com/droverhq/drover/internal/provider/local"
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 )
@@ -43,6 +44,10 @@ Dead man's switch: when no call has reached the server for
 heartbeat_timeout), the agent kills its handlers, reports nothing and exits
 1, so that a rented machine whose server is gone for good stops billing.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Started by the local provider: wait until it has recorded us.
+			if err := local.AwaitGate(); err != nil {
+				return err
+			}
 			token := tokenFlag
 			if token == "" {
 				token = os.Getenv("DROVER_TOKEN")

@@ -201,11 +201,23 @@ func (p *Provider) Create(ctx context.Context, req *provider.CreateRequest) (*pr
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	// The agent waits on this pipe (fd 3) until its state file is written:
+	// if this process dies in between, the agent exits instead of running
+	// unrecorded (see GateEnv).
+	gateR, gateW, err := os.Pipe()
+	if err != nil {
 		logf.Close()
+		return nil, &provider.Error{Op: "create", Kind: provider.KindTransient, Message: "open start gate", Err: err}
+	}
+	defer gateW.Close()
+	cmd.ExtraFiles = []*os.File{gateR}
+	cmd.Env = append(cmd.Env, GateEnv+"=3")
+	err = cmd.Start()
+	gateR.Close()
+	logf.Close()
+	if err != nil {
 		return nil, &provider.Error{Op: "create", Kind: provider.KindInvalid, Message: "start agent", Err: err}
 	}
-	logf.Close()
 	done := make(chan struct{})
 	p.exited[id] = done
 	go func() {
@@ -227,6 +239,10 @@ func (p *Provider) Create(ctx context.Context, req *provider.CreateRequest) (*pr
 	if err := p.write(r); err != nil {
 		_ = syscall.Kill(-r.PID, syscall.SIGKILL)
 		return nil, &provider.Error{Op: "create", Kind: provider.KindTransient, Message: "write state", Err: err}
+	}
+	if _, err := gateW.Write([]byte{gateGo}); err != nil {
+		// The agent is gone already; its exit is reported like any other.
+		p.log.Warn("agent exited before its start gate opened", "instance", id, "err", err)
 	}
 	p.log.Info("agent started", "instance", id, "worker", req.WorkerID, "pool", req.Pool, "pid", r.PID, "log", logPath)
 	return p.instance(r), nil

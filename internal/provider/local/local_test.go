@@ -28,6 +28,11 @@ func TestMain(m *testing.M) {
 }
 
 func fakeAgent(mode string) {
+	// As the real agent does: wait until the provider has recorded us.
+	if err := AwaitGate(); err != nil {
+		fmt.Println(err)
+		os.Exit(3)
+	}
 	sigs := make(chan os.Signal, 1)
 	if mode == "stubborn" {
 		signal.Ignore(syscall.SIGTERM)
