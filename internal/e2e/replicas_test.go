@@ -354,6 +354,16 @@ func TestReplicasFailover(t *testing.T) {
 	var states []string
 	for _, w := range ws {
 		states = append(states, string(w.State)+"/"+string(w.Failure)+"/"+w.InstanceID)
+		if w.Failure != "" {
+			// Say why, for whoever reads a failure of this test.
+			evs, err := rs.st.EventList(ctx, &store.EventListParams{WorkerID: w.ID.String()})
+			for _, e := range evs {
+				t.Logf("worker %s: %s %s: %s", w.ID, e.Time.Format("15:04:05.000"), e.Kind, e.Message)
+			}
+			if err != nil {
+				t.Logf("worker %s: events: %v", w.ID, err)
+			}
+		}
 		switch {
 		case w.Failure == core.FailHeartbeatLost:
 			t.Errorf("worker %s (instance %s) failed as heartbeat-lost: its agent was alive throughout", w.ID, w.InstanceID)
