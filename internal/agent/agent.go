@@ -227,7 +227,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	bgCtx, cancelBg := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelBg()
 	hbDone := make(chan struct{})
-	go func() { defer close(hbDone); a.heartbeatLoop(bgCtx, ctx, interval) }()
+	go func() { defer close(hbDone); a.heartbeatLoop(bgCtx, ctx, interval, reg.HeartbeatTimeout.D()) }()
 	logsDone := make(chan struct{})
 	go func() { defer close(logsDone); a.logs.run(bgCtx) }()
 
@@ -470,6 +470,15 @@ func (a *Agent) runTask(ctx context.Context, t wire.ClaimedTask, rt *runningTask
 		case client.IsLeaseLost(err):
 			log.Warn("lease lost: result discarded (409 on "+what+")", "status", client.StatusOf(err))
 			return
+		case !client.IsRetryable(err) && out.OK:
+			// The server refused the completion itself: fail the attempt
+			// (counted, retried within max_attempts) rather than drop the
+			// task, which the server would hand out again uncounted once
+			// this agent stops reporting its lease.
+			log.Error("completion rejected; failing the attempt", "err", err)
+			out = Outcome{Error: "completion rejected: " + err.Error(), Retryable: true}
+			what = "fail"
+			continue
 		case !client.IsRetryable(err):
 			log.Error("report rejected; dropping task", "op", what, "err", err)
 			return

@@ -12,7 +12,13 @@ import (
 // heartbeatLoop beats every interval until bg ends. parent is the agent's
 // outer context, whose cancellation does not stop the beats (running tasks
 // must keep their leases while they are reported).
-func (a *Agent) heartbeatLoop(bg, parent context.Context, interval time.Duration) {
+//
+// Each beat waits at most beatTimeout: a replica that hangs (paused, or
+// cut off from its database) behind a load balancer must not hold the one
+// heartbeat in flight until the server's heartbeat_timeout runs out; the
+// next beat, tried at once, goes to another replica.
+func (a *Agent) heartbeatLoop(bg, parent context.Context, interval, serverTimeout time.Duration) {
+	perBeat := beatTimeout(interval, serverTimeout)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	failing := 0
@@ -23,7 +29,7 @@ func (a *Agent) heartbeatLoop(bg, parent context.Context, interval time.Duration
 		case <-t.C:
 		}
 		req := a.heartbeatRequest(bg, interval)
-		hctx, cancel := context.WithTimeout(bg, max(interval*2, 10*time.Second))
+		hctx, cancel := context.WithTimeout(bg, perBeat)
 		reply, err := a.api.Heartbeat(hctx, a.opt.WorkerID, req)
 		cancel()
 		if err != nil {
@@ -61,6 +67,17 @@ func (a *Agent) heartbeatLoop(bg, parent context.Context, interval time.Duration
 		}
 		a.obey(reply)
 	}
+}
+
+// beatTimeout bounds one heartbeat request: a fifth of the server's
+// heartbeat_timeout, so that several beats (through other replicas) fit
+// before the server declares the worker lost, within [1s, 10s] and never
+// below the interval (default 10s when the server names no timeout).
+func beatTimeout(interval, serverTimeout time.Duration) time.Duration {
+	if serverTimeout <= 0 {
+		return max(interval*2, 10*time.Second)
+	}
+	return max(min(serverTimeout/5, 10*time.Second), time.Second, min(interval, 10*time.Second))
 }
 
 func (a *Agent) heartbeatRequest(ctx context.Context, interval time.Duration) *wire.HeartbeatRequest {

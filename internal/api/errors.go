@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
+	"strconv"
 
 	"github.com/droverhq/drover/internal/api/wire"
 	"github.com/droverhq/drover/internal/core"
@@ -23,6 +25,8 @@ var codeStatus = map[string]int{
 	core.EUNAVAILABLE:  http.StatusServiceUnavailable,
 	core.EINTERNAL:     http.StatusInternalServerError,
 	core.ERATELIMITED:  http.StatusTooManyRequests,
+	// A full owner queue: 429 with Retry-After (see retryAfterOf).
+	core.EOWNERQUEUEFULL: http.StatusTooManyRequests,
 }
 
 // StatusForCode returns the HTTP status of an application error code
@@ -58,6 +62,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 			slog.String("error", err.Error()))
 		detail.Message = "internal error"
 		detail.Field = ""
+	}
+	if d, ok := retryAfterOf(err); ok && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", strconv.Itoa(max(int(math.Ceil(d.Seconds())), 1)))
 	}
 	if code == core.EUNAUTHORIZED {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="drover"`)

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/droverhq/drover/internal/core"
+	"github.com/droverhq/drover/internal/queue"
 )
 
 func TestStatusForCode(t *testing.T) {
@@ -57,5 +58,23 @@ func TestWriteErrorHidesInternalDetail(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "connection reset by peer") {
 		t.Error("the internal error's detail should be in the server log")
+	}
+}
+
+// A full owner queue is a 429 with Retry-After, naming the owner.
+func TestWriteErrorOwnerQueueFull(t *testing.T) {
+	s := &Server{logger: slog.New(slog.DiscardHandler), metrics: newMetrics(prometheus.NewRegistry())}
+	rec := httptest.NewRecorder()
+	err := fmt.Errorf("submit: %w", &queue.OwnerQueueFullError{Owner: "alice", Cap: 10, Queued: 9, Adding: 2})
+	s.writeError(rec, httptest.NewRequest("POST", "/v1/tasks", nil), err)
+	var eb wire.ErrorBody
+	if err := json.Unmarshal(rec.Body.Bytes(), &eb); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Code != 429 || eb.Error.Code != "owner_queue_full" || eb.Error.Field != "owner" || !strings.Contains(eb.Error.Message, `owner "alice" has 9 queued tasks`) {
+		t.Fatalf("got %d %+v", rec.Code, eb.Error)
+	}
+	if got := rec.Header().Get("Retry-After"); got != "30" {
+		t.Fatalf("Retry-After = %q, want 30", got)
 	}
 }

@@ -59,6 +59,9 @@ type TasksConfig struct {
 	QueueTTL    Duration `yaml:"queue_ttl"`
 	// OwnerLimit is running tasks per owner; 0 = unlimited.
 	OwnerLimit int `yaml:"owner_limit"`
+	// MaxQueuedPerOwner caps each owner's queued tasks; a submit that
+	// would exceed it is refused whole (429). 0 = no cap.
+	MaxQueuedPerOwner int `yaml:"max_queued_per_owner"`
 	// Timeout is the default per-attempt timeout.
 	Timeout Duration `yaml:"timeout"`
 	// TypeTimeouts and TypePools are per task type.

@@ -153,6 +153,9 @@ func (c *Config) validateTasks(ck *checker) {
 	if t.OwnerLimit < 0 {
 		ck.addf("tasks.owner_limit", "must be ≥ 0; 0 means unlimited (got %d)", t.OwnerLimit)
 	}
+	if t.MaxQueuedPerOwner < 0 || t.MaxQueuedPerOwner > MaxQueuedPerOwner {
+		ck.addf("tasks.max_queued_per_owner", "must be between 0 (no cap) and %d (got %d)", MaxQueuedPerOwner, t.MaxQueuedPerOwner)
+	}
 	timeout := func(field string, d Duration) {
 		if d < Duration(time.Second) || d > Duration(core.MaxTaskTimeout) {
 			ck.addf(field, "must be between 1s and %s (got %s)", Duration(core.MaxTaskTimeout), d)

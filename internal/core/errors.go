@@ -18,6 +18,9 @@ const (
 	EINTERNAL     = "internal"     // anything else; 500
 	// ERATELIMITED: the caller's token is over its request rate; 429.
 	ERATELIMITED = "rate_limited"
+	// EOWNERQUEUEFULL: a submit would take its owner past
+	// tasks.max_queued_per_owner; 429.
+	EOWNERQUEUEFULL = "owner_queue_full"
 )
 
 // Error is an application error with a code and a message that is safe to

@@ -216,10 +216,7 @@ func (o *Orchestrator) advance(ctx context.Context, t *tick) error {
 				}
 			}
 		case core.WorkerReady, core.WorkerDraining:
-			last := w.LastHeartbeatAt
-			if last == nil {
-				last = w.ReadyAt
-			}
+			last := heartbeatBasis(w, o.elector.Row().ElectedAt)
 			if last != nil && t.now.Sub(*last) > hbTimeout {
 				if err := o.fail(ctx, t, w, core.FailHeartbeatLost, fmt.Sprintf("last heartbeat %s ago (heartbeat_timeout %s)", t.now.Sub(*last).Round(time.Second), hbTimeout)); err != nil {
 					return err
@@ -264,6 +261,23 @@ func (o *Orchestrator) advance(ctx context.Context, t *tick) error {
 		}
 	}
 	return nil
+}
+
+// heartbeatBasis is the time a ready or draining worker's heartbeat age is
+// measured from: its last recorded heartbeat (its ready time before the
+// first), but never earlier than the start of this leader's term. A new
+// leader gives every worker a full heartbeat_timeout from its takeover:
+// heartbeats sent while no replica led, or recorded through the replica
+// that just died, must not count against the agents.
+func heartbeatBasis(w *core.Worker, termStart time.Time) *time.Time {
+	last := w.LastHeartbeatAt
+	if last == nil {
+		last = w.ReadyAt
+	}
+	if last != nil && !termStart.IsZero() && last.Before(termStart) {
+		return &termStart
+	}
+	return last
 }
 
 func (o *Orchestrator) poolOrEmpty(name string) *config.PoolConfig {

@@ -25,7 +25,11 @@ const flushTimeout = 15 * time.Second
 type hbRequest struct {
 	workerID uuid.UUID
 	info     HeartbeatInfo
-	reply    chan hbResult // buffered 1: the flusher never blocks
+	// ctx is the caller's: a heartbeat whose caller has given up (the
+	// agent timed out on a slow or paused replica) may be older than the
+	// agent's latest claim, so it never releases a grant.
+	ctx   context.Context
+	reply chan hbResult // buffered 1: the flusher never blocks
 }
 
 type hbResult struct {
@@ -114,7 +118,7 @@ func (s *Service) flushOnce() {
 // core.ErrNotFound; a draining worker gets Drain; a failed, terminating or
 // terminated worker gets Stop and its leases are not renewed.
 func (s *Service) Heartbeat(ctx context.Context, workerID uuid.UUID, hb HeartbeatInfo) (HeartbeatReply, error) {
-	req := &hbRequest{workerID: workerID, info: hb, reply: make(chan hbResult, 1)}
+	req := &hbRequest{workerID: workerID, info: hb, ctx: ctx, reply: make(chan hbResult, 1)}
 	s.mu.Lock()
 	if !s.running {
 		s.mu.Unlock()
@@ -163,7 +167,8 @@ func (s *Service) commitHeartbeats(ctx context.Context, batch []*hbRequest) {
 		seenLease = map[store.WorkerLease]bool{}
 	)
 	for _, r := range batch {
-		st, ok := states[r.workerID]
+		f, ok := states[r.workerID]
+		st := f.state
 		switch {
 		case !ok:
 			r.reply <- hbResult{err: fmt.Errorf("heartbeat of worker %s: %w", r.workerID, core.ErrNotFound)}
@@ -216,7 +221,7 @@ func (s *Service) commitHeartbeats(ctx context.Context, batch []*hbRequest) {
 		return
 	}
 	for _, r := range live {
-		rep := HeartbeatReply{Drain: states[r.workerID] == core.WorkerDraining}
+		rep := HeartbeatReply{Drain: states[r.workerID].state == core.WorkerDraining}
 		for _, l := range r.info.Leases {
 			if lostSet[l] {
 				rep.Lost = append(rep.Lost, l)
@@ -224,12 +229,52 @@ func (s *Service) commitHeartbeats(ctx context.Context, batch []*hbRequest) {
 		}
 		r.reply <- hbResult{reply: rep}
 	}
+	if workers, reported := unreportedCandidates(live, states, lostSet); len(workers) > 0 {
+		s.releaseUnreported(ctx, now, workers, reported)
+	}
+}
+
+// unreportedCandidates returns the workers of a group commit that hold
+// more tasks than their heartbeats report (the only ones worth a look for
+// grants that never reached them), with the leases each reported. Only
+// heartbeats whose caller still waits count: an abandoned one may predate
+// the worker's latest claim.
+func unreportedCandidates(live []*hbRequest, states map[uuid.UUID]workerFacts, lost map[core.Lease]bool) ([]uuid.UUID, map[uuid.UUID]map[core.Lease]bool) {
+	reported := map[uuid.UUID]map[core.Lease]bool{}
+	for _, r := range live {
+		if r.ctx != nil && r.ctx.Err() != nil {
+			continue
+		}
+		m := reported[r.workerID]
+		if m == nil {
+			m = map[core.Lease]bool{}
+			reported[r.workerID] = m
+		}
+		for _, l := range r.info.Leases {
+			if !lost[l] {
+				m[l] = true
+			}
+		}
+	}
+	var workers []uuid.UUID
+	for id, m := range reported {
+		if states[id].running > len(m) {
+			workers = append(workers, id)
+		}
+	}
+	return workers, reported
+}
+
+// workerFacts is what a heartbeat group commit reads of each worker.
+type workerFacts struct {
+	state   core.WorkerState
+	running int
 }
 
 // workerStates returns the state of every worker in batch that exists, in
 // one query that reads only the batch's workers.
-func (s *Service) workerStates(ctx context.Context, batch []*hbRequest) (map[uuid.UUID]core.WorkerState, error) {
-	states := make(map[uuid.UUID]core.WorkerState, len(batch))
+func (s *Service) workerStates(ctx context.Context, batch []*hbRequest) (map[uuid.UUID]workerFacts, error) {
+	states := make(map[uuid.UUID]workerFacts, len(batch))
 	if len(batch) == 1 {
 		w, err := s.st.WorkerGet(ctx, batch[0].workerID)
 		if errors.Is(err, core.ErrNotFound) {
@@ -238,7 +283,7 @@ func (s *Service) workerStates(ctx context.Context, batch []*hbRequest) (map[uui
 		if err != nil {
 			return nil, fmt.Errorf("read worker %s: %w", batch[0].workerID, err)
 		}
-		states[w.ID] = w.State
+		states[w.ID] = workerFacts{state: w.State, running: w.Running}
 		return states, nil
 	}
 	ids := make([]uuid.UUID, 0, len(batch))
@@ -254,7 +299,7 @@ func (s *Service) workerStates(ctx context.Context, batch []*hbRequest) (map[uui
 		return nil, fmt.Errorf("read states of %d workers: %w", len(ids), err)
 	}
 	for _, w := range ws {
-		states[w.ID] = w.State
+		states[w.ID] = workerFacts{state: w.State, running: w.Running}
 	}
 	return states, nil
 }

@@ -161,6 +161,9 @@ func (s *Service) Submit(ctx context.Context, reqs []SubmitRequest) ([]store.Tas
 	if err := checkCallbacks(reqs); err != nil {
 		return nil, err
 	}
+	if err := s.checkOwnerCap(ctx, tasks); err != nil {
+		return nil, err
+	}
 	// Check external dependencies here so that the error names the exact
 	// field; the store checks again inside its transaction.
 	for _, ext := range external {

@@ -44,6 +44,9 @@ type Config struct {
 	// Unlike the other fields it is used as given (package config fills the
 	// documented default of 5).
 	OwnerLimit int
+	// MaxQueuedPerOwner caps each owner's queued tasks (ownercap.go); 0
+	// means no cap.
+	MaxQueuedPerOwner int
 	// LeaseDuration is how long a claim or heartbeat keeps a lease alive:
 	// the heartbeat timeout (25s).
 	LeaseDuration time.Duration
@@ -51,6 +54,12 @@ type Config struct {
 	// with full jitter in [d/2, d], capped at max (10s, 10m).
 	BackoffBase time.Duration
 	BackoffMax  time.Duration
+	// UnreportedGrace: a task a live worker holds, granted longer ago than
+	// this, that the worker's heartbeat does not report is released back
+	// to queued without counting an attempt (its claim's answer never
+	// reached the agent). 0 disables it; package server sets
+	// UnreportedGrace(heartbeat_interval, heartbeat_timeout).
+	UnreportedGrace time.Duration
 	// HeartbeatFlush is the group-commit window for heartbeats (100ms).
 	HeartbeatFlush time.Duration
 	// RequiresGPU reports whether workers of a pool must have GPUs; nil

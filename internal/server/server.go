@@ -204,19 +204,22 @@ func QueueConfig(cfg *config.Config) queue.Config {
 		tt[k] = v.D()
 	}
 	return queue.Config{
-		MaxAttempts:    cfg.Tasks.MaxAttempts,
-		MaxLost:        cfg.Tasks.MaxLost,
-		DefaultTimeout: cfg.Tasks.Timeout.D(),
-		TypeTimeouts:   tt,
-		StallTimeouts:  cfg.StallTimeouts(),
-		TypePools:      cfg.Tasks.TypePools,
-		Pools:          slices.Sorted(maps.Keys(cfg.Pools)),
-		QueueTTL:       cfg.Tasks.QueueTTL.D(),
-		OwnerLimit:     cfg.Tasks.OwnerLimit,
-		LeaseDuration:  cfg.HeartbeatTimeout.D(),
-		BackoffBase:    cfg.Tasks.BackoffBase.D(),
-		BackoffMax:     cfg.Tasks.BackoffMax.D(),
-		OwnerCallbacks: cfg.Tasks.Callbacks,
+		MaxAttempts:       cfg.Tasks.MaxAttempts,
+		MaxLost:           cfg.Tasks.MaxLost,
+		DefaultTimeout:    cfg.Tasks.Timeout.D(),
+		TypeTimeouts:      tt,
+		StallTimeouts:     cfg.StallTimeouts(),
+		TypePools:         cfg.Tasks.TypePools,
+		Pools:             slices.Sorted(maps.Keys(cfg.Pools)),
+		QueueTTL:          cfg.Tasks.QueueTTL.D(),
+		OwnerLimit:        cfg.Tasks.OwnerLimit,
+		MaxQueuedPerOwner: cfg.Tasks.MaxQueuedPerOwner,
+		LeaseDuration:     cfg.HeartbeatTimeout.D(),
+		// Grants a live agent does not report are released after this.
+		UnreportedGrace: queue.UnreportedGrace(cfg.HeartbeatInterval.D(), cfg.HeartbeatTimeout.D()),
+		BackoffBase:     cfg.Tasks.BackoffBase.D(),
+		BackoffMax:      cfg.Tasks.BackoffMax.D(),
+		OwnerCallbacks:  cfg.Tasks.Callbacks,
 		RequiresGPU: func(pool string) bool {
 			pc := cfg.Pools[pool]
 			return pc != nil && pc.GPURequired()

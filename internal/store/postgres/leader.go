@@ -81,6 +81,53 @@ func (s *Store) tryLeaderLock(ctx context.Context, id string) (fresh bool, err e
 	return got, nil
 }
 
+// leaderLockRetries are the waits between the immediate retries of a
+// leader that won the row without the lock. A follower holds the free lock
+// for one attempt (a few round trips), so these cover it with room; a lock
+// still held after them belongs to a session that keeps it — a paused or
+// partitioned previous leader — and the row is led alone until the next
+// renewal tries again (failover then waits for the TTL, which is what a
+// paused leader costs anyway).
+var leaderLockRetries = []time.Duration{5 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond}
+
+// leaderLockRetryHook, when set (tests only), runs before each retry.
+var leaderLockRetryHook func(try int)
+
+// retryLeaderLock is called with the row won and the lock not held. It
+// retries the lock a few times and, once it holds it, marks the row
+// locked so that a follower may take over the moment this session ends.
+func (s *Store) retryLeaderLock(ctx context.Context, id string) bool {
+	for i, wait := range leaderLockRetries {
+		if leaderLockRetryHook != nil {
+			leaderLockRetryHook(i)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		got, err := s.tryLeaderLock(ctx, id)
+		if err != nil {
+			return false
+		}
+		if !got {
+			continue
+		}
+		tag, err := s.pool.Exec(ctx, `UPDATE leader SET locked = true WHERE name = 'default' AND leader_id = $1`, id)
+		if err != nil || tag.RowsAffected() == 0 {
+			// The row is gone from us (or unknown): the caller reports
+			// the election as won by the row read earlier; the next
+			// renewal sorts it out. Keep no lock we do not lead with.
+			s.unlockLeader(ctx, id)
+			return false
+		}
+		return true
+	}
+	return false
+}
+
 // unlockLeader releases the advisory lock if held.
 func (s *Store) unlockLeader(ctx context.Context, id string) {
 	l := &s.lock
@@ -126,6 +173,14 @@ func (s *Store) LeaderAttemptElect(ctx context.Context, params *store.LeaderElec
 			OR ($5 AND leader.locked)
 		RETURNING leader_id`, params.LeaderID, params.Now, params.Now.Add(params.TTL), locked, fresh).Scan(&id)
 	won := err == nil && id == params.LeaderID
+	if won && !locked && lockErr == nil {
+		// The row is ours but the lock is not: another replica held it
+		// for the instant of its own attempt (a follower takes the free
+		// lock, loses the row, and gives the lock back at once). Retry
+		// now rather than at the next renewal, or a SIGKILL of this
+		// leader before then could only be noticed through the TTL.
+		s.retryLeaderLock(ctx, params.LeaderID)
+	}
 	if !won {
 		// A follower never keeps the lock: the leader must be able to take it.
 		s.unlockLeader(ctx, params.LeaderID)
