@@ -48,6 +48,15 @@ it, --pg-restart (a shell command that restarts that server). The run's director
 		cfg.PGRestart, _ = f.GetString("pg-restart")
 		cfg.Dir, _ = f.GetString("dir")
 		asJSON, _ := f.GetBool("json")
+		// Zero would mean "the default" to chaos.Config: refuse it here.
+		for name, v := range map[string]int{"tasks": cfg.Tasks, "agents": cfg.Agents, "replicas": cfg.Replicas} {
+			if v < 1 {
+				return fmt.Errorf("--%s must be at least 1 (got %d)", name, v)
+			}
+		}
+		if cfg.Duration <= 0 {
+			return fmt.Errorf("--duration must be positive (got %s)", cfg.Duration)
+		}
 		if cfg.PGRestart != "" && cfg.DB == "" {
 			return errors.New("--pg-restart needs --db (without --db the harness restarts its own private cluster)")
 		}

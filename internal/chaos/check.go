@@ -63,6 +63,12 @@ type Result struct {
 	CompletedTwice  int `json:"completed_twice"`
 	DuplicateSpawns int `json:"duplicate_spawns"`
 	LeakedProcesses int `json:"leaked_processes"`
+	// DuplicateSpawns is the sum of: workers live while max others
+	// already were, workers with two agent processes at once, and workers
+	// sharing an instance with another.
+	SpawnsBeyondMax int `json:"spawns_beyond_max"`
+	DuplicateAgents int `json:"duplicate_agent_processes"`
+	SharedInstances int `json:"shared_instances"`
 
 	Reruns Reruns `json:"reruns"`
 	// HandlerCompletedTwice counts tasks whose handler ran to its end on
@@ -234,12 +240,12 @@ func analyze(cfg *Config, sub *submitted, ev *evidence) *Result {
 
 	// Duplicate spawns: workers live beyond max at once, two agent
 	// processes for one worker, two workers on one instance.
-	res.DuplicateSpawns = len(ev.samples.Excess) + len(ev.samples.DupProcs)
+	res.SpawnsBeyondMax, res.DuplicateAgents = len(ev.samples.Excess), len(ev.samples.DupProcs)
 	byInstance := map[string]int{}
 	for _, w := range ev.workers {
 		if w.InstanceID != "" {
 			if byInstance[w.InstanceID]++; byInstance[w.InstanceID] > 1 {
-				res.DuplicateSpawns++
+				res.SharedInstances++
 			}
 		}
 		// A worker that ended on a failure keeps its class (a killed
@@ -251,6 +257,7 @@ func analyze(cfg *Config, sub *submitted, ev *evidence) *Result {
 			}
 		}
 	}
+	res.DuplicateSpawns = res.SpawnsBeyondMax + res.DuplicateAgents + res.SharedInstances
 	res.PeakAgents, res.PeakStrayAgents = ev.samples.PeakAgents, ev.samples.PeakStray
 	res.LeakedProcesses = len(ev.leaked)
 
@@ -311,9 +318,14 @@ func analyze(cfg *Config, sub *submitted, ev *evidence) *Result {
 	return res
 }
 
+// killSlack is how much later than its agent's SIGKILL a handler's start
+// marker may be stamped: the handler the agent had just forked runs until
+// its parent-death signal lands.
+const killSlack = 2 * time.Second
+
 func isKilled(killedAt map[string]time.Time, m *attemptMark) bool {
 	k, ok := killedAt[m.Worker]
-	return ok && !m.Start.After(k)
+	return ok && !m.Start.After(k.Add(killSlack))
 }
 
 // hasRequeue reports whether one of a task's requeue events says why.

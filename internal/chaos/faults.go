@@ -33,6 +33,8 @@ type sampleStats struct {
 	// PeakStray is the most agent processes alive at once whose worker
 	// was no longer live (failed or terminated but still running).
 	PeakStray int
+
+	excessNotes int
 }
 
 func killPID(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
@@ -68,14 +70,26 @@ func (r *run) sample(ctx context.Context) {
 			}
 		}
 		if err == nil {
+			// The list's "live" includes terminating workers (their
+			// instance is being deleted); the pool's size does not.
+			ws = slices.DeleteFunc(ws, func(w *wire.Worker) bool { return !w.State.Live() })
 			live := map[string]bool{}
 			for _, w := range ws {
 				live[w.ID.String()] = true
 			}
 			if len(ws) > r.cfg.Agents {
 				slices.SortFunc(ws, func(a, b *wire.Worker) int { return a.CreatedAt.Compare(b.CreatedAt) })
+				states := map[core.WorkerState]int{}
+				for _, w := range ws {
+					states[w.State]++
+				}
 				for _, w := range ws[r.cfg.Agents:] {
 					s.Excess[w.ID.String()] = true
+				}
+				if s.excessNotes < 5 {
+					s.excessNotes++
+					r.notes = append(r.notes, fmt.Sprintf("%s: %d live workers for a pool of max %d (by state: %v)",
+						time.Now().UTC().Format("15:04:05.000"), len(ws), r.cfg.Agents, states))
 				}
 			}
 			stray := 0

@@ -52,6 +52,9 @@ func (f *fleet) start(r *replica) error {
 	cmd := exec.Command(f.bin, "serve", "--config", r.conf)
 	cmd.Env = append(os.Environ(), "DROVER_OPERATOR_TOKEN="+f.token)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// Files a replica writes next to itself (generated keys) stay in
+	// the run's directory.
+	cmd.Dir = filepath.Dir(r.conf)
 	// Its own process group: a Ctrl-C of the harness reaches the harness,
 	// which stops the replicas itself.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

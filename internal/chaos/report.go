@@ -27,7 +27,7 @@ func (r *Result) Print(w io.Writer) {
 	row("tasks unfinished at the cap", mark(r.TasksUnfinished), "0")
 	row("idempotency keys not deduplicated", mark(r.DedupBroken), fmt.Sprintf("0 (of %d re-submits)", r.Resubmitted))
 	row("tasks completed twice / result of another grant", mark(r.CompletedTwice), "0")
-	row("duplicate spawns", mark(r.DuplicateSpawns), "0")
+	row("duplicate spawns", mark(r.DuplicateSpawns), fmt.Sprintf("0 (beyond max %d, two agents for one worker %d, shared instance %d)", r.SpawnsBeyondMax, r.DuplicateAgents, r.SharedInstances))
 	row("leaked agent processes after shutdown", mark(r.LeakedProcesses), "0")
 	row("", "", "")
 	row("RERUNS (attempts that did not finish a task)", "", "")
