@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -194,5 +196,24 @@ func TestProxySkipsDeadBackends(t *testing.T) {
 	p.check(t.Context(), p.backends[1])
 	if p.backends[1].up.Load() {
 		t.Error("a backend that refuses connections is still marked up after a health check")
+	}
+}
+
+// clusterProcs finds a process by the cluster in its environment, and its
+// parent id; a process of another cluster is not listed.
+func TestClusterProcs(t *testing.T) {
+	cluster := "chaos-test-" + uuid.NewString()[:8]
+	cmd := exec.Command("sleep", "30")
+	cmd.Env = append(os.Environ(), "DROVER_CLUSTER="+cluster)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	ps := clusterProcs(cluster)
+	if len(ps) != 1 || ps[0].PID != cmd.Process.Pid || ps[0].PPID != os.Getpid() || ps[0].Agent {
+		t.Errorf("processes of %s: %+v, want the sleep (pid %d, parent %d)", cluster, ps, cmd.Process.Pid, os.Getpid())
+	}
+	if ps := clusterProcs(cluster + "-other"); len(ps) != 0 {
+		t.Errorf("another cluster lists %+v", ps)
 	}
 }

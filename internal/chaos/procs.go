@@ -17,6 +17,8 @@ type proc struct {
 	Worker string
 	// Agent is true for the agent itself (not a handler it started).
 	Agent bool
+	// PPID is the parent's process id.
+	PPID int
 }
 
 // clusterProcs lists the live (not zombie) processes whose environment
@@ -36,10 +38,14 @@ func clusterProcs(cluster string) []proc {
 		}
 		dir := filepath.Join("/proc", e.Name())
 		env, err := os.ReadFile(filepath.Join(dir, "environ"))
-		if err != nil || !hasEnv(env, want) || zombie(dir) {
+		if err != nil || !hasEnv(env, want) {
 			continue
 		}
-		p := proc{PID: pid}
+		ppid, ok := liveParent(dir)
+		if !ok {
+			continue
+		}
+		p := proc{PID: pid, PPID: ppid}
 		if cmd, err := os.ReadFile(filepath.Join(dir, "cmdline")); err == nil {
 			args := strings.Split(strings.TrimRight(string(cmd), "\x00"), "\x00")
 			if len(args) > 1 && args[1] == "agent" {
@@ -53,6 +59,19 @@ func clusterProcs(cluster string) []proc {
 		}
 		out = append(out, p)
 	}
+	// A child the agent has forked but not yet exec'd (its handler) still
+	// shows the agent's command line: it is not a second agent.
+	agents := map[int]string{}
+	for _, p := range out {
+		if p.Agent {
+			agents[p.PID] = p.Worker
+		}
+	}
+	for i, p := range out {
+		if w, ok := agents[p.PPID]; ok && p.Agent && w == p.Worker {
+			out[i].Agent, out[i].Worker = false, ""
+		}
+	}
 	return out
 }
 
@@ -65,13 +84,22 @@ func hasEnv(env, kv []byte) bool {
 	return false
 }
 
-// zombie reports whether the process has exited but was not reaped yet.
-func zombie(dir string) bool {
+// liveParent returns the process's parent id, and false when the process
+// has exited (a zombie not reaped yet, or gone).
+func liveParent(dir string) (int, bool) {
 	b, err := os.ReadFile(filepath.Join(dir, "stat"))
 	if err != nil {
-		return true
+		return 0, false
 	}
-	// pid (comm) S ...: the state follows the last ')'.
+	// pid (comm) S ppid ...: the state and the parent follow the last ')'.
 	i := bytes.LastIndexByte(b, ')')
-	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z' || b[i+2] == 'X'
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 || f[0] == "Z" || f[0] == "X" {
+		return 0, false
+	}
+	ppid, err := strconv.Atoi(f[1])
+	return ppid, err == nil
 }
