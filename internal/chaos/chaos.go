@@ -70,7 +70,10 @@ type agentKill struct {
 
 type pauseRecord struct {
 	Takeover time.Duration
-	Paused   time.Duration
+	// NoTakeover: no other replica led while it was paused (Takeover is
+	// then the time waited).
+	NoTakeover bool
+	Paused     time.Duration
 	// Fenced is drover_leader_fenced_writes_total on the paused replica
 	// after it resumed (-1: not read).
 	Fenced float64

@@ -81,12 +81,15 @@ type Result struct {
 	Pauses      int `json:"pauses"`
 	PGRestarts  int `json:"pg_restarts"`
 
-	Failover       Stat    `json:"failover"`
-	PausedTakeover Stat    `json:"paused_takeover"`
-	FencedWrites   float64 `json:"fenced_writes_after_resume"`
-	PGRecovery     Stat    `json:"pg_recovery"`
-	RequeueDelay   Stat    `json:"requeue_delay"`
-	RestartDelay   Stat    `json:"restart_delay"`
+	Failover       Stat `json:"failover"`
+	PausedTakeover Stat `json:"paused_takeover"`
+	// PausesWithoutTakeover counts pauses during which no other replica
+	// took over (within 3 × leader.ttl + 30 s).
+	PausesWithoutTakeover int     `json:"pauses_without_takeover"`
+	FencedWrites          float64 `json:"fenced_writes_after_resume"`
+	PGRecovery            Stat    `json:"pg_recovery"`
+	RequeueDelay          Stat    `json:"requeue_delay"`
+	RestartDelay          Stat    `json:"restart_delay"`
 	// NotRequeued counts tasks of killed agents with no requeue event
 	// after the kill.
 	NotRequeued int `json:"not_requeued"`
@@ -265,6 +268,10 @@ func analyze(cfg *Config, sub *submitted, ev *evidence) *Result {
 	res.Failover, res.PGRecovery = statOf(ev.failovers), statOf(ev.pgDowns)
 	var takeovers []time.Duration
 	for _, p := range ev.pauses {
+		if p.NoTakeover {
+			res.PausesWithoutTakeover++
+			continue
+		}
 		takeovers = append(takeovers, p.Takeover)
 		res.FencedWrites += max(p.Fenced, 0)
 	}

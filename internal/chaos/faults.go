@@ -291,7 +291,7 @@ func (r *run) pause(ctx context.Context) {
 	}
 	_ = rep.signal(syscall.SIGCONT)
 	paused := time.Since(t0)
-	rec := pauseRecord{Takeover: takeover, Paused: paused, Fenced: -1}
+	rec := pauseRecord{Takeover: takeover, Paused: paused, Fenced: -1, NoTakeover: err != nil}
 	if err := r.fleet.waitReady(ctx, rep, 2*time.Minute); err != nil {
 		r.note("%v", err)
 	} else {

@@ -42,7 +42,7 @@ func (r *Result) Print(w io.Writer) {
 	row("FAULTS", "", "")
 	row("  agents SIGKILLed", fmt.Sprint(r.AgentKills), "")
 	row("  leader SIGKILLed → new leader", stat(r.Failover), "p50 / max")
-	row("  leader SIGSTOPped → takeover", stat(r.PausedTakeover), fmt.Sprintf("fenced writes after resume: %g", r.FencedWrites))
+	row("  leader SIGSTOPped → takeover", stat(r.PausedTakeover), fmt.Sprintf("%d pauses without takeover; fenced writes after resume: %g", r.PausesWithoutTakeover, r.FencedWrites))
 	row("  PostgreSQL restarted → all ready", stat(r.PGRecovery), "")
 	row("  agent kill → task requeued", stat(r.RequeueDelay), fmt.Sprintf("p50 / max (%d not requeued)", r.NotRequeued))
 	row("  agent kill → task restarted", stat(r.RestartDelay), "p50 / max")
