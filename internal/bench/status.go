@@ -45,11 +45,16 @@ type StatusConfig struct {
 
 // StatusResult is what the status benchmark measured.
 type StatusResult struct {
-	Backend                  string
-	Workers, Tasks, Events   int
-	Load                     time.Duration
-	Builds                   []time.Duration
-	BuildP50, BuildMax       time.Duration
+	Backend                string
+	Workers, Tasks, Events int
+	Load                   time.Duration
+	Builds                 []time.Duration
+	BuildP50, BuildMax     time.Duration
+	// BuildCPUP50 is the p50 CPU time this process used per report (the
+	// whole work of an in-process SQLite store; PostgreSQL's server CPU
+	// is not in it): on a busy machine, the part of BuildP50 that is not
+	// waiting for a core.
+	BuildCPUP50              time.Duration
 	WhyTaskP50, WhyWorkerP50 time.Duration
 	WhyPoolP50               time.Duration
 	Verdict                  string
@@ -62,6 +67,7 @@ func (r *StatusResult) Print(w io.Writer) {
 	fmt.Fprintf(w, "backend %s: %d workers, %d tasks, %d events\n", r.Backend, r.Workers, r.Tasks, r.Events)
 	fmt.Fprintf(w, "pre-load:   %s\n", r.Load.Round(time.Millisecond))
 	fmt.Fprintf(w, "status:     p50 %s  max %s  over %d reports (verdict %s)\n", fmtDur(r.BuildP50), fmtDur(r.BuildMax), len(r.Builds), r.Verdict)
+	fmt.Fprintf(w, "            CPU of this process per report p50 %s\n", fmtDur(r.BuildCPUP50))
 	fmt.Fprintf(w, "why:        task p50 %s  worker p50 %s  pool p50 %s\n", fmtDur(r.WhyTaskP50), fmtDur(r.WhyWorkerP50), fmtDur(r.WhyPoolP50))
 	if len(r.Steps) > 0 {
 		fmt.Fprintln(w, "status reads (p50 each, over separate timed reports):")
@@ -334,14 +340,16 @@ func statusTime(ctx context.Context, st store.Store, cfg StatusConfig, res *Stat
 		err := fn()
 		return cfg.Now().Sub(t0), err
 	}
-	var whyTask, whyWorker, whyPool []time.Duration
+	var whyTask, whyWorker, whyPool, cpu []time.Duration
 	for range cfg.Builds {
 		var rep *status.Report
+		cpu0 := processCPU()
 		d, err := time1(func() (err error) { rep, err = status.Build(ctx, st, ocfg, now); return err })
 		if err != nil {
 			return nil, fmt.Errorf("bench status: build: %w", err)
 		}
 		res.Builds = append(res.Builds, d)
+		cpu = append(cpu, processCPU()-cpu0)
 		res.Verdict = rep.Verdict
 		for _, c := range []struct {
 			kind status.WhyKind
@@ -356,6 +364,7 @@ func statusTime(ctx context.Context, st store.Store, cfg StatusConfig, res *Stat
 		}
 	}
 	res.BuildP50, res.BuildMax = tickPercentile(res.Builds, 50), slices.Max(res.Builds)
+	res.BuildCPUP50 = tickPercentile(cpu, 50)
 	// Then the same reports again through a store that times each read,
 	// apart so the timing does not weigh on the figures above.
 	steps := newStepStore(st, cfg.Now)
