@@ -13,7 +13,9 @@ queued, the rest succeeded over the last 24 hours) and --events events over the 
 hours, then time --builds status reports and why answers (task, worker, pool) on them.
 
 Without --db the benchmark uses a fresh SQLite file in a temporary directory. With --db the
-database must be empty: use a fresh one. The rows stay behind.`,
+database must be empty: use a fresh one. The rows stay behind; --reuse times the reports
+again over a database (or --db sqlite://FILE) an earlier run loaded, without loading it again
+(pass the same sizes).`,
 	Args: cobra.NoArgs,
 	RunE: func(cmd *cobra.Command, _ []string) error {
 		f := cmd.Flags()
@@ -24,6 +26,7 @@ database must be empty: use a fresh one. The rows stay behind.`,
 		cfg.Queued, _ = f.GetInt("queued")
 		cfg.Events, _ = f.GetInt("events")
 		cfg.Builds, _ = f.GetInt("builds")
+		cfg.Reuse, _ = f.GetBool("reuse")
 		st, done, err := openBenchStore(cmd, "status", url)
 		if err != nil {
 			return err
@@ -47,5 +50,6 @@ func init() {
 	f.Int("queued", 20000, "of which queued")
 	f.Int("events", 1000000, "events to pre-load")
 	f.Int("builds", 20, "status reports (and why answers) to time")
+	f.Bool("reuse", false, "time the reports over the fleet an earlier run loaded into --db (no pre-load)")
 	benchCmd.AddCommand(benchStatusCmd)
 }

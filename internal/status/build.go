@@ -334,8 +334,7 @@ type failureData struct {
 }
 
 func (b *builder) failures(ctx context.Context, st store.Store) error {
-	evs, err := st.EventList(ctx, &store.EventListParams{Kinds: []core.EventKind{core.EventWorkerFailed},
-		Since: b.now.Add(-b.bcfg.Window), Limit: maxTimeline})
+	evs, err := st.EventRecent(ctx, []core.EventKind{core.EventWorkerFailed}, b.now.Add(-b.bcfg.Window), maxTimeline)
 	if err != nil {
 		return fmt.Errorf("status: list recent failures: %w", err)
 	}
@@ -403,8 +402,7 @@ func (b *builder) spend(ctx context.Context, st store.Store) error {
 // worker running it died (task.requeued and task.failed events that say
 // so): a task that lost several workers may be what kills them.
 func (b *builder) poison(ctx context.Context, st store.Store) error {
-	evs, err := st.EventList(ctx, &store.EventListParams{Kinds: []core.EventKind{core.EventTaskRequeued, core.EventTaskFailed},
-		Since: b.now.Add(-b.bcfg.Window), Limit: 1000})
+	evs, err := st.EventRecent(ctx, []core.EventKind{core.EventTaskRequeued, core.EventTaskFailed}, b.now.Add(-b.bcfg.Window), maxLost)
 	if err != nil {
 		return fmt.Errorf("status: list lost tasks: %w", err)
 	}
@@ -416,6 +414,9 @@ func (b *builder) poison(ctx context.Context, st store.Store) error {
 	}
 	return nil
 }
+
+// maxLost bounds the lost-task events read for the poison hint.
+const maxLost = 1000
 
 // leader reads the leadership row when the store keeps one.
 func (b *builder) leader(ctx context.Context, st store.Store) error {

@@ -48,6 +48,11 @@ type Reporting interface {
 	// worker that heartbeated at or after staleBefore), then healthy ones,
 	// each group oldest first (created_at, id).
 	WorkerAttentionIDs(ctx context.Context, staleBefore time.Time, limit int) ([]uuid.UUID, error)
+	// EventRecent returns the events of one of kinds with Since <= time,
+	// latest first (by time, then id), at most limit (1..MaxEventListLimit):
+	// per kind a backward range of the (kind, time) index, so its cost is
+	// bounded by limit and the window, never by the size of the log.
+	EventRecent(ctx context.Context, kinds []core.EventKind, since time.Time, limit int) ([]*core.Event, error)
 	// WorkerStarts returns the workers (any state) whose ready_at is in
 	// (since, until], at most limit, latest first: a range of the
 	// workers_ready index.

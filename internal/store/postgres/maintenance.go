@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// VacuumAnalyze runs VACUUM ANALYZE on the tasks and workers tables. The
+// VacuumAnalyze runs VACUUM ANALYZE on the tasks, workers and events tables. The
 // planner needs statistics to choose the ordered claim scan over a sort of
 // the whole queue, and the visibility map makes the demand counts
 // index-only. Autovacuum does this on its own when it is on (the default);
@@ -13,7 +13,7 @@ import (
 // they measure the steady state, not the minutes before the first
 // autovacuum pass.
 func (s *Store) VacuumAnalyze(ctx context.Context) error {
-	if _, err := s.pool.Exec(ctx, `VACUUM ANALYZE tasks, workers`); err != nil {
+	if _, err := s.pool.Exec(ctx, `VACUUM ANALYZE tasks, workers, events`); err != nil {
 		return fmt.Errorf("vacuum analyze: %w", err)
 	}
 	return nil
