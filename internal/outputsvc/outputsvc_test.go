@@ -26,6 +26,7 @@ import (
 	"github.com/droverhq/drover/internal/outputsvc"
 	"github.com/droverhq/drover/internal/queue"
 	"github.com/droverhq/drover/internal/store"
+	"github.com/droverhq/drover/internal/store/postgres/pgtest"
 	"github.com/droverhq/drover/internal/store/sqlite"
 	"github.com/google/uuid"
 	"github.com/johannesboyne/gofakes3"
@@ -68,16 +69,34 @@ func backends(testing.TB) map[string]func(t testing.TB) string {
 	}
 }
 
-func newEnv(t testing.TB, storeURL string, mod func(*outputsvc.Config)) *env {
+// databases are the stores the database-sensitive cases run on.
+func databases() map[string]func(t testing.TB) store.Store {
+	return map[string]func(t testing.TB) store.Store{
+		"sqlite":   openSQLite,
+		"postgres": func(t testing.TB) store.Store { return pgtest.Open(t, 8) },
+	}
+}
+
+func openSQLite(t testing.TB) store.Store {
 	t.Helper()
-	ctx := t.Context()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "o.db"))
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "o.db"))
 	if err != nil {
 		t.Fatalf("open sqlite: %v", err)
 	}
-	if _, err := st.Migrate(ctx); err != nil {
+	if _, err := st.Migrate(t.Context()); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
+	return st
+}
+
+func newEnv(t testing.TB, storeURL string, mod func(*outputsvc.Config)) *env {
+	t.Helper()
+	return newEnvDB(t, openSQLite(t), storeURL, mod)
+}
+
+func newEnvDB(t testing.TB, st store.Store, storeURL string, mod func(*outputsvc.Config)) *env {
+	t.Helper()
+	ctx := t.Context()
 	clock := core.NewFakeClock(time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC))
 	logger := slog.New(slog.DiscardHandler)
 	q := queue.New(st, clock, queue.Config{MaxAttempts: 3}, logger)
@@ -141,12 +160,18 @@ type worker struct {
 
 func (e *env) addWorker(t testing.TB) *worker {
 	t.Helper()
+	return e.addWorkerN(t, 1)
+}
+
+// addWorkerN registers a ready worker with n slots.
+func (e *env) addWorkerN(t testing.TB, n int) *worker {
+	t.Helper()
 	id := uuid.Must(uuid.NewV7())
 	tok := "worker-token-" + id.String()
 	now := e.clock.Now()
 	if err := e.st.WorkerInsert(t.Context(), &core.Worker{
 		ID: id, Pool: "default", Provider: "sim", Placement: "default/gpu/r", State: core.WorkerReady,
-		TokenHash: api.HashToken(tok), Concurrency: 1, CreatedAt: now, StateChangedAt: now, ReadyAt: &now,
+		TokenHash: api.HashToken(tok), Concurrency: n, CreatedAt: now, StateChangedAt: now, ReadyAt: &now,
 	}); err != nil {
 		t.Fatal(err)
 	}
