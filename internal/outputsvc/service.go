@@ -221,11 +221,14 @@ func (s *Service) Grant(ctx context.Context, workerID uuid.UUID, lease core.Leas
 			}
 			t.UploadID, t.PartSize, t.PartURLs = mu.UploadID, s.cfg.PartSize, mu.PartURLs
 		default:
-			u, err := s.cfg.Blob.UploadURL(ctx, key, f.Size, s.cfg.URLExpiry)
+			u, err := s.cfg.Blob.UploadURL(ctx, key, s.cfg.URLExpiry)
 			if err != nil {
 				return nil, fmt.Errorf("grant upload of output %q: %w", f.Name, err)
 			}
+			// Without the header S3 stores binary/octet-stream, which
+			// the completion's type check would refuse.
 			t.URL = u
+			t.Headers = map[string]string{"Content-Type": f.ContentType}
 		}
 		out[i] = t
 	}
