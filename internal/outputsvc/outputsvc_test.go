@@ -547,6 +547,24 @@ func TestRerunRecordsOneSet(t *testing.T) {
 			if err := put(t, w1, tgs[0], "", b1); err != nil {
 				t.Fatal(err)
 			}
+			// It was also halfway through a large file: on S3 one part of
+			// a multipart upload is in the bucket.
+			half, err := w1.c.UploadURLs(t.Context(), w1.id, l1, []wire.UploadFile{{Name: "big.bin", Size: 6 << 20, ContentType: "application/octet-stream"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if name == "s3" {
+				if len(half[0].PartURLs) != 2 {
+					t.Fatalf("6 MiB in 5 MiB parts: %d part URLs", len(half[0].PartURLs))
+				}
+				part := bytes.Repeat([]byte("p"), 5<<20)
+				if _, err := w1.c.PutObject(t.Context(), half[0].PartURLs[0], nil, bytes.NewReader(part), int64(len(part))); err != nil {
+					t.Fatal(err)
+				}
+				if pending, err := e.blob.PendingUploads(t.Context(), "tasks/"+task.ID.String()+"/"); err != nil || len(pending) != 1 {
+					t.Fatalf("pending uploads %v (%v), want the half-uploaded big.bin", pending, err)
+				}
+			}
 			// Worker 1 is lost (SIGKILLed): its lease is requeued.
 			if _, err := queue.RequeueLost(t.Context(), e.st, e.clock.Now(), []uuid.UUID{w1.id}, time.Time{}); err != nil {
 				t.Fatal(err)
@@ -583,6 +601,12 @@ func TestRerunRecordsOneSet(t *testing.T) {
 			}
 			if _, err := e.blob.Stat(t.Context(), outputs.Key(task.ID.String(), l1.Token.String(), "a.txt")); err != blobstore.ErrNotFound {
 				t.Fatalf("dead attempt's object: %v, want deleted", err)
+			}
+			if _, err := e.blob.Stat(t.Context(), outputs.Key(task.ID.String(), l1.Token.String(), "big.bin")); err != blobstore.ErrNotFound {
+				t.Fatalf("dead attempt's half upload: %v, want never an object", err)
+			}
+			if pending, err := e.blob.PendingUploads(t.Context(), "tasks/"+task.ID.String()+"/"); err != nil || len(pending) != 0 {
+				t.Fatalf("pending uploads after success: %v (%v), want the dead attempt's aborted", pending, err)
 			}
 			// Retention deletes objects and rows once expired.
 			e.clock.Advance(2 * time.Hour)

@@ -521,12 +521,16 @@ func (s *Service) forget(task uuid.UUID, outs []*core.Output) {
 }
 
 // dropOtherAttempts deletes what earlier attempts of the task uploaded
-// (a worker killed mid-upload leaves objects under its own lease).
+// (a worker killed mid-upload leaves objects under its own lease, and on
+// S3 the parts of an unfinished multipart upload, which are aborted).
 func (s *Service) dropOtherAttempts(ctx context.Context, lease core.Lease) {
 	prefix := "tasks/" + lease.TaskID.String() + "/"
 	keep := prefix + lease.Token.String() + "/"
 	if err := s.cfg.Blob.DeleteExcept(ctx, prefix, keep); err != nil {
 		s.log.WarnContext(ctx, "delete outputs of earlier attempts", "task", lease.TaskID, "err", err)
+	}
+	if err := s.cfg.Blob.AbortUploadsExcept(ctx, prefix, keep); err != nil {
+		s.log.WarnContext(ctx, "abort unfinished uploads of earlier attempts", "task", lease.TaskID, "err", err)
 	}
 }
 
