@@ -248,6 +248,12 @@ func (s *Service) CompleteMultipart(ctx context.Context, workerID uuid.UUID, lea
 	}
 	key := outputs.Key(lease.TaskID.String(), lease.Token.String(), name)
 	if err := s.cfg.Blob.CompleteMultipart(ctx, key, uploadID, etags); err != nil {
+		// A retry of a call whose answer was lost finds the upload gone
+		// and the object in place: done (the completion checks its size
+		// and SHA-256 anyway).
+		if _, serr := s.cfg.Blob.Stat(ctx, key); serr == nil {
+			return nil
+		}
 		return invalid("output %q: %s", name, err.Error())
 	}
 	return nil
