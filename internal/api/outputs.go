@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -131,6 +132,80 @@ func (s *Server) completeWithOutputs(w http.ResponseWriter, r *http.Request, req
 	}
 	writeJSON(w, http.StatusOK, wire.OK{OK: true})
 	return true
+}
+
+// verifiedItem is an item of a batched completion whose outputs Verify
+// accepted.
+type verifiedItem struct {
+	lease  core.Lease
+	result []byte
+	outs   []*core.Output
+}
+
+// verifyBatchOutputs splits a batched completion: items that carry a
+// manifest, or whose task requires outputs, are verified like a single
+// completion (Outputs.Verify); the rest are returned as plain. A failed
+// check rejects the whole request with the item's field and file named,
+// so nothing is recorded; an item whose lease is stale is lost.
+func (s *Server) verifyBatchOutputs(ctx context.Context, workerID uuid.UUID, items []wire.CompleteItem) ([]wire.CompleteItem, []verifiedItem, []core.Lease, error) {
+	svc := s.cfg.Outputs
+	var (
+		plain    = make([]wire.CompleteItem, 0, len(items))
+		verified []verifiedItem
+		lost     []core.Lease
+	)
+	for i, it := range items {
+		lease := core.Lease{TaskID: it.TaskID, Token: it.LeaseToken}
+		field := fmt.Sprintf("items[%d].outputs", i)
+		if svc == nil {
+			if len(it.Outputs) > 0 {
+				return nil, nil, nil, core.Invalid(field, "this server has no output store")
+			}
+			plain = append(plain, it)
+			continue
+		}
+		if len(it.Outputs) == 0 {
+			if !svc.AnyTypeRequirements() {
+				plain = append(plain, it)
+				continue
+			}
+			t, err := s.queue.Get(ctx, it.TaskID)
+			if err != nil || !svc.NeedsCheck(t) {
+				plain = append(plain, it) // an unknown task is lost in CompleteMany
+				continue
+			}
+		}
+		outs, err := svc.Verify(ctx, workerID, lease, it.Outputs)
+		if errors.Is(err, core.ErrLeaseLost) {
+			lost = append(lost, lease)
+			continue
+		}
+		if err != nil {
+			var ce *core.Error
+			if errors.As(err, &ce) {
+				return nil, nil, nil, &core.Error{Code: ce.Code, Field: field, Message: fmt.Sprintf("task %s: %s", it.TaskID, ce.Message)}
+			}
+			return nil, nil, nil, fmt.Errorf("verify outputs of task %s: %w", it.TaskID, err)
+		}
+		verified = append(verified, verifiedItem{lease: lease, result: it.Result, outs: outs})
+	}
+	return plain, verified, lost, nil
+}
+
+// recordBatchOutputs records the verified items, one transaction each
+// (with their outputs); an item whose lease went stale is added to lost.
+func (s *Server) recordBatchOutputs(ctx context.Context, workerID uuid.UUID, verified []verifiedItem, lost []core.Lease) ([]core.Lease, error) {
+	for _, v := range verified {
+		err := s.cfg.Outputs.Record(ctx, workerID, v.lease, v.result, v.outs)
+		if errors.Is(err, core.ErrLeaseLost) {
+			lost = append(lost, v.lease)
+			continue
+		}
+		if err != nil {
+			return lost, fmt.Errorf("complete task %s with outputs: %w", v.lease.TaskID, err)
+		}
+	}
+	return lost, nil
 }
 
 // outputReader authenticates a read of a task's outputs.

@@ -476,13 +476,27 @@ func (s *Server) handleTaskCompleteBatch(w http.ResponseWriter, r *http.Request)
 		s.writeError(w, r, err)
 		return
 	}
-	items := make([]store.TaskCompletion, len(req.Items))
-	for i, it := range req.Items {
+	// Items with outputs are verified first (a bad manifest rejects the
+	// request, nothing recorded) and recorded after the others.
+	plain, verified, lost, err := s.verifyBatchOutputs(r.Context(), id, req.Items)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	items := make([]store.TaskCompletion, len(plain))
+	for i, it := range plain {
 		items[i] = store.TaskCompletion{Lease: core.Lease{TaskID: it.TaskID, Token: it.LeaseToken}, Result: it.Result}
 	}
-	lost, err := s.queue.CompleteMany(r.Context(), id, items)
-	if err != nil {
-		s.writeError(w, r, fmt.Errorf("complete %d tasks of worker %s: %w", len(items), id, err))
+	if len(items) > 0 {
+		l, err := s.queue.CompleteMany(r.Context(), id, items)
+		if err != nil {
+			s.writeError(w, r, fmt.Errorf("complete %d tasks of worker %s: %w", len(items), id, err))
+			return
+		}
+		lost = append(lost, l...)
+	}
+	if lost, err = s.recordBatchOutputs(r.Context(), id, verified, lost); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	if lost == nil {

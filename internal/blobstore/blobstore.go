@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"gocloud.dev/blob"
@@ -61,7 +62,10 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return nil, fmt.Errorf("blobstore: create directory %s: %w", dir, err)
 		}
-		b, err := fileblob.OpenBucket(dir, &fileblob.Options{NoTempDir: true})
+		// No attributes sidecar: it would cost a second file and an MD5
+		// pass per object, and the content type of an output is bound
+		// by its upload grant and recorded with the output.
+		b, err := fileblob.OpenBucket(dir, &fileblob.Options{NoTempDir: true, Metadata: fileblob.MetadataDontWrite})
 		if err != nil {
 			return nil, fmt.Errorf("blobstore: open directory %s: %w", dir, err)
 		}
@@ -93,8 +97,10 @@ func (s *Store) String() string { return s.url }
 func (s *Store) Close() error { return s.bucket.Close() }
 
 // UploadURL returns a presigned PUT URL for key (external stores only).
-// Where the provider supports it the URL is bound to the size.
-func (s *Store) UploadURL(ctx context.Context, key string, size int64, expiry time.Duration) (string, error) {
+// The signature does not bind a content type (the S3 SDK cannot presign
+// one): the uploader sends the granted Content-Type header, and the
+// server compares the stored type with the manifest at completion.
+func (s *Store) UploadURL(ctx context.Context, key string, expiry time.Duration) (string, error) {
 	if s.embedded {
 		return "", errors.New("blobstore: the embedded store has no presigned URLs")
 	}
@@ -114,9 +120,15 @@ func (s *Store) DownloadURL(ctx context.Context, key string, expiry time.Duratio
 	return u, nil
 }
 
+// copyBufs are Put's copy buffers: large, so that a big upload is
+// written to the object in few, large writes.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
 // Put streams r into key with the given content type and returns the
-// number of bytes written and their SHA-256. If r yields more than limit
-// bytes the write is aborted. The object only appears once complete.
+// number of bytes written and their SHA-256, computed as the bytes are
+// written (the object is never read back). If r yields more than limit
+// bytes the write is aborted. The object only appears once complete; it
+// is not fsynced (see docs/outputs.md, "Durability").
 func (s *Store) Put(ctx context.Context, key, contentType string, r io.Reader, limit int64) (int64, string, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -125,7 +137,9 @@ func (s *Store) Put(ctx context.Context, key, contentType string, r io.Reader, l
 		return 0, "", fmt.Errorf("open %s for writing: %w", key, err)
 	}
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(r, limit+1))
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	n, err := io.CopyBuffer(io.MultiWriter(w, h), io.LimitReader(r, limit+1), *buf)
 	if err == nil && n > limit {
 		err = fmt.Errorf("more than %d bytes", limit)
 	}
@@ -155,7 +169,11 @@ func (s *Store) Stat(ctx context.Context, key string) (Attrs, error) {
 		}
 		return Attrs{}, fmt.Errorf("stat %s: %w", key, err)
 	}
-	return Attrs{Size: a.Size, ContentType: a.ContentType}, nil
+	at := Attrs{Size: a.Size, ContentType: a.ContentType}
+	if s.embedded {
+		at.ContentType = "" // not stored (no sidecar); bound by the grant
+	}
+	return at, nil
 }
 
 // Hash reads key back and returns its size and SHA-256.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -104,4 +105,48 @@ func (s *Store) AbortMultipart(ctx context.Context, key, uploadID string) error 
 		return fmt.Errorf("abort multipart upload of %s: %w", key, err)
 	}
 	return nil
+}
+
+// PendingUploads lists the keys of the unfinished multipart uploads under
+// prefix (none for a store without multipart uploads).
+func (s *Store) PendingUploads(ctx context.Context, prefix string) ([]string, error) {
+	var keys []string
+	err := s.eachPendingUpload(ctx, prefix, func(key, _ string) error {
+		keys = append(keys, key)
+		return nil
+	})
+	return keys, err
+}
+
+// AbortUploadsExcept abandons the unfinished multipart uploads under
+// prefix whose key is not under keep: the parts a killed attempt sent.
+func (s *Store) AbortUploadsExcept(ctx context.Context, prefix, keep string) error {
+	return s.eachPendingUpload(ctx, prefix, func(key, id string) error {
+		if strings.HasPrefix(key, keep) {
+			return nil
+		}
+		return s.AbortMultipart(ctx, key, id)
+	})
+}
+
+func (s *Store) eachPendingUpload(ctx context.Context, prefix string, fn func(key, uploadID string) error) error {
+	if s.s3 == nil {
+		return nil
+	}
+	in := &s3.ListMultipartUploadsInput{Bucket: aws.String(bucketName(s.url[len("s3://"):])), Prefix: aws.String(prefix)}
+	for {
+		out, err := s.s3.client.ListMultipartUploads(ctx, in)
+		if err != nil {
+			return fmt.Errorf("list multipart uploads under %s: %w", prefix, err)
+		}
+		for _, u := range out.Uploads {
+			if err := fn(aws.ToString(u.Key), aws.ToString(u.UploadId)); err != nil {
+				return err
+			}
+		}
+		if !aws.ToBool(out.IsTruncated) {
+			return nil
+		}
+		in.KeyMarker, in.UploadIdMarker = out.NextKeyMarker, out.NextUploadIdMarker
+	}
 }

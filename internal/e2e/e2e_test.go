@@ -53,7 +53,8 @@ func TestMain(m *testing.M) {
 
 // handlerScript is the e2e handler. Params: {"i":N} plus optional
 // "fail_once":true (exit 1 on the first attempt: a retryable failure) and
-// "gate":"/path/fifo" (the first attempt blocks reading the fifo). The
+// "gate":"/path/fifo" (the first attempt blocks reading the fifo) and
+// "big_mib":N (writes an N MiB output big.bin before the gate). The
 // result echoes i, i², the attempt and the worker.
 const handlerScript = `#!/bin/sh
 p=$(cat)
@@ -61,6 +62,8 @@ i=$(printf '%s' "$p" | sed -n 's/.*"i":\([0-9]*\).*/\1/p')
 case "$p" in *'"fail_once":true'*)
 	if [ "$DROVER_ATTEMPT" = 1 ]; then echo "transient failure of $i" >&2; exit 1; fi;;
 esac
+big=$(printf '%s' "$p" | sed -n 's/.*"big_mib":\([0-9]*\).*/\1/p')
+if [ -n "$big" ]; then head -c $((big*1048576)) /dev/urandom > "$DROVER_OUTPUT_DIR/big.bin"; fi
 gate=$(printf '%s' "$p" | sed -n 's/.*"gate":"\([^"]*\)".*/\1/p')
 if [ -n "$gate" ] && [ "$DROVER_ATTEMPT" = 1 ]; then echo "waiting at gate"; read x < "$gate"; fi
 echo "working on $i"
@@ -95,6 +98,8 @@ type envOpts struct {
 	// serverLostTimeout, when set, is the agents' dead man's switch
 	// (server_lost_timeout).
 	serverLostTimeout time.Duration
+	// listener, when set, wraps the in-process server's listener.
+	listener func(net.Listener) net.Listener
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -145,6 +150,9 @@ func newEnv(t *testing.T, o envOpts) *env {
 		e.writeYAML(o)
 		e.startProc()
 	} else {
+		if o.listener != nil {
+			ln = o.listener(ln)
+		}
 		e.start(ln)
 	}
 	e.c, err = client.New(cfg.PublicURL, tok)

@@ -2,8 +2,6 @@ package outputsvc_test
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,9 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/droverhq/drover/internal/agent"
 	"github.com/droverhq/drover/internal/api/wire"
 	"github.com/droverhq/drover/internal/client"
 	"github.com/droverhq/drover/internal/outputsvc"
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
 )
 
 // benchSize is the large file of BenchmarkUpload (DROVER_BENCH_UPLOAD_MIB,
@@ -80,32 +81,60 @@ func heapPeak(fn func()) uint64 {
 	return peak.Load()
 }
 
-// BenchmarkUpload measures the agent's upload path (grant, streaming PUT
-// from disk, completion with server-side verification) to the embedded
-// store and to a loopback S3, against a plain HTTP PUT of the same bytes
-// into a file (the `curl --upload-file` ceiling).
-func BenchmarkUpload(b *testing.B) {
-	dir := b.TempDir()
-	big := filepath.Join(dir, "big.bin")
-	size := benchSize()
-	writeRandom(b, big, size)
-	small := make([]string, 1000)
-	for i := range small {
-		small[i] = filepath.Join(dir, fmt.Sprintf("s%04d.bin", i))
-		writeRandom(b, small[i], 100<<10)
+// fakeS3 starts an in-process S3 (gofakes3) with bucket "outputs" and
+// returns its base URL and the s3:// store URL for it.
+func fakeS3(b *testing.B) (string, string) {
+	be := s3mem.New()
+	if err := be.CreateBucket("outputs"); err != nil {
+		b.Fatalf("create bucket: %v", err)
 	}
-	sets := map[string][]string{fmt.Sprintf("1x%dMiB", size>>20): {big}, "1000x100KiB": small}
+	fs := httptest.NewServer(gofakes3.New(be).Server())
+	b.Cleanup(fs.Close)
+	b.Setenv("AWS_ACCESS_KEY_ID", "test")
+	b.Setenv("AWS_SECRET_ACCESS_KEY", "test-secret")
+	b.Setenv("AWS_REGION", "us-east-1")
+	return fs.URL, "s3://outputs?region=us-east-1&use_path_style=true&endpoint=" + fs.URL
+}
 
-	for setName, files := range sets {
+// BenchmarkUpload measures the agent's upload path (agent.Uploader: scan,
+// grant, hash-while-streaming PUTs from disk, DefaultUploadParallel files
+// in flight; then the completion, which the server verifies) to the
+// embedded store and to a loopback S3, each beside its ceiling: a plain
+// HTTP PUT of the same files by the same client at the same parallelism
+// (what `curl --upload-file` does), into files on disk for the embedded
+// store and into the same fake S3 for S3.
+//
+//	DROVER_BENCH_UPLOAD_MIB=1024 go test -run '^$' -bench BenchmarkUpload -benchtime 2x ./internal/outputsvc
+func BenchmarkUpload(b *testing.B) {
+	size := benchSize()
+	bigDir, smallDir := b.TempDir(), b.TempDir()
+	writeRandom(b, filepath.Join(bigDir, "big.bin"), size)
+	for i := range 1000 {
+		writeRandom(b, filepath.Join(smallDir, fmt.Sprintf("s%04d.bin", i)), 100<<10)
+	}
+	sets := []struct{ name, dir string }{{fmt.Sprintf("1x%dMiB", size>>20), bigDir}, {"1000x100KiB", smallDir}}
+	for _, set := range sets {
+		ents, err := os.ReadDir(set.dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var files []string
 		var total int64
-		for _, f := range files {
-			st, _ := os.Stat(f)
+		for _, e := range ents {
+			st, _ := e.Info()
+			files = append(files, filepath.Join(set.dir, e.Name()))
 			total += st.Size()
 		}
-		b.Run("ceiling-plain-put/"+setName, func(b *testing.B) {
+		b.Run("file-ceiling-plain-put/"+set.name, func(b *testing.B) {
 			sink := b.TempDir()
 			hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				f, err := os.Create(filepath.Join(sink, filepath.Base(r.URL.Path)))
+				// Like the agent's objects, every iteration's files are new.
+				p := filepath.Join(sink, filepath.FromSlash(r.URL.Path))
+				err := os.MkdirAll(filepath.Dir(p), 0o750)
+				var f *os.File
+				if err == nil {
+					f, err = os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+				}
 				if err == nil {
 					_, err = io.Copy(f, r.Body)
 					f.Close()
@@ -115,60 +144,36 @@ func BenchmarkUpload(b *testing.B) {
 				}
 			}))
 			defer hs.Close()
-			c := mustClient(b, hs.URL, "")
-			b.SetBytes(total)
-			for b.Loop() {
-				parallel(files, func(p string) error {
-					f, err := os.Open(p)
-					if err != nil {
-						return err
-					}
-					defer f.Close()
-					st, _ := f.Stat()
-					_, err = c.PutObject(b.Context(), "/"+filepath.Base(p), nil, f, st.Size())
-					return err
-				})
-			}
-			b.ReportMetric(float64(len(files))*float64(b.N)/b.Elapsed().Seconds(), "files/s")
+			plainPuts(b, mustClient(b, hs.URL, ""), hs.URL+"/", files, total)
 		})
-		for name, mk := range backends(b) {
-			if name == "s3" && setName != "1000x100KiB" && size > 256<<20 {
-				continue // gofakes3 keeps objects in memory
-			}
-			b.Run(name+"/"+setName, func(b *testing.B) {
-				e := newEnv(b, mk(b), func(c *outputsvc.Config) { c.PartSize = 64 << 20 })
+		b.Run("s3-ceiling-plain-put/"+set.name, func(b *testing.B) {
+			base, _ := fakeS3(b)
+			plainPuts(b, mustClient(b, base, ""), base+"/outputs/plain/", files, total)
+		})
+		for _, name := range []string{"file", "s3"} {
+			b.Run(name+"/"+set.name, func(b *testing.B) {
+				storeURL := filepath.Join(b.TempDir(), "outputs")
+				if name == "s3" {
+					_, storeURL = fakeS3(b)
+				}
+				e := newEnv(b, storeURL, func(c *outputsvc.Config) { c.PartSize = 64 << 20 })
 				w := e.addWorker(b)
+				up := &agent.Uploader{API: agent.NewClientOutputAPI(w.c), WorkerID: w.id}
 				b.SetBytes(total)
 				var peak uint64
 				for b.Loop() {
-					task := e.submit(b, e.op, "bench", `{}`, 1)
+					e.submit(b, e.op, "bench", `{}`, 1)
 					lease := e.claim(b, w)
-					req := make([]wire.UploadFile, len(files))
-					manifest := make([]wire.OutputEntry, len(files))
-					for i, p := range files {
-						st, _ := os.Stat(p)
-						req[i] = wire.UploadFile{Name: filepath.Base(p), Size: st.Size(), ContentType: "application/octet-stream"}
-					}
-					tgs, err := w.c.UploadURLs(b.Context(), w.id, lease, req)
-					if err != nil {
-						b.Fatal(err)
-					}
+					var manifest []wire.OutputEntry
 					p := heapPeak(func() {
-						parallel(files, func(p string) error {
-							i := indexOf(files, p)
-							sz, sum, err := hashPath(p)
-							if err != nil {
-								return err
-							}
-							manifest[i] = wire.OutputEntry{Name: req[i].Name, Size: sz, SHA256: sum, ContentType: req[i].ContentType}
-							return putFile(b, w.c, w, lease, tgs[i], p, sz)
-						})
+						if manifest, err = up.Upload(b.Context(), lease, set.dir, nil); err != nil {
+							b.Fatal(err)
+						}
 					})
 					peak = max(peak, p)
 					if err := w.c.CompleteOutputs(b.Context(), w.id, lease, json.RawMessage(`{}`), manifest); err != nil {
 						b.Fatal(err)
 					}
-					_ = task
 				}
 				b.ReportMetric(float64(len(files))*float64(b.N)/b.Elapsed().Seconds(), "files/s")
 				b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
@@ -177,8 +182,31 @@ func BenchmarkUpload(b *testing.B) {
 	}
 }
 
+// plainPuts is the ceiling: PUT every file (an *os.File body, so the
+// transport may sendfile) to prefix+"<iteration>/"+name,
+// DefaultUploadParallel at once.
+func plainPuts(b *testing.B, c *client.Client, prefix string, files []string, total int64) {
+	b.SetBytes(total)
+	iter := 0
+	for b.Loop() {
+		iter++
+		dir := prefix + strconv.Itoa(iter) + "/"
+		parallel(files, func(p string) error {
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			st, _ := f.Stat()
+			_, err = c.PutObject(b.Context(), dir+filepath.Base(p), nil, f, st.Size())
+			return err
+		})
+	}
+	b.ReportMetric(float64(len(files))*float64(b.N)/b.Elapsed().Seconds(), "files/s")
+}
+
 func parallel(files []string, fn func(string) error) {
-	sem := make(chan struct{}, 4)
+	sem := make(chan struct{}, agent.DefaultUploadParallel)
 	var wg sync.WaitGroup
 	var once sync.Once
 	var first error
@@ -197,47 +225,4 @@ func parallel(files []string, fn func(string) error) {
 	if first != nil {
 		panic(first)
 	}
-}
-
-func indexOf(files []string, p string) int {
-	for i, f := range files {
-		if f == p {
-			return i
-		}
-	}
-	return -1
-}
-
-func hashPath(p string) (int64, string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return 0, "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	return n, hex.EncodeToString(h.Sum(nil)), err
-}
-
-// putFile uploads one file the way the agent does: one streaming PUT, or
-// its parts.
-func putFile(b *testing.B, c *client.Client, w *worker, lease wire.Lease, tg wire.UploadTarget, p string, size int64) error {
-	f, err := os.Open(p)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if len(tg.PartURLs) == 0 {
-		_, err = c.PutObject(b.Context(), tg.URL, tg.Headers, f, size)
-		return err
-	}
-	etags := make([]string, len(tg.PartURLs))
-	for i, u := range tg.PartURLs {
-		off := int64(i) * tg.PartSize
-		n := min(tg.PartSize, size-off)
-		if etags[i], err = c.PutObject(b.Context(), u, nil, io.NewSectionReader(f, off, n), n); err != nil {
-			return err
-		}
-	}
-	return c.CompleteMultipart(b.Context(), w.id, lease, tg.Name, tg.UploadID, etags)
 }

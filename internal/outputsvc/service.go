@@ -73,11 +73,17 @@ type Service struct {
 
 	mu     sync.Mutex
 	hashes map[string]uploaded // key → what the embedded store received
+	// held caches Accept's lease check: task → lease token → until when
+	// the check stands (the upload URL's expiry). A task's entry is
+	// dropped when it completes here, so a stale attempt's later uploads
+	// are checked against the database again.
+	held map[uuid.UUID]map[uuid.UUID]time.Time
 }
 
 type uploaded struct {
 	size int64
 	sum  string
+	ct   string // the Content-Type it was granted and sent with
 }
 
 const maxHashCache = 100_000
@@ -103,7 +109,7 @@ func New(cfg Config) (*Service, error) {
 		cfg.PartSize = DefaultPartSize
 	}
 	cfg.Limits = cfg.Limits.WithDefaults()
-	return &Service{cfg: cfg, log: cfg.Logger, hashes: map[string]uploaded{}}, nil
+	return &Service{cfg: cfg, log: cfg.Logger, hashes: map[string]uploaded{}, held: map[uuid.UUID]map[uuid.UUID]time.Time{}}, nil
 }
 
 // Store returns the object store.
@@ -215,11 +221,14 @@ func (s *Service) Grant(ctx context.Context, workerID uuid.UUID, lease core.Leas
 			}
 			t.UploadID, t.PartSize, t.PartURLs = mu.UploadID, s.cfg.PartSize, mu.PartURLs
 		default:
-			u, err := s.cfg.Blob.UploadURL(ctx, key, f.Size, s.cfg.URLExpiry)
+			u, err := s.cfg.Blob.UploadURL(ctx, key, s.cfg.URLExpiry)
 			if err != nil {
 				return nil, fmt.Errorf("grant upload of output %q: %w", f.Name, err)
 			}
+			// Without the header S3 stores binary/octet-stream, which
+			// the completion's type check would refuse.
 			t.URL = u
+			t.Headers = map[string]string{"Content-Type": f.ContentType}
 		}
 		out[i] = t
 	}
@@ -239,6 +248,12 @@ func (s *Service) CompleteMultipart(ctx context.Context, workerID uuid.UUID, lea
 	}
 	key := outputs.Key(lease.TaskID.String(), lease.Token.String(), name)
 	if err := s.cfg.Blob.CompleteMultipart(ctx, key, uploadID, etags); err != nil {
+		// A retry of a call whose answer was lost finds the upload gone
+		// and the object in place: done (the completion checks its size
+		// and SHA-256 anyway).
+		if _, serr := s.cfg.Blob.Stat(ctx, key); serr == nil {
+			return nil
+		}
 		return invalid("output %q: %s", name, err.Error())
 	}
 	return nil
@@ -272,7 +287,7 @@ func (s *Service) Accept(ctx context.Context, token, contentType string, content
 		return errSignature
 	}
 	name := g.Key[strings.LastIndexByte(g.Key, '/')+1:]
-	if _, err := s.heldTask(ctx, uuid.Nil, core.Lease{TaskID: taskID, Token: tok}); err != nil {
+	if err := s.checkHeld(ctx, core.Lease{TaskID: taskID, Token: tok}, time.Unix(g.Expires, 0)); err != nil {
 		return fmt.Errorf("upload output %q of task %s: %w", name, taskID, err)
 	}
 	if contentType != g.ContentType {
@@ -293,7 +308,36 @@ func (s *Service) Accept(ctx context.Context, token, contentType string, content
 	if len(s.hashes) >= maxHashCache {
 		clear(s.hashes)
 	}
-	s.hashes[g.Key] = uploaded{size: n, sum: sum}
+	s.hashes[g.Key] = uploaded{size: n, sum: sum, ct: contentType}
+	s.mu.Unlock()
+	return nil
+}
+
+// checkHeld is heldTask for an upload, cached until the URL expires: the
+// uploads of one grant cost one task read, not one per file. The cache
+// only saves reads: Complete checks the lease again, and what a lease
+// uploaded after losing its task is never recorded.
+func (s *Service) checkHeld(ctx context.Context, lease core.Lease, until time.Time) error {
+	now := s.cfg.Clock.Now()
+	s.mu.Lock()
+	ok := s.held[lease.TaskID][lease.Token].After(now)
+	s.mu.Unlock()
+	if ok {
+		return nil
+	}
+	if _, err := s.heldTask(ctx, uuid.Nil, lease); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if len(s.held) >= maxHashCache {
+		clear(s.held)
+	}
+	m := s.held[lease.TaskID]
+	if m == nil {
+		m = map[uuid.UUID]time.Time{}
+		s.held[lease.TaskID] = m
+	}
+	m[lease.Token] = until
 	s.mu.Unlock()
 	return nil
 }
@@ -324,19 +368,31 @@ func sameMediaType(a, b string) bool {
 // error naming the file; nothing is recorded and the task stays running
 // (the agent then fails the attempt, retryable).
 func (s *Service) Complete(ctx context.Context, workerID uuid.UUID, lease core.Lease, result json.RawMessage, manifest []wire.OutputEntry) error {
+	outs, err := s.Verify(ctx, workerID, lease, manifest)
+	if err != nil {
+		return err
+	}
+	return s.Record(ctx, workerID, lease, result, outs)
+}
+
+// Verify is the check of Complete without the completion: the manifest
+// is valid and within the limits, the lease is held, every required
+// output is listed, and every object matches its entry (size, SHA-256,
+// content type). It returns the outputs to Record; it changes nothing.
+func (s *Service) Verify(ctx context.Context, workerID uuid.UUID, lease core.Lease, manifest []wire.OutputEntry) ([]*core.Output, error) {
 	entries := make([]outputs.Entry, len(manifest))
 	for i, m := range manifest {
 		entries[i] = outputs.Entry(m)
 	}
 	if len(entries) > s.cfg.Limits.MaxFiles {
-		return tooLarge("%d outputs; the limit is %d files per task", len(entries), s.cfg.Limits.MaxFiles)
+		return nil, tooLarge("%d outputs; the limit is %d files per task", len(entries), s.cfg.Limits.MaxFiles)
 	}
 	if err := outputs.ValidateManifest(entries, s.cfg.Limits); err != nil {
-		return invalid("%s", err.Error())
+		return nil, invalid("%s", err.Error())
 	}
 	t, err := s.heldTask(ctx, workerID, lease)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	have := make(map[string]bool, len(entries))
 	for _, e := range entries {
@@ -344,7 +400,7 @@ func (s *Service) Complete(ctx context.Context, workerID uuid.UUID, lease core.L
 	}
 	for _, name := range s.required(t) {
 		if !have[name] {
-			return invalid("required output %q of task type %q is missing: the handler did not write $DROVER_OUTPUT_DIR/%s", name, t.Type, name)
+			return nil, invalid("required output %q of task type %q is missing: the handler did not write $DROVER_OUTPUT_DIR/%s", name, t.Type, name)
 		}
 	}
 	now := s.cfg.Clock.Now()
@@ -354,23 +410,77 @@ func (s *Service) Complete(ctx context.Context, workerID uuid.UUID, lease core.L
 			keep = d
 		}
 	}
-	outs := make([]*core.Output, 0, len(entries))
-	for _, e := range entries {
-		key := outputs.Key(lease.TaskID.String(), lease.Token.String(), e.Name)
-		if err := s.verify(ctx, key, e); err != nil {
-			return err
-		}
-		outs = append(outs, &core.Output{
+	outs := make([]*core.Output, len(entries))
+	for i, e := range entries {
+		outs[i] = &core.Output{
 			TaskID: lease.TaskID, Name: e.Name, Attempt: t.Attempt, Size: e.Size, SHA256: e.SHA256,
-			ContentType: e.ContentType, BlobKey: key, CreatedAt: now, ExpiresAt: now.Add(keep),
-		})
+			ContentType: e.ContentType, BlobKey: outputs.Key(lease.TaskID.String(), lease.Token.String(), e.Name),
+			CreatedAt: now, ExpiresAt: now.Add(keep),
+		}
 	}
+	if err := s.verifyAll(ctx, outs, entries); err != nil {
+		return nil, err
+	}
+	return outs, nil
+}
+
+// Record completes a held task with outputs that Verify returned, in one
+// transaction (core.ErrLeaseLost when the lease went stale meanwhile:
+// nothing is recorded), then deletes what other attempts of the task
+// uploaded.
+func (s *Service) Record(ctx context.Context, workerID uuid.UUID, lease core.Lease, result json.RawMessage, outs []*core.Output) error {
 	if err := s.cfg.Completer.CompleteWithOutputs(ctx, workerID, lease, result, outs); err != nil {
 		return err
 	}
-	s.forget(outs)
+	s.forget(lease.TaskID, outs)
 	s.dropOtherAttempts(context.WithoutCancel(ctx), lease)
 	return nil
+}
+
+// NeedsCheck reports whether a completion of task must go through Verify
+// although it carries no manifest: its type or its params require
+// outputs.
+func (s *Service) NeedsCheck(t *core.Task) bool {
+	return s.HasTypeRequirements(t.Type) || len(outputs.ParamsRequired(t.Params)) > 0
+}
+
+// verifyParallel is how many objects Complete checks at once (a bucket's
+// round trips dominate; the embedded store answers from memory).
+const verifyParallel = 16
+
+// verifyAll checks every object against its entry, verifyParallel at a
+// time, and returns the first mismatch in manifest order.
+func (s *Service) verifyAll(ctx context.Context, outs []*core.Output, entries []outputs.Entry) error {
+	errs := make([]error, len(entries))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, verifyParallel)
+	for i := range entries {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if errs[i] = s.verify(ctx, outs[i].BlobKey, entries[i]); errs[i] != nil {
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	var first error
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, context.Canceled) {
+			return err // a mismatch outranks the checks it cancelled
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // verify checks one stored object against its manifest entry.
@@ -391,6 +501,9 @@ func (s *Service) verify(ctx context.Context, key string, e outputs.Entry) error
 	s.mu.Lock()
 	up, ok := s.hashes[key]
 	s.mu.Unlock()
+	if ok && up.ct != "" && !sameMediaType(up.ct, e.ContentType) {
+		return invalid("output %q: stored as %q; the manifest says %q", e.Name, up.ct, e.ContentType)
+	}
 	sum := up.sum
 	if !ok || up.size != a.Size {
 		_, sum, err = s.cfg.Blob.Hash(ctx, key)
@@ -404,8 +517,9 @@ func (s *Service) verify(ctx context.Context, key string, e outputs.Entry) error
 	return nil
 }
 
-func (s *Service) forget(outs []*core.Output) {
+func (s *Service) forget(task uuid.UUID, outs []*core.Output) {
 	s.mu.Lock()
+	delete(s.held, task)
 	for _, o := range outs {
 		delete(s.hashes, o.BlobKey)
 	}
@@ -413,12 +527,16 @@ func (s *Service) forget(outs []*core.Output) {
 }
 
 // dropOtherAttempts deletes what earlier attempts of the task uploaded
-// (a worker killed mid-upload leaves objects under its own lease).
+// (a worker killed mid-upload leaves objects under its own lease, and on
+// S3 the parts of an unfinished multipart upload, which are aborted).
 func (s *Service) dropOtherAttempts(ctx context.Context, lease core.Lease) {
 	prefix := "tasks/" + lease.TaskID.String() + "/"
 	keep := prefix + lease.Token.String() + "/"
 	if err := s.cfg.Blob.DeleteExcept(ctx, prefix, keep); err != nil {
 		s.log.WarnContext(ctx, "delete outputs of earlier attempts", "task", lease.TaskID, "err", err)
+	}
+	if err := s.cfg.Blob.AbortUploadsExcept(ctx, prefix, keep); err != nil {
+		s.log.WarnContext(ctx, "abort unfinished uploads of earlier attempts", "task", lease.TaskID, "err", err)
 	}
 }
 

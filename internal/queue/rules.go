@@ -219,6 +219,10 @@ func RetryTask(ctx context.Context, st store.Store, id uuid.UUID, now time.Time)
 		if err != nil {
 			return err
 		}
+		// Its next final state gets its own webhook (docs/outputs.md).
+		if err := tx.WebhookRearm(ctx, id, now); err != nil {
+			return err
+		}
 		t.State = core.TaskQueued
 		t.Failures, t.Lost, t.DepsPending = 0, 0, pending
 		t.Error, t.Result, t.Progress, t.ProgressMsg = "", nil, nil, ""

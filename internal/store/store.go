@@ -389,6 +389,12 @@ type Tx interface {
 	// tasks_failed) and sets their last_task_at. Unknown workers are
 	// skipped.
 	WorkerCountersAdd(ctx context.Context, counters []WorkerCounters) error
+	// WebhookRearm is called when a final task is retried, before its
+	// row changes: it enqueues the delivery of the final state the task
+	// is leaving (if its callback was not enqueued yet) and records the
+	// callback again for the task's next final state, as the next round.
+	// A task without a callback is left alone.
+	WebhookRearm(ctx context.Context, taskID uuid.UUID, now time.Time) error
 }
 
 // TaskLockParams selects the tasks TaskLock returns. IDs and State narrow

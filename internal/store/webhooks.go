@@ -18,9 +18,10 @@ type WebhookStore interface {
 	WebhookCallbackPut(ctx context.Context, cbs []WebhookCallback) error
 	// WebhookEnqueue moves the callbacks of final tasks (succeeded, failed,
 	// cancelled) into the outbox as pending deliveries due at now, with the
-	// id "<task id>:<state>" (an id already in the outbox is skipped), and
-	// drops the callbacks of tasks that no longer exist. It returns how
-	// many deliveries were enqueued.
+	// id "<task id>:<state>", or "<task id>:<state>:<round>" from a
+	// callback's second round on (Tx.WebhookRearm); an id already in the
+	// outbox is skipped. It drops the callbacks of tasks that no longer
+	// exist. It returns how many deliveries were enqueued.
 	WebhookEnqueue(ctx context.Context, now time.Time) (int, error)
 	// WebhookDue returns up to limit pending deliveries due at or before
 	// now, oldest due first.
@@ -49,7 +50,9 @@ const (
 
 // WebhookDelivery is one row of the outbox.
 type WebhookDelivery struct {
-	// ID is the idempotency id: "<task id>:<final state>".
+	// ID is the idempotency id: "<task id>:<final state>", with
+	// ":<round>" appended for the second and later final states of a
+	// retried task.
 	ID        string
 	TaskID    uuid.UUID
 	URL       string

@@ -202,6 +202,10 @@ func (d *Dispatcher) payload(ctx context.Context, dl *store.WebhookDelivery) ([]
 		// Deleted by retention before delivery: send what the outbox knows.
 	case err != nil:
 		return nil, fmt.Errorf("webhook %s: read task: %w", dl.ID, err)
+	case string(t.State) != dl.State:
+		// Retried since (a delivery of an earlier final state): the row
+		// now describes another run, so only what does not change is sent.
+		p.Type, p.Owner = t.Type, t.Owner
 	default:
 		p.Type, p.Owner, p.Result, p.Error, p.FinishedAt = t.Type, t.Owner, t.Result, t.Error, t.FinishedAt
 		outs, err := d.cfg.Store.OutputList(ctx, dl.TaskID)

@@ -16,6 +16,7 @@ import (
 	"github.com/droverhq/drover/internal/core"
 	"github.com/droverhq/drover/internal/queue"
 	"github.com/droverhq/drover/internal/store"
+	"github.com/droverhq/drover/internal/store/postgres/pgtest"
 	"github.com/droverhq/drover/internal/store/sqlite"
 	"github.com/droverhq/drover/internal/store/storetest"
 	"github.com/droverhq/drover/internal/webhook"
@@ -266,5 +267,76 @@ func TestOwnerCallbackAndBadURL(t *testing.T) {
 	ts, err := b.q.List(t.Context(), nil)
 	if err != nil || len(ts) != 2 {
 		t.Fatalf("tasks after bad submits: %d (%v), want 2", len(ts), err)
+	}
+}
+
+// TestRetriedTaskGetsOneDeliveryPerFinalState: an operator retry of a
+// final task re-arms its callback; each final state it reaches is its own
+// delivery with its own idempotency id, on both backends, including a
+// final state that is retried before the dispatcher saw it.
+func TestRetriedTaskGetsOneDeliveryPerFinalState(t *testing.T) {
+	for name, open := range map[string]func(t *testing.T) store.Store{
+		"sqlite":   func(t *testing.T) store.Store { return setup(t).st },
+		"postgres": func(t *testing.T) store.Store { return pgtest.Open(t, 4) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			st := open(t)
+			clock := core.NewFakeClock(storetest.Base)
+			b := &bundle{st: st, clock: clock, q: queue.New(st, clock, queue.Config{}, nil)}
+			rc := &receiver{}
+			srv := httptest.NewServer(rc)
+			defer srv.Close()
+			d := b.dispatcher(t, webhook.Config{})
+			task := b.submit(t, queue.SubmitRequest{Type: "render", CallbackURL: srv.URL})
+			id := task.ID.String()
+			cancel := func() {
+				t.Helper()
+				if _, err := b.q.Cancel(t.Context(), task.ID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			retry := func() {
+				t.Helper()
+				if _, err := b.q.Retry(t.Context(), task.ID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cancel()
+			step(t, d)
+			retry()
+			cancel()
+			step(t, d)
+			retry()
+			cancel()
+			retry() // before the dispatcher ran: the cancelled state still gets its delivery
+			b.succeed(t, task)
+			step(t, d)
+			step(t, d) // nothing more
+			want := []string{id + ":cancelled", id + ":cancelled:2", id + ":cancelled:3", id + ":succeeded:4"}
+			got := map[string]int{}
+			for _, a := range rc.accepted {
+				got[a.id]++
+			}
+			if len(rc.accepted) != len(want) {
+				t.Fatalf("accepted %d deliveries %v, want %v", len(rc.accepted), got, want)
+			}
+			for _, w := range want {
+				if got[w] != 1 {
+					t.Fatalf("deliveries %v, want exactly one of each of %v", got, want)
+				}
+			}
+			for _, a := range rc.accepted {
+				var p webhook.Payload
+				if err := json.Unmarshal(a.body, &p); err != nil {
+					t.Fatal(err)
+				}
+				if p.ID != a.id || !strings.Contains(a.id, ":"+p.State) {
+					t.Fatalf("delivery %s carries id %s state %s", a.id, p.ID, p.State)
+				}
+				if p.ID == id+":succeeded:4" && string(p.Result) != `{"frames":3}` {
+					t.Fatalf("final delivery result %s", p.Result)
+				}
+			}
+		})
 	}
 }

@@ -257,6 +257,9 @@ type CompleteItem struct {
 	TaskID     uuid.UUID       `json:"task_id"`
 	LeaseToken uuid.UUID       `json:"lease_token"`
 	Result     json.RawMessage `json:"result,omitempty"`
+	// Outputs is the task's outputs manifest, verified like
+	// CompleteRequest.Outputs.
+	Outputs []OutputEntry `json:"outputs,omitempty"`
 }
 
 // CompleteBatchRequest is the body of POST /v1/workers/{id}/complete: a

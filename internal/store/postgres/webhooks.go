@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/droverhq/drover/internal/store"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -31,9 +32,9 @@ func (s *Store) WebhookEnqueue(ctx context.Context, now time.Time) (int, error) 
 	tag, err := s.pool.Exec(ctx, `WITH moved AS (
 			DELETE FROM webhook_callbacks c USING tasks t
 			WHERE t.id = c.task_id AND t.state IN ('succeeded', 'failed', 'cancelled')
-			RETURNING c.task_id, c.url, t.state)
+			RETURNING c.task_id, c.url, c.round, t.state)
 		INSERT INTO webhook_deliveries (id, task_id, url, state, status, attempts, next_at, created_at, last_error)
-		SELECT task_id::text || ':' || state, task_id, url, state, 'pending', 0, $1, $1, '' FROM moved
+		SELECT `+deliveryID+`, task_id, url, state, 'pending', 0, $1, $1, '' FROM moved
 		ON CONFLICT (id) DO NOTHING`, now)
 	if err != nil {
 		return 0, fmt.Errorf("enqueue webhooks: %w", err)
@@ -43,6 +44,30 @@ func (s *Store) WebhookEnqueue(ctx context.Context, now time.Time) (int, error) 
 		return 0, fmt.Errorf("drop callbacks of deleted tasks: %w", err)
 	}
 	return int(tag.RowsAffected()), nil
+}
+
+// deliveryID is the idempotency id of a moved callback (task_id, state,
+// round).
+const deliveryID = `task_id::text || ':' || state || CASE WHEN round > 1 THEN ':' || round::text ELSE '' END`
+
+// WebhookRearm records a retried task's callback again; see store.Tx. The
+// caller holds the task's row lock.
+func (t *txn) WebhookRearm(ctx context.Context, taskID uuid.UUID, now time.Time) error {
+	if _, err := t.tx.Exec(ctx, `WITH moved AS (
+			DELETE FROM webhook_callbacks c USING tasks t
+			WHERE c.task_id = $2 AND t.id = c.task_id AND t.state IN ('succeeded', 'failed', 'cancelled')
+			RETURNING c.task_id, c.url, c.round, t.state)
+		INSERT INTO webhook_deliveries (id, task_id, url, state, status, attempts, next_at, created_at, last_error)
+		SELECT `+deliveryID+`, task_id, url, state, 'pending', 0, $1, $1, '' FROM moved
+		ON CONFLICT (id) DO NOTHING`, now, taskID); err != nil {
+		return fmt.Errorf("enqueue the webhook of task %s: %w", taskID, err)
+	}
+	if _, err := t.tx.Exec(ctx, `INSERT INTO webhook_callbacks (task_id, url, round)
+		SELECT task_id, max(url), count(*) + 1 FROM webhook_deliveries WHERE task_id = $1 GROUP BY task_id
+		ON CONFLICT (task_id) DO NOTHING`, taskID); err != nil {
+		return fmt.Errorf("rearm the webhook of task %s: %w", taskID, err)
+	}
+	return nil
 }
 
 // WebhookDue lists due deliveries; see store.WebhookStore.

@@ -34,7 +34,7 @@ func (s *Store) WebhookEnqueue(ctx context.Context, now time.Time) (int, error) 
 	err := s.inTx(ctx, "enqueue webhooks", func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO webhook_deliveries
 			(id, task_id, url, state, status, attempts, next_at, created_at, last_error)
-			SELECT c.task_id || ':' || t.state, c.task_id, c.url, t.state, 'pending', 0, ?, ?, ''
+			SELECT `+deliveryID+`, c.task_id, c.url, t.state, 'pending', 0, ?, ?, ''
 			FROM webhook_callbacks c JOIN tasks t ON t.id = c.task_id
 			WHERE t.state IN ('succeeded', 'failed', 'cancelled')
 			ON CONFLICT (id) DO NOTHING`, micros(now), micros(now))
@@ -51,6 +51,30 @@ func (s *Store) WebhookEnqueue(ctx context.Context, now time.Time) (int, error) 
 		return err
 	})
 	return n, err
+}
+
+// deliveryID is the idempotency id of callback c for task t's state.
+const deliveryID = `c.task_id || ':' || t.state || CASE WHEN c.round > 1 THEN ':' || c.round ELSE '' END`
+
+// WebhookRearm records a retried task's callback again; see store.Tx.
+func (t *txn) WebhookRearm(ctx context.Context, taskID uuid.UUID, now time.Time) error {
+	id := taskID.String()
+	if _, err := t.tx.ExecContext(ctx, `INSERT INTO webhook_deliveries
+		(id, task_id, url, state, status, attempts, next_at, created_at, last_error)
+		SELECT `+deliveryID+`, c.task_id, c.url, t.state, 'pending', 0, ?, ?, ''
+		FROM webhook_callbacks c JOIN tasks t ON t.id = c.task_id
+		WHERE c.task_id = ? AND t.state IN ('succeeded', 'failed', 'cancelled')
+		ON CONFLICT (id) DO NOTHING`, micros(now), micros(now), id); err != nil {
+		return fmt.Errorf("enqueue the webhook of task %s: %w", taskID, err)
+	}
+	if _, err := t.tx.ExecContext(ctx, `DELETE FROM webhook_callbacks WHERE task_id = ?`, id); err != nil {
+		return fmt.Errorf("rearm the webhook of task %s: %w", taskID, err)
+	}
+	if _, err := t.tx.ExecContext(ctx, `INSERT INTO webhook_callbacks (task_id, url, round)
+		SELECT task_id, max(url), count(*) + 1 FROM webhook_deliveries WHERE task_id = ? GROUP BY task_id`, id); err != nil {
+		return fmt.Errorf("rearm the webhook of task %s: %w", taskID, err)
+	}
+	return nil
 }
 
 // WebhookDue lists due deliveries; see store.WebhookStore.

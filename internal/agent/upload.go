@@ -1,0 +1,362 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"mime"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/droverhq/drover/internal/api/wire"
+	"github.com/droverhq/drover/internal/client"
+	"github.com/droverhq/drover/internal/outputs"
+	"github.com/google/uuid"
+)
+
+// DefaultUploadParallel is how many files an Uploader sends at once:
+// enough to hide the per-request latency of many small files, few enough
+// that one large file is not starved.
+const DefaultUploadParallel = 16
+
+// uploadTries bounds the attempts of one PUT (or one part).
+const uploadTries = 6
+
+// Uploader uploads the files of an output directory through the signed
+// URLs the server grants, in one pass per file: each file is hashed
+// (SHA-256) while it streams from disk to the store, so it is read once,
+// and nothing is held in memory beyond a copy buffer per file in flight.
+type Uploader struct {
+	API      OutputAPI
+	WorkerID uuid.UUID
+	// Parallel is how many files are in flight (DefaultUploadParallel
+	// when ≤ 0).
+	Parallel int
+	// Wait sleeps before retry number try (0-based) and reports whether to
+	// go on; nil waits 100 ms × 2^try with jitter.
+	Wait func(ctx context.Context, try int) bool
+	// Progress, when set, is called with the bytes sent so far and the
+	// total (a retried transfer takes its bytes back).
+	Progress func(done, total int64)
+	Log      *slog.Logger
+}
+
+// errAttempt is an output problem that fails the attempt (retryable).
+type errAttempt struct{ msg string }
+
+func (e *errAttempt) Error() string { return e.msg }
+
+func attemptErr(format string, args ...any) error {
+	return &errAttempt{msg: fmt.Sprintf(format, args...)}
+}
+
+// localOutput is one file of $DROVER_OUTPUT_DIR; its SHA-256 is filled
+// in by the upload.
+type localOutput struct {
+	path string
+	wire.OutputEntry
+}
+
+// scanOutputs lists, sizes and types the files of dir without reading
+// them (a file whose extension names no type has its first 512 bytes
+// sniffed). Hidden files (".x") are skipped; a directory, a link or a bad
+// name fails the attempt.
+func scanOutputs(dir string) ([]localOutput, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read output directory: %w", err)
+	}
+	var out []localOutput
+	for _, e := range ents {
+		name := e.Name()
+		if len(name) > 0 && name[0] == '.' {
+			continue
+		}
+		if err := outputs.ValidateName(name); err != nil {
+			return nil, attemptErr("%v", err)
+		}
+		if e.IsDir() {
+			return nil, attemptErr("output %q is a directory; outputs are plain files directly in $DROVER_OUTPUT_DIR", name)
+		}
+		if !e.Type().IsRegular() {
+			return nil, attemptErr("output %q is not a regular file (links and devices are not uploaded)", name)
+		}
+		info, err := e.Info()
+		if err != nil {
+			return nil, fmt.Errorf("stat output %q: %w", name, err)
+		}
+		p := filepath.Join(dir, name)
+		ct := mime.TypeByExtension(filepath.Ext(name))
+		if ct == "" {
+			if ct, err = sniffType(p); err != nil {
+				return nil, fmt.Errorf("read output %q: %w", name, err)
+			}
+		}
+		out = append(out, localOutput{path: p, OutputEntry: wire.OutputEntry{Name: name, Size: info.Size(), ContentType: ct}})
+	}
+	return out, nil
+}
+
+// sniffType types a file from its first 512 bytes.
+func sniffType(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	head := make([]byte, 512)
+	n, err := io.ReadFull(f, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return "", err
+	}
+	return http.DetectContentType(head[:n]), nil
+}
+
+// Upload uploads every file of dir for lease and returns the manifest
+// (name, size, SHA-256 and content type of each file, in directory
+// order). required names files that must exist. A lease lost on the way
+// is returned as such (client.IsLeaseLost); any other problem fails the
+// attempt.
+func (u *Uploader) Upload(ctx context.Context, lease wire.Lease, dir string, required []string) ([]wire.OutputEntry, error) {
+	files, err := scanOutputs(dir)
+	if err != nil {
+		return nil, err
+	}
+	have := make(map[string]bool, len(files))
+	for _, f := range files {
+		have[f.Name] = true
+	}
+	for _, name := range required {
+		if !have[name] {
+			return nil, attemptErr("required output %q is missing: the handler did not write $DROVER_OUTPUT_DIR/%s", name, name)
+		}
+	}
+	if len(files) == 0 {
+		return nil, nil
+	}
+	if u.API == nil {
+		return nil, attemptErr("this agent's server client cannot upload outputs")
+	}
+	req := make([]wire.UploadFile, len(files))
+	var total int64
+	for i, f := range files {
+		req[i] = wire.UploadFile{Name: f.Name, Size: f.Size, ContentType: f.ContentType}
+		total += f.Size
+	}
+	targets, err := withRetry(ctx, u, "grant uploads", func(ctx context.Context) ([]wire.UploadTarget, error) {
+		return u.API.UploadURLs(ctx, u.WorkerID, lease, req)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(targets) != len(files) {
+		return nil, fmt.Errorf("server granted %d uploads for %d files", len(targets), len(files))
+	}
+	prog := &uploadProgress{total: total, report: u.Progress}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	par := u.Parallel
+	if par <= 0 {
+		par = DefaultUploadParallel
+	}
+	var (
+		wg       sync.WaitGroup
+		sem      = make(chan struct{}, par)
+		errOnce  sync.Once
+		firstErr error
+	)
+	for i := range files {
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(f *localOutput, tg wire.UploadTarget) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := u.uploadOne(ctx, lease, f, tg, prog); err != nil {
+				errOnce.Do(func() { firstErr = err; cancel() })
+			}
+		}(&files[i], targets[i])
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	manifest := make([]wire.OutputEntry, len(files))
+	for i, f := range files {
+		manifest[i] = f.OutputEntry
+	}
+	return manifest, nil
+}
+
+// uploadOne uploads one file — a single PUT, or its parts, each retried
+// on its own so a broken connection resends one part, not the file — and
+// sets f.SHA256 from the bytes that were sent.
+func (u *Uploader) uploadOne(ctx context.Context, lease wire.Lease, f *localOutput, tg wire.UploadTarget, prog *uploadProgress) error {
+	fh, err := os.Open(f.path)
+	if err != nil {
+		return fmt.Errorf("open output %q: %w", f.Name, err)
+	}
+	defer fh.Close()
+	h := sha256.New()
+	// put sends n bytes at off and adds them to h. Each try hashes into
+	// its own copy of h's state at the start of the part: a failed try's
+	// body may still be read by the transport after it returns, so it
+	// must not touch the hash that the next try continues.
+	put := func(url string, off, n int64) (string, error) {
+		start, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+		if err != nil {
+			return "", fmt.Errorf("hash output %q: %w", f.Name, err)
+		}
+		return withRetry(ctx, u, "upload "+f.Name, func(ctx context.Context) (string, error) {
+			th := sha256.New()
+			if err := th.(encoding.BinaryUnmarshaler).UnmarshalBinary(start); err != nil {
+				return "", fmt.Errorf("hash output %q: %w", f.Name, err)
+			}
+			body := &hashingReader{r: io.NewSectionReader(fh, off, n), h: th, prog: prog}
+			etag, err := u.API.PutObject(ctx, url, tg.Headers, body, n)
+			if err != nil {
+				prog.add(-body.n.Load()) // resent from the start of the part
+				return "", err
+			}
+			if got := body.n.Load(); got != n {
+				return "", attemptErr("output %q: %d bytes read for a part of %d (the file changed while uploading)", f.Name, got, n)
+			}
+			h = th
+			return etag, nil
+		})
+	}
+	if len(tg.PartURLs) == 0 {
+		if _, err := put(tg.URL, 0, f.Size); err != nil {
+			return wrapUpload(f.Name, err)
+		}
+		f.SHA256 = hex.EncodeToString(h.Sum(nil))
+		return nil
+	}
+	etags := make([]string, len(tg.PartURLs))
+	for i, url := range tg.PartURLs {
+		off := int64(i) * tg.PartSize
+		n := min(tg.PartSize, f.Size-off)
+		etag, err := put(url, off, n)
+		if err != nil {
+			return wrapUpload(f.Name, err)
+		}
+		etags[i] = etag
+	}
+	_, err = withRetry(ctx, u, "finish upload "+f.Name, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, u.API.CompleteMultipart(ctx, u.WorkerID, lease, f.Name, tg.UploadID, etags)
+	})
+	if err != nil {
+		return wrapUpload(f.Name, err)
+	}
+	f.SHA256 = hex.EncodeToString(h.Sum(nil))
+	return nil
+}
+
+func wrapUpload(name string, err error) error {
+	if err == nil || client.IsLeaseLost(err) {
+		return err
+	}
+	var ae *errAttempt
+	if errors.As(err, &ae) {
+		return err
+	}
+	return attemptErr("upload of output %q failed: %v", name, err)
+}
+
+// withRetry runs fn until it succeeds, the error is final, or
+// uploadTries attempts are spent.
+func withRetry[T any](ctx context.Context, u *Uploader, what string, fn func(context.Context) (T, error)) (T, error) {
+	var (
+		v   T
+		err error
+	)
+	for i := 0; i < uploadTries; i++ {
+		v, err = fn(ctx)
+		if err == nil || client.IsLeaseLost(err) || ctx.Err() != nil {
+			return v, err
+		}
+		var ae *errAttempt
+		if errors.As(err, &ae) {
+			return v, err
+		}
+		var ce *client.Error
+		if errors.As(err, &ce) && !client.IsRetryable(err) {
+			return v, err
+		}
+		if u.Log != nil {
+			u.Log.Warn("output transfer failed; retrying", "op", what, "try", i+1, "err", err)
+		}
+		if !u.wait(ctx, i) {
+			return v, ctx.Err()
+		}
+	}
+	return v, err
+}
+
+func (u *Uploader) wait(ctx context.Context, try int) bool {
+	if u.Wait != nil {
+		return u.Wait(ctx, try)
+	}
+	d := 100 * time.Millisecond << min(try, 6)
+	t := time.NewTimer(d/2 + time.Duration(rand.Int64N(int64(d/2)+1)))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// hashingReader hashes and counts what it reads (the upload body). The
+// transport may read it from its own goroutine, hence the atomic count.
+type hashingReader struct {
+	r    io.Reader
+	h    hash.Hash
+	n    atomic.Int64
+	prog *uploadProgress
+}
+
+func (c *hashingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		c.h.Write(p[:n])
+		c.n.Add(int64(n))
+		c.prog.add(int64(n))
+	}
+	return n, err
+}
+
+// uploadProgress reports the bytes sent, at most every 1% of the total.
+type uploadProgress struct {
+	total  int64
+	report func(done, total int64)
+	done   atomic.Int64
+	last   atomic.Int64
+}
+
+func (p *uploadProgress) add(n int64) {
+	d := p.done.Add(n)
+	if p.report == nil {
+		return
+	}
+	step := max(p.total/100, 1)
+	if d/step == p.last.Load() {
+		return
+	}
+	p.last.Store(d / step)
+	p.report(d, p.total)
+}
