@@ -1,12 +1,15 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/droverhq/drover/internal/core"
 	"github.com/droverhq/drover/internal/store"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -138,50 +141,57 @@ func (s *Store) TaskComplete(ctx context.Context, params []*store.TaskCompletePa
 	return out, nil
 }
 
-// completeItems is the statement behind TaskComplete: every item of every params in one statement, rows
-// locked in id order. It returns the stale leases of each params, in input
-// order (never nil).
+// completeItems is the statement behind TaskComplete: every item of every
+// params in one statement. It returns the stale leases of each params, in
+// input order (never nil).
+//
+// Each item finds and locks its row with its own primary-key lookup (the
+// LATERAL subquery), items sorted by task id so that concurrent batches
+// lock in the same order. A join of the items with tasks instead let the
+// cached generic plan (which guesses a handful of items) loop over the
+// items for every row: quadratic, 8 s for 2,048 completions against 0.3 s
+// now. The stale leases are the items that locked nothing, found in Go.
 func completeItems(ctx context.Context, q querier, params []*store.TaskCompleteParams) ([][]core.Lease, error) {
 	out := make([][]core.Lease, len(params))
-	var (
-		ids, tokens, workers []string
-		results              []*string
-		nows                 []time.Time
-		owner                []int // index into params of each flattened item
-		items                []core.Lease
-	)
+	type item struct {
+		pi     int
+		worker uuid.UUID
+		now    time.Time
+		it     store.TaskCompletion
+	}
+	var items []item
 	for pi, p := range params {
 		out[pi] = []core.Lease{}
 		for _, it := range p.Items {
-			ids = append(ids, it.Lease.TaskID.String())
-			tokens = append(tokens, it.Lease.Token.String())
-			workers = append(workers, p.WorkerID.String())
-			nows = append(nows, p.Now)
-			var r *string
-			if it.Result != nil {
-				str := string(it.Result)
-				r = &str
-			}
-			results = append(results, r)
-			owner = append(owner, pi)
-			items = append(items, it.Lease)
+			items = append(items, item{pi, p.WorkerID, p.Now, it})
 		}
 	}
-	if len(ids) == 0 {
+	if len(items) == 0 {
 		return out, nil
 	}
-	rows, err := q.Query(ctx, `WITH input AS (
-			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::timestamptz[])
-				WITH ORDINALITY AS i(id, token, result, worker, now, ord)
-		), locked AS (
-			SELECT t.id, i.token, i.result, i.worker, i.now FROM tasks t
-			JOIN input i ON t.id = i.id AND t.lease_token = i.token AND t.worker_id = i.worker
-			WHERE t.id = ANY($1::uuid[]) AND t.state = 'running'
-			ORDER BY t.id FOR UPDATE OF t
+	slices.SortStableFunc(items, func(a, b item) int { return bytes.Compare(a.it.Lease.TaskID[:], b.it.Lease.TaskID[:]) })
+	ids := make([]uuid.UUID, len(items))
+	tokens := make([]uuid.UUID, len(items))
+	workers := make([]uuid.UUID, len(items))
+	results := make([]*string, len(items))
+	nows := make([]time.Time, len(items))
+	for k, x := range items {
+		ids[k], tokens[k], workers[k], nows[k] = x.it.Lease.TaskID, x.it.Lease.Token, x.worker, x.now
+		if x.it.Result != nil {
+			str := string(x.it.Result)
+			results[k] = &str
+		}
+	}
+	rows, err := q.Query(ctx, `WITH locked AS (
+			SELECT t.id, i.token, i.worker, i.result, i.now
+			FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::timestamptz[]) AS i(id, token, result, worker, now),
+			LATERAL (SELECT id FROM tasks
+				WHERE id = i.id AND lease_token = i.token AND worker_id = i.worker AND state = 'running'
+				FOR UPDATE) t
 		), done AS (
 			UPDATE tasks t SET state = 'succeeded', result = l.result::json, error = '',
 				finished_at = l.now, updated_at = l.now, lease_token = NULL, lease_expires_at = NULL
-			FROM locked l WHERE t.id = l.id AND t.id = ANY($1::uuid[])
+			FROM locked l WHERE t.id = l.id AND t.state = 'running'
 			RETURNING t.id, t.worker_id, l.now
 		), deps AS (
 			UPDATE tasks d SET deps_pending = d.deps_pending - c.n, updated_at = c.at
@@ -197,19 +207,31 @@ func completeItems(ctx context.Context, q querier, params []*store.TaskCompleteP
 			WHERE w.id = c.worker_id
 			RETURNING w.id
 		)
-		SELECT i.ord FROM input i
-		WHERE NOT EXISTS (SELECT 1 FROM locked l WHERE l.id = i.id AND l.token = i.token AND l.worker = i.worker)
-		ORDER BY i.ord`, ids, tokens, results, workers, nows)
+		SELECT id, token, worker FROM locked`, ids, tokens, results, workers, nows)
 	if err != nil {
 		return nil, err
 	}
-	ords, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
+	type held struct{ id, token, worker uuid.UUID }
+	got := make(map[held]bool, len(items))
+	for rows.Next() {
+		var h held
+		if err := rows.Scan(&h.id, &h.token, &h.worker); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		got[h] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	for _, o := range ords {
-		k := int(o) - 1
-		out[owner[k]] = append(out[owner[k]], items[k])
+	// Stale leases in input order.
+	for pi, p := range params {
+		for _, it := range p.Items {
+			if !got[held{it.Lease.TaskID, it.Lease.Token, p.WorkerID}] {
+				out[pi] = append(out[pi], it.Lease)
+			}
+		}
 	}
 	return out, nil
 }
