@@ -26,54 +26,61 @@ func (s *Store) TaskLeaseRenew(ctx context.Context, params *store.TaskLeaseRenew
 	if len(params.Leases) == 0 {
 		return nil, nil
 	}
-	workers := make([]string, len(params.Leases))
-	tasks := make([]string, len(params.Leases))
-	tokens := make([]string, len(params.Leases))
-	for i, l := range params.Leases {
-		workers[i], tasks[i], tokens[i] = l.WorkerID.String(), l.TaskID.String(), l.Token.String()
+	// Each lease finds and locks its row by primary key (LATERAL), in task
+	// id order, so two overlapping renewals (or a renewal and a batched
+	// completion) cannot deadlock, and the cached generic plan cannot turn
+	// a join of the leases with tasks into a quadratic loop (see
+	// completeItems).
+	leases := slices.Clone(params.Leases)
+	slices.SortStableFunc(leases, func(a, b store.WorkerLease) int { return bytes.Compare(a.TaskID[:], b.TaskID[:]) })
+	workers := make([]uuid.UUID, len(leases))
+	tasks := make([]uuid.UUID, len(leases))
+	tokens := make([]uuid.UUID, len(leases))
+	for i, l := range leases {
+		workers[i], tasks[i], tokens[i] = l.WorkerID, l.TaskID, l.Token
 	}
-	// Rows are locked in id order first, so two overlapping renewals (or a
-	// renewal and a batched completion) cannot deadlock.
 	var lost []core.Lease
 	err := retryDeadlock(ctx, func() error {
-		rows, err := s.pool.Query(ctx, `WITH input AS (
-			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) WITH ORDINALITY AS i(worker_id, id, token, ord)
-		), locked AS (
-			SELECT t.id FROM tasks t JOIN input i
-			  ON t.id = i.id AND t.lease_token = i.token AND t.worker_id = i.worker_id
-			WHERE t.id = ANY($2::uuid[]) AND t.state = 'running'
-			ORDER BY t.id FOR UPDATE OF t
+		lost = lost[:0]
+		rows, err := s.pool.Query(ctx, `WITH locked AS (
+			SELECT t.id, i.token, i.worker_id
+			FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS i(worker_id, id, token),
+			LATERAL (SELECT id FROM tasks
+				WHERE id = i.id AND lease_token = i.token AND worker_id = i.worker_id AND state = 'running'
+				FOR UPDATE) t
 		), renewed AS (
 			UPDATE tasks t SET lease_expires_at = $4
-			WHERE t.id = ANY(ARRAY(SELECT id FROM locked))
-			RETURNING t.id, t.lease_token, t.worker_id
+			FROM locked l WHERE t.id = l.id AND t.state = 'running'
 		)
-		SELECT i.id, i.token FROM input i
-		WHERE NOT EXISTS (SELECT 1 FROM renewed r WHERE r.id = i.id AND r.lease_token = i.token AND r.worker_id = i.worker_id)
-		ORDER BY i.ord`, workers, tasks, tokens, params.Until)
+		SELECT id, token, worker_id FROM locked`, workers, tasks, tokens, params.Until)
 		if err != nil {
 			return err
 		}
-		lost, err = collectLeases(rows)
-		return err
+		type held struct{ id, token, worker uuid.UUID }
+		got := make(map[held]bool, len(leases))
+		for rows.Next() {
+			var h held
+			if err := rows.Scan(&h.id, &h.token, &h.worker); err != nil {
+				rows.Close()
+				return err
+			}
+			got[h] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, l := range params.Leases {
+			if !got[held{l.TaskID, l.Token, l.WorkerID}] {
+				lost = append(lost, l.Lease)
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("renew leases: %w", err)
 	}
 	return lost, nil
-}
-
-func collectLeases(rows pgx.Rows) ([]core.Lease, error) {
-	defer rows.Close()
-	var out []core.Lease
-	for rows.Next() {
-		var l core.Lease
-		if err := rows.Scan(&l.TaskID, &l.Token); err != nil {
-			return nil, err
-		}
-		out = append(out, l)
-	}
-	return out, rows.Err()
 }
 
 // TaskRelease puts claimed-but-undelivered tasks back to queued.
