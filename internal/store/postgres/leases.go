@@ -148,6 +148,9 @@ func (s *Store) TaskComplete(ctx context.Context, params []*store.TaskCompletePa
 	return out, nil
 }
 
+// joinedCompleteMax is the largest batch completeJoined completes.
+const joinedCompleteMax = 64
+
 // completeItems is the statement behind TaskComplete: every item of every
 // params in one statement. It returns the stale leases of each params, in
 // input order (never nil).
@@ -175,6 +178,9 @@ func completeItems(ctx context.Context, q querier, params []*store.TaskCompleteP
 	}
 	if len(items) == 0 {
 		return out, nil
+	}
+	if len(items) <= joinedCompleteMax {
+		return completeJoined(ctx, q, params)
 	}
 	slices.SortStableFunc(items, func(a, b item) int { return bytes.Compare(a.it.Lease.TaskID[:], b.it.Lease.TaskID[:]) })
 	ids := make([]uuid.UUID, len(items))
@@ -239,6 +245,86 @@ func completeItems(ctx context.Context, q querier, params []*store.TaskCompleteP
 				out[pi] = append(out[pi], it.Lease)
 			}
 		}
+	}
+	return out, nil
+}
+
+// completeJoined is completeItems for small batches (up to
+// joinedCompleteMax items): the items are joined with tasks in one hash
+// join, cheaper per row than one lookup per item. Its cached generic plan
+// loops over the items for every row and re-sorts the id array for every
+// probe of the update; both cost nothing at this size, and the id array
+// keeps the update on primary-key lookups (joining on the locked rows and
+// state = 'running' alone planned a scan of every running task).
+func completeJoined(ctx context.Context, q querier, params []*store.TaskCompleteParams) ([][]core.Lease, error) {
+	out := make([][]core.Lease, len(params))
+	var (
+		ids, tokens, workers []string
+		results              []*string
+		nows                 []time.Time
+		owner                []int // index into params of each flattened item
+		items                []core.Lease
+	)
+	for pi, p := range params {
+		out[pi] = []core.Lease{}
+		for _, it := range p.Items {
+			ids = append(ids, it.Lease.TaskID.String())
+			tokens = append(tokens, it.Lease.Token.String())
+			workers = append(workers, p.WorkerID.String())
+			nows = append(nows, p.Now)
+			var r *string
+			if it.Result != nil {
+				str := string(it.Result)
+				r = &str
+			}
+			results = append(results, r)
+			owner = append(owner, pi)
+			items = append(items, it.Lease)
+		}
+	}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := q.Query(ctx, `WITH input AS (
+			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::timestamptz[])
+				WITH ORDINALITY AS i(id, token, result, worker, now, ord)
+		), locked AS (
+			SELECT t.id, i.token, i.result, i.worker, i.now FROM tasks t
+			JOIN input i ON t.id = i.id AND t.lease_token = i.token AND t.worker_id = i.worker
+			WHERE t.id = ANY($1::uuid[]) AND t.state = 'running'
+			ORDER BY t.id FOR UPDATE OF t
+		), done AS (
+			UPDATE tasks t SET state = 'succeeded', result = l.result::json, error = '',
+				finished_at = l.now, updated_at = l.now, lease_token = NULL, lease_expires_at = NULL
+			FROM locked l WHERE t.id = l.id AND t.id = ANY($1::uuid[])
+			RETURNING t.id, t.worker_id, l.now
+		), deps AS (
+			UPDATE tasks d SET deps_pending = d.deps_pending - c.n, updated_at = c.at
+			FROM (SELECT td.task_id, count(*)::int AS n, max(done.now) AS at
+			      FROM task_deps td JOIN done ON td.dep_id = done.id
+			      GROUP BY td.task_id) c
+			WHERE d.id = c.task_id AND d.state = 'queued'
+			RETURNING d.id
+		), wk AS (
+			UPDATE workers w SET tasks_done = w.tasks_done + c.n, last_task_at = c.at
+			FROM (SELECT worker_id, count(*)::int AS n, max(now) AS at FROM done
+			      WHERE worker_id IS NOT NULL GROUP BY worker_id) c
+			WHERE w.id = c.worker_id
+			RETURNING w.id
+		)
+		SELECT i.ord FROM input i
+		WHERE NOT EXISTS (SELECT 1 FROM locked l WHERE l.id = i.id AND l.token = i.token AND l.worker = i.worker)
+		ORDER BY i.ord`, ids, tokens, results, workers, nows)
+	if err != nil {
+		return nil, err
+	}
+	ords, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range ords {
+		k := int(o) - 1
+		out[owner[k]] = append(out[owner[k]], items[k])
 	}
 	return out, nil
 }
