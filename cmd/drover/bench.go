@@ -70,6 +70,11 @@ in state ready, then run one claim/complete loop per worker: claim up to
 tasks/s and the p50/p99 latency of claims and completions, and verifies that
 every task succeeded exactly once.
 
+--via store (default) calls the store directly, one statement per claimer's
+call; --via queue goes through package queue as the API does: the claims
+waiting at the same time share one statement (the claim dispatcher) and
+completions are group-committed.
+
 Without --db the benchmark uses a fresh SQLite file in a temporary directory.
 On a shared database the tasks go to a fresh pool named bench-<random>, so no
 other task is touched; the rows stay behind.`,
@@ -83,6 +88,7 @@ other task is touched; the rows stay behind.`,
 		cfg.Batch, _ = f.GetInt("batch")
 		cfg.Owners, _ = f.GetInt("owners")
 		cfg.OwnerLimit, _ = f.GetInt("owner-limit")
+		cfg.Via, _ = f.GetString("via")
 		for name, v := range map[string]int{"tasks": cfg.Tasks, "claimers": cfg.Claimers, "batch": cfg.Batch, "owners": cfg.Owners} {
 			if v < 1 {
 				return fmt.Errorf("--%s must be at least 1 (got %d)", name, v)
@@ -110,6 +116,7 @@ func init() {
 	f.Int("batch", 1, "tasks per claim")
 	f.Int("owners", 1, "owners the tasks are spread over")
 	f.Int("owner-limit", 0, "running tasks per owner; 0 = unlimited")
+	f.String("via", "store", "path of the claims and completions: store (one call per claimer) or queue (claim dispatcher and group-committed completions, as the API)")
 	f.String("cpuprofile", "", "write a CPU profile of the benchmark process to this file (go tool pprof)")
 	benchCmd.AddCommand(benchQueueCmd)
 	rootCmd.AddCommand(benchCmd)

@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -25,17 +27,36 @@ func DecodeSubmit(body []byte) (*wire.SubmitRequest, error) {
 
 // DecodeBatch decodes a batch submission.
 func DecodeBatch(body []byte) (*wire.BatchSubmitRequest, error) {
-	var req wire.BatchSubmitRequest
-	if err := decodeJSON(bytesReader(body), wire.MaxBatchBody, &req, false); err != nil {
+	// The items are decoded one by one so that an error inside one (an
+	// unknown field, a value of the wrong type) names its index:
+	// "tasks[7].colour".
+	var raw struct {
+		Tasks []json.RawMessage `json:"tasks"`
+	}
+	if err := decodeJSON(bytesReader(body), wire.MaxBatchBody, &raw, false); err != nil {
 		return nil, err
 	}
 	switch {
-	case len(req.Tasks) == 0:
+	case len(raw.Tasks) == 0:
 		return nil, core.Invalid("tasks", "at least one task is required")
-	case len(req.Tasks) > wire.MaxBatchTasks:
-		return nil, &core.Error{Code: core.ETOOLARGE, Field: "tasks", Message: fmt.Sprintf("%d tasks; at most %d per batch", len(req.Tasks), wire.MaxBatchTasks)}
+	case len(raw.Tasks) > wire.MaxBatchTasks:
+		return nil, &core.Error{Code: core.ETOOLARGE, Field: "tasks", Message: fmt.Sprintf("%d tasks; at most %d per batch", len(raw.Tasks), wire.MaxBatchTasks)}
 	}
-	return &req, nil
+	req := &wire.BatchSubmitRequest{Tasks: make([]wire.SubmitRequest, len(raw.Tasks))}
+	for i, item := range raw.Tasks {
+		if err := decodeJSON(bytesReader(item), int64(len(item))+1, &req.Tasks[i], false); err != nil {
+			if e, ok := errors.AsType[*core.Error](err); ok {
+				prefixed := *e
+				prefixed.Field = fmt.Sprintf("tasks[%d]", i)
+				if e.Field != "" && e.Field != "body" {
+					prefixed.Field += "." + e.Field
+				}
+				return nil, &prefixed
+			}
+			return nil, err
+		}
+	}
+	return req, nil
 }
 
 // toQueue converts a wire submission, applying an owner token's owner.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/droverhq/drover/internal/core"
+	"github.com/droverhq/drover/internal/queue"
 	"github.com/droverhq/drover/internal/store"
 	"github.com/google/uuid"
 	"golang.org/x/sync/errgroup"
@@ -39,6 +40,13 @@ type QueueConfig struct {
 	// "bench-<random>" pool so that a shared database's other tasks are
 	// never claimed and the verification counts only this run.
 	Pool string
+	// Via is the path the claimers take: "store" (default) calls the
+	// store's TaskClaim and TaskComplete directly, one claimer's call per
+	// statement; "queue" goes through package queue as the API does: claims
+	// through a queue.ClaimDispatcher (the claims waiting at the same time
+	// share one statement) and completions through Service.CompleteMany
+	// (group commit), which is the path River's benchmark compares with.
+	Via string
 	// Clock supplies the times passed to the store (default SystemClock).
 	Clock core.Clock
 	// Now measures latencies and elapsed time (default time.Now).
@@ -48,6 +56,7 @@ type QueueConfig struct {
 // QueueResult is what one run measured.
 type QueueResult struct {
 	Backend  string
+	Via      string
 	Tasks    int
 	Claimers int
 	Batch    int
@@ -69,7 +78,7 @@ type QueueResult struct {
 
 // Print writes the result as a short human-readable report.
 func (r *QueueResult) Print(w io.Writer) {
-	fmt.Fprintf(w, "backend %s: %d tasks, %d claimers, batch %d, %d owners\n", r.Backend, r.Tasks, r.Claimers, r.Batch, r.Owners)
+	fmt.Fprintf(w, "backend %s via %s: %d tasks, %d claimers, batch %d, %d owners\n", r.Backend, r.Via, r.Tasks, r.Claimers, r.Batch, r.Owners)
 	fmt.Fprintf(w, "pre-load:  %s (%.0f tasks/s)\n", r.Load.Round(time.Millisecond), float64(r.Tasks)/r.Load.Seconds())
 	fmt.Fprintf(w, "worked:    %s, %.0f tasks/s (claim + complete)\n", r.Elapsed.Round(time.Millisecond), r.TasksPerSec)
 	fmt.Fprintf(w, "claim:     p50 %s  p99 %s  (%d calls, %d empty)\n", fmtDur(r.ClaimP50), fmtDur(r.ClaimP99), r.ClaimCalls, r.EmptyClaims)
@@ -100,6 +109,7 @@ func RunQueue(ctx context.Context, st store.Store, cfg QueueConfig) (*QueueResul
 	if cfg.Clock == nil {
 		cfg.Clock = core.SystemClock{}
 	}
+	cfg.Via = cmp.Or(cfg.Via, "store")
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -114,13 +124,15 @@ func RunQueue(ctx context.Context, st store.Store, cfg QueueConfig) (*QueueResul
 		return nil, core.Invalid("owners", "must be positive")
 	case cfg.OwnerLimit < 0:
 		return nil, core.Invalid("owner_limit", "must be 0 (unlimited) or positive")
+	case cfg.Via != "store" && cfg.Via != "queue":
+		return nil, core.Invalid("via", "must be store or queue, got %q", cfg.Via)
 	}
 
 	before, err := st.TaskCountByState(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("bench queue: count tasks: %w", err)
 	}
-	res := &QueueResult{Backend: st.Backend(), Tasks: cfg.Tasks, Claimers: cfg.Claimers, Batch: cfg.Batch, Owners: cfg.Owners}
+	res := &QueueResult{Backend: st.Backend(), Via: cfg.Via, Tasks: cfg.Tasks, Claimers: cfg.Claimers, Batch: cfg.Batch, Owners: cfg.Owners}
 
 	start := cfg.Now()
 	ids, err := preload(ctx, st, cfg)
@@ -147,6 +159,9 @@ func RunQueue(ctx context.Context, st store.Store, cfg QueueConfig) (*QueueResul
 		}
 	}
 
+	claim, complete, stop := queuePath(ctx, st, cfg)
+	defer stop()
+
 	type claimerStats struct {
 		claimed               []uuid.UUID
 		claimLat, completeLat []time.Duration
@@ -161,16 +176,12 @@ func RunQueue(ctx context.Context, st store.Store, cfg QueueConfig) (*QueueResul
 			s := &stats[i]
 			for claimed.Load() < int64(cfg.Tasks) {
 				t0 := cfg.Now()
-				got, err := st.TaskClaim(gctx, []*store.TaskClaimParams{{
-					Now: cfg.Clock.Now(), WorkerID: workers[i], Pool: cfg.Pool, Max: cfg.Batch,
-					LeaseDuration: time.Hour, OwnerLimit: cfg.OwnerLimit,
-				}})
+				tasks, err := claim(gctx, workers[i])
 				t1 := cfg.Now()
 				s.calls++
 				if err != nil {
 					return fmt.Errorf("bench queue: claimer %d: claim: %w", i, err)
 				}
-				tasks := got[0]
 				if len(tasks) == 0 {
 					s.empty++
 					continue
@@ -186,12 +197,11 @@ func RunQueue(ctx context.Context, st store.Store, cfg QueueConfig) (*QueueResul
 					s.claimed = append(s.claimed, t.ID)
 				}
 				t2 := cfg.Now()
-				lostAll, err := st.TaskComplete(gctx, []*store.TaskCompleteParams{{Now: cfg.Clock.Now(), WorkerID: workers[i], Items: items}})
+				lost, err := complete(gctx, workers[i], items)
 				s.completeLat = append(s.completeLat, cfg.Now().Sub(t2))
 				if err != nil {
 					return fmt.Errorf("bench queue: claimer %d: complete: %w", i, err)
 				}
-				lost := lostAll[0]
 				if len(lost) > 0 {
 					return fmt.Errorf("bench queue: claimer %d: %d of %d completions lost their lease (first %s)", i, len(lost), len(items), lost[0].TaskID)
 				}
@@ -224,6 +234,58 @@ func RunQueue(ctx context.Context, st store.Store, cfg QueueConfig) (*QueueResul
 	}
 	return res, nil
 }
+
+type (
+	claimFunc    func(ctx context.Context, worker uuid.UUID) ([]*core.Task, error)
+	completeFunc func(ctx context.Context, worker uuid.UUID, items []store.TaskCompletion) ([]core.Lease, error)
+)
+
+// queuePath returns how the claimers claim and complete (cfg.Via) and a
+// function that stops what it started.
+func queuePath(ctx context.Context, st store.Store, cfg QueueConfig) (claimFunc, completeFunc, func()) {
+	if cfg.Via == "store" {
+		claim := func(ctx context.Context, worker uuid.UUID) ([]*core.Task, error) {
+			got, err := st.TaskClaim(ctx, []*store.TaskClaimParams{{
+				Now: cfg.Clock.Now(), WorkerID: worker, Pool: cfg.Pool, Max: cfg.Batch,
+				LeaseDuration: time.Hour, OwnerLimit: cfg.OwnerLimit,
+			}})
+			if err != nil {
+				return nil, err
+			}
+			return got[0], nil
+		}
+		complete := func(ctx context.Context, worker uuid.UUID, items []store.TaskCompletion) ([]core.Lease, error) {
+			lost, err := st.TaskComplete(ctx, []*store.TaskCompleteParams{{Now: cfg.Clock.Now(), WorkerID: worker, Items: items}})
+			if err != nil {
+				return nil, err
+			}
+			return lost[0], nil
+		}
+		return claim, complete, func() {}
+	}
+	q := queue.New(st, cfg.Clock, queue.Config{LeaseDuration: time.Hour, OwnerLimit: cfg.OwnerLimit}, nil)
+	d := queue.NewClaimDispatcher(q, time.Second, nopGauge{}, nil)
+	dctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d.Run(dctx)
+	}()
+	claim := func(ctx context.Context, worker uuid.UUID) ([]*core.Task, error) {
+		return d.Claim(ctx, worker, cfg.Batch, 0, nil)
+	}
+	return claim, q.CompleteMany, func() {
+		cancel()
+		<-done
+	}
+}
+
+// nopGauge is the dispatcher's parked-claims gauge when nobody reads it.
+type nopGauge struct{}
+
+func (nopGauge) Add(float64) {}
+func (nopGauge) Sub(float64) {}
+func (nopGauge) Dec()        {}
 
 // preload inserts the tasks in batches and returns their ids.
 func preload(ctx context.Context, st store.Store, cfg QueueConfig) ([]uuid.UUID, error) {

@@ -93,6 +93,34 @@ func TestRunQueuePostgres(t *testing.T) {
 	checkResult(t, res, cfg)
 }
 
+// --via queue works through the claim dispatcher and the completions'
+// group commit, on both backends; 16 claimers of 10 make completion
+// batches of more than 64 items (PostgreSQL's per-row locking statement).
+func TestRunQueueViaQueue(t *testing.T) {
+	t.Parallel()
+	for name, open := range map[string]func(*testing.T) store.Store{
+		"SQLite":     openSQLite,
+		"PostgreSQL": func(t *testing.T) store.Store { return pgtest.Open(t, 0) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			st := open(t)
+			cfg := QueueConfig{Tasks: 600, Claimers: 16, Batch: 10, Via: "queue"}
+			res, err := RunQueue(t.Context(), st, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkResult(t, res, cfg)
+			if res.Via != "queue" {
+				t.Fatalf("result says via %q", res.Via)
+			}
+		})
+	}
+	if _, err := RunQueue(t.Context(), openSQLite(t), QueueConfig{Tasks: 1, Via: "http"}); err == nil {
+		t.Fatal("RunQueue accepted via http")
+	}
+}
+
 func TestPercentile(t *testing.T) {
 	t.Parallel()
 	ds := make([]time.Duration, 100)

@@ -1,12 +1,10 @@
 package queue
 
 import (
-	"context"
 	"fmt"
 	"net/url"
 
 	"github.com/droverhq/drover/internal/core"
-	"github.com/droverhq/drover/internal/store"
 )
 
 // MaxCallbackURLLen bounds a task's callback_url.
@@ -46,27 +44,26 @@ func checkCallbacks(reqs []SubmitRequest) error {
 	return nil
 }
 
-// putCallbacks records the completion webhook of each newly inserted task:
-// its own callback_url, else its owner's (Config.OwnerCallbacks).
-func (s *Service) putCallbacks(ctx context.Context, reqs []SubmitRequest, res []store.TaskInsertResult) error {
-	var cbs []store.WebhookCallback
-	for i, r := range res {
-		if r.Existing || i >= len(reqs) {
+// callbackURLs returns the completion webhook of each task: its own
+// callback_url, else its owner's (Config.OwnerCallbacks); nil when no task
+// has one. The store records them in the insert's transaction.
+func (s *Service) callbackURLs(reqs []SubmitRequest, tasks []*core.Task) []string {
+	var out []string
+	for i, t := range tasks {
+		u := ""
+		if i < len(reqs) {
+			u = reqs[i].CallbackURL
+		}
+		if u == "" {
+			u = s.cfg.OwnerCallbacks[t.Owner]
+		}
+		if u == "" {
 			continue
 		}
-		u := reqs[i].CallbackURL
-		if u == "" {
-			u = s.cfg.OwnerCallbacks[r.Task.Owner]
+		if out == nil {
+			out = make([]string, len(tasks))
 		}
-		if u != "" {
-			cbs = append(cbs, store.WebhookCallback{TaskID: r.Task.ID, URL: u})
-		}
+		out[i] = u
 	}
-	if len(cbs) == 0 {
-		return nil
-	}
-	if err := s.st.WebhookCallbackPut(ctx, cbs); err != nil {
-		return fmt.Errorf("submit: record callbacks: %w", err)
-	}
-	return nil
+	return out
 }

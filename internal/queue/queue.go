@@ -179,12 +179,11 @@ func (s *Service) Submit(ctx context.Context, reqs []SubmitRequest) ([]store.Tas
 			return nil, core.Invalid(field, "task %s is %s; a task depending on it could never run", id, dep.State)
 		}
 	}
-	res, err := s.st.TaskInsertMany(ctx, &store.TaskInsertManyParams{Now: s.clock.Now(), Tasks: tasks})
+	res, err := s.st.TaskInsertMany(ctx, &store.TaskInsertManyParams{
+		Now: s.clock.Now(), Tasks: tasks, CallbackURLs: s.callbackURLs(reqs, tasks),
+	})
 	if err != nil {
 		return nil, fmt.Errorf("submit %d tasks: %w", len(tasks), err)
-	}
-	if err := s.putCallbacks(ctx, reqs, res); err != nil {
-		return nil, err
 	}
 	s.notify()
 	s.wake("submit")

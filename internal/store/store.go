@@ -191,6 +191,11 @@ type TaskInsertManyParams struct {
 	// Tasks are fully defaulted and validated by package queue; ID,
 	// CreatedAt, RunAfter and UpdatedAt are set by the caller.
 	Tasks []*core.Task
+	// CallbackURLs, when not nil, holds the completion webhook URL of each
+	// task (same index; "" for none). It is recorded in the same
+	// transaction for every task that is inserted; a task returned as
+	// Existing keeps the callback it had.
+	CallbackURLs []string
 }
 
 // TaskInsertResult is one result of TaskInsertMany, in input order.

@@ -60,6 +60,12 @@ func setupWith(t *testing.T, wrap func(*queue.Service) api.Queue, mw func(http.H
 	if _, err := st.Migrate(ctx); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
+	return setupOn(t, st, wrap, mw)
+}
+
+// setupOn is setupWith on a migrated store st, which it closes.
+func setupOn(t *testing.T, st store.Store, wrap func(*queue.Service) api.Queue, mw func(http.Handler) http.Handler) *testBundle {
+	t.Helper()
 	clock := core.NewFakeClock(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))
 	logger := slog.New(slog.DiscardHandler)
 	q := queue.New(st, clock, queue.Config{OwnerLimit: 0}, logger)

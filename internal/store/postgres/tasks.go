@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -168,27 +169,26 @@ func (s *Store) insertTasks(ctx context.Context, tx pgx.Tx, params *store.TaskIn
 		}
 	}
 
-	// 3. Build the rows, column by column: the whole batch is ONE
-	// multi-row INSERT … SELECT FROM unnest(…) RETURNING statement.
+	// 3. Build the rows and the tasks the caller gets back (the row as
+	// inserted: no read-back), then write them with COPY: one round trip
+	// for the whole batch.
 	var (
-		depTask, depDep                    []string
-		owners                             = map[string]bool{}
-		newIdx                             []int
-		ids, types, bodies, ownersCol      []string
-		pools, depsCol                     []string
-		prios, maxAtt, maxLost, pendingCol []int32
-		timeouts                           []int64
-		keys                               []*string
-		createds, runAfters, updateds      []time.Time
+		depTask, depDep []uuid.UUID
+		ownerSet        = map[string]bool{}
+		ownerList       []string
+		copyRows        [][]any
+		cbTasks         []uuid.UUID
+		cbURLs          []string
 	)
-	for i, t := range tasks {
+	byID := make(map[uuid.UUID]*core.Task, n)
+	for i, in := range tasks {
 		if !inserting(i) {
 			continue
 		}
 		pending := 0
-		deps := make([]string, 0, len(t.DependsOn))
+		deps := make([]uuid.UUID, 0, len(in.DependsOn))
 		dupDep := map[uuid.UUID]bool{}
-		for _, d := range t.DependsOn {
+		for _, d := range in.DependsOn {
 			id := d
 			if j, ok := batchIndex[d]; ok && j < i {
 				id = resolved[d]
@@ -196,7 +196,7 @@ func (s *Store) insertTasks(ctx context.Context, tx pgx.Tx, params *store.TaskIn
 					pending++
 					if !dupDep[id] {
 						dupDep[id] = true
-						deps = append(deps, id.String())
+						deps = append(deps, id)
 					}
 					continue
 				}
@@ -212,88 +212,62 @@ func (s *Store) insertTasks(ctx context.Context, tx pgx.Tx, params *store.TaskIn
 				continue
 			}
 			dupDep[id] = true
-			deps = append(deps, id.String())
+			deps = append(deps, id)
 			if st != core.TaskSucceeded {
 				pending++
 			}
 		}
+		t := queuedTask(in, deps, pending, params.Now)
 		for _, d := range deps {
-			depTask = append(depTask, t.ID.String())
+			depTask = append(depTask, t.ID)
 			depDep = append(depDep, d)
 		}
-		owners[t.Owner] = true
-		newIdx = append(newIdx, i)
-		body := t.Params
-		if body == nil {
-			body = []byte("{}")
+		if !ownerSet[t.Owner] {
+			ownerSet[t.Owner] = true
+			ownerList = append(ownerList, t.Owner)
+		}
+		if i < len(params.CallbackURLs) && params.CallbackURLs[i] != "" {
+			cbTasks = append(cbTasks, t.ID)
+			cbURLs = append(cbURLs, params.CallbackURLs[i])
 		}
 		var key *string
 		if t.IdempotencyKey != "" {
 			key = &t.IdempotencyKey
 		}
-		ids = append(ids, t.ID.String())
-		types = append(types, t.Type)
-		bodies = append(bodies, string(body))
-		ownersCol = append(ownersCol, t.Owner)
-		prios = append(prios, int32(t.Priority))
-		pools = append(pools, t.Pool)
-		depsCol = append(depsCol, "{"+strings.Join(deps, ",")+"}")
-		maxAtt = append(maxAtt, int32(t.MaxAttempts))
-		maxLost = append(maxLost, int32(t.MaxLost))
-		timeouts = append(timeouts, t.Timeout.Milliseconds())
-		keys = append(keys, key)
-		pendingCol = append(pendingCol, int32(pending))
-		createds = append(createds, orNow(t.CreatedAt, params.Now))
-		runAfters = append(runAfters, orNow(t.RunAfter, params.Now))
-		updateds = append(updateds, orNow(t.UpdatedAt, params.Now))
+		copyRows = append(copyRows, []any{t.ID, t.Type, string(t.Params), t.Owner, int32(t.Priority), t.Pool,
+			deps, int32(t.MaxAttempts), int32(t.MaxLost), t.Timeout.Milliseconds(), key, "queued",
+			int32(pending), t.CreatedAt, t.RunAfter, t.UpdatedAt})
+		byID[t.ID] = t
 	}
-	byID := make(map[uuid.UUID]*core.Task, n)
-	if len(newIdx) > 0 {
-		rows, err := tx.Query(ctx, `INSERT INTO tasks (id, type, params, owner, priority, pool, depends_on,
-				max_attempts, max_lost, timeout_ms, idempotency_key, state, deps_pending,
-				created_at, run_after, updated_at)
-			SELECT id, type, params::json, owner, priority, pool, deps::uuid[], max_attempts, max_lost,
-				timeout_ms, idem, 'queued', pending, created_at, run_after, updated_at
-			FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[],
-				$8::int[], $9::int[], $10::bigint[], $11::text[], $12::int[], $13::timestamptz[],
-				$14::timestamptz[], $15::timestamptz[])
-				AS r(id, type, params, owner, priority, pool, deps, max_attempts, max_lost, timeout_ms,
-					idem, pending, created_at, run_after, updated_at)
-			ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-			RETURNING `+taskCols,
-			ids, types, bodies, ownersCol, prios, pools, depsCol, maxAtt, maxLost, timeouts, keys,
-			pendingCol, createds, runAfters, updateds)
+	if len(copyRows) > 0 {
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{"tasks"}, insertTaskCols, pgx.CopyFromRows(copyRows))
 		if err != nil {
-			return nil, fmt.Errorf("insert tasks: %w", err)
-		}
-		got, err := collectTasks(rows)
-		if err != nil {
-			if isUniqueViolation(err) {
+			var pgErr *pgconn.PgError
+			switch {
+			case errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "tasks_owner_idempotency_key":
+				// A concurrent transaction took an idempotency key since
+				// the lookup: start over (the lookup will find it).
+				return nil, errRetryInsert
+			case isUniqueViolation(err):
 				return nil, duplicateID(err, tasks, field)
 			}
 			return nil, fmt.Errorf("insert tasks: %w", err)
 		}
-		if len(got) < len(newIdx) {
-			// A concurrent transaction took an idempotency key.
-			return nil, errRetryInsert
-		}
-		for _, t := range got {
-			byID[t.ID] = t
-		}
 	}
-	if len(depTask) > 0 || len(owners) > 0 {
-		ownerList := make([]string, 0, len(owners))
-		for o := range owners {
-			ownerList = append(ownerList, o)
-		}
+	// Dependencies, owners and callbacks: one round trip.
+	if len(ownerList) > 0 {
 		batch := &pgx.Batch{}
 		if len(depTask) > 0 {
 			batch.Queue(`INSERT INTO task_deps (task_id, dep_id)
 				SELECT * FROM unnest($1::uuid[], $2::uuid[]) ON CONFLICT DO NOTHING`, depTask, depDep)
 		}
 		batch.Queue(`INSERT INTO owners (owner) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, ownerList)
+		if len(cbTasks) > 0 {
+			batch.Queue(`INSERT INTO webhook_callbacks (task_id, url)
+				SELECT * FROM unnest($1::uuid[], $2::text[]) ON CONFLICT (task_id) DO NOTHING`, cbTasks, cbURLs)
+		}
 		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
-			return nil, fmt.Errorf("insert dependencies and owners: %w", err)
+			return nil, fmt.Errorf("insert dependencies, owners and callbacks: %w", err)
 		}
 	}
 
@@ -327,6 +301,38 @@ func (s *Store) insertTasks(ctx context.Context, tx pgx.Tx, params *store.TaskIn
 	}
 	return res, nil
 }
+
+// insertTaskCols are the columns TaskInsertMany copies, in row order.
+var insertTaskCols = []string{"id", "type", "params", "owner", "priority", "pool", "depends_on",
+	"max_attempts", "max_lost", "timeout_ms", "idempotency_key", "state", "deps_pending",
+	"created_at", "run_after", "updated_at"}
+
+// queuedTask is in as the row TaskInsertMany writes reads back: queued,
+// with its resolved dependencies, run fields cleared, times at the
+// database's microsecond precision and in UTC, the timeout in whole
+// milliseconds.
+func queuedTask(in *core.Task, deps []uuid.UUID, pending int, now time.Time) *core.Task {
+	t := *in
+	t.State = core.TaskQueued
+	t.Attempt, t.Failures, t.Lost, t.DepsPending = 0, 0, 0, pending
+	t.WorkerID, t.LeaseToken, t.LeaseExpiresAt, t.Result, t.Error = nil, nil, nil, nil, ""
+	t.Progress, t.ProgressMsg, t.StartedAt, t.FinishedAt = nil, "", nil, nil
+	t.DependsOn = nil
+	if len(deps) > 0 {
+		t.DependsOn = deps
+	}
+	if len(t.Params) == 0 {
+		t.Params = json.RawMessage(`{}`)
+	}
+	t.CreatedAt = micro(orNow(t.CreatedAt, now))
+	t.RunAfter = micro(orNow(t.RunAfter, now))
+	t.UpdatedAt = micro(orNow(t.UpdatedAt, now))
+	t.Timeout = t.Timeout.Truncate(time.Millisecond)
+	return &t
+}
+
+// micro is t as PostgreSQL stores it: whole microseconds, in UTC.
+func micro(t time.Time) time.Time { return t.Truncate(time.Microsecond).UTC() }
 
 // duplicateID names the batch index whose id already exists, from the
 // unique violation's detail ("Key (id)=(…) already exists").

@@ -106,7 +106,7 @@ func (s *Store) TaskInsertMany(ctx context.Context, params *store.TaskInsertMany
 		byKey := map[[2]string]*core.Task{}
 		owners := map[string]bool{}
 		// The rows are written at the end, several per statement.
-		var rows, depRows, ownerRows [][]any
+		var rows, depRows, ownerRows, cbRows [][]any
 		var rowIdx []int
 		for i, in := range params.Tasks {
 			if in.IdempotencyKey != "" {
@@ -172,6 +172,9 @@ func (s *Store) TaskInsertMany(ctx context.Context, params *store.TaskInsertMany
 			for _, dep := range deps {
 				depRows = append(depRows, []any{t.ID.String(), dep.String()})
 			}
+			if i < len(params.CallbackURLs) && params.CallbackURLs[i] != "" {
+				cbRows = append(cbRows, []any{t.ID.String(), params.CallbackURLs[i]})
+			}
 			if !owners[t.Owner] {
 				owners[t.Owner] = true
 				ownerRows = append(ownerRows, []any{t.Owner})
@@ -193,6 +196,9 @@ func (s *Store) TaskInsertMany(ctx context.Context, params *store.TaskInsertMany
 		}
 		if err := s.insertRows(ctx, tx, insertOwnersSQL, ownerRows); err != nil {
 			return fmt.Errorf("insert tasks: record owners: %w", err)
+		}
+		if err := s.insertRows(ctx, tx, insertCallbacksSQL, cbRows); err != nil {
+			return fmt.Errorf("insert tasks: record callbacks: %w", err)
 		}
 		return nil
 	})
@@ -280,11 +286,12 @@ func multiRowSQL(head string, width int) string {
 }
 
 // multiRowHeads are the multi-row inserts and their row widths.
-var multiRowHeads = map[string]int{insertTaskSQL: 14, insertDepsSQL: 2, insertOwnersSQL: 1}
+var multiRowHeads = map[string]int{insertTaskSQL: 14, insertDepsSQL: 2, insertOwnersSQL: 1, insertCallbacksSQL: 2}
 
 const (
-	insertDepsSQL   = `INSERT INTO task_deps (task_id, dep_id) VALUES `
-	insertOwnersSQL = `INSERT INTO owners (owner) VALUES `
+	insertDepsSQL      = `INSERT INTO task_deps (task_id, dep_id) VALUES `
+	insertOwnersSQL    = `INSERT INTO owners (owner) VALUES `
+	insertCallbacksSQL = `INSERT INTO webhook_callbacks (task_id, url) VALUES `
 )
 
 // duplicateID names the batch index whose id already exists.

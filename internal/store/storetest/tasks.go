@@ -2,6 +2,8 @@ package storetest
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ func taskCases() []suiteCase {
 		{name: "TaskGetNotFound", fn: testTaskGetNotFound},
 		{name: "TaskInsertIdempotencyKey", fn: testTaskInsertIdempotencyKey},
 		{name: "TaskInsertUnknownDependency", fn: testTaskInsertUnknownDependency},
+		{name: "TaskInsertBatchOneBadWritesNothing", rule: testTaskInsertBatchOneBad},
 		{name: "TaskInsertDependencyOnFinalTask", rule: testTaskInsertDependencyOnFinalTask},
 		{name: "TaskDependenciesGateClaims", fn: testTaskDependenciesGateClaims},
 		{name: "TaskDependencyFailurePropagates", rule: testTaskDependencyFailurePropagates},
@@ -137,6 +140,53 @@ func testTaskInsertUnknownDependency(t *testing.T, s store.Store) {
 	_, err = s.TaskInsertMany(t.Context(), &store.TaskInsertManyParams{Now: Base, Tasks: []*core.Task{first, later}})
 	invalid(t, "TaskInsertMany(forward dep)", err, "depends_on")
 	eq(t, "tasks written", totalTasks(t, s), 0)
+}
+
+// A batch of ten chained tasks, each with an idempotency key and a
+// callback, whose task 7 depends on an unknown task: rejected naming
+// tasks[7].depends_on, nothing written (keys free, no callback). The
+// corrected batch then inserts all ten with their callbacks, recorded in
+// the same transaction: cancelling the chain enqueues ten webhooks.
+func testTaskInsertBatchOneBad(t *testing.T, s store.Store, r Rules) {
+	batch := func(bad bool) ([]*core.Task, []string) {
+		tasks := make([]*core.Task, 10)
+		urls := make([]string, 10)
+		for i := range tasks {
+			key := fmt.Sprintf("k%d", i)
+			tasks[i] = NewTask(func(task *core.Task) { task.IdempotencyKey = key })
+			if i > 0 {
+				tasks[i].DependsOn = []uuid.UUID{tasks[i-1].ID}
+			}
+			urls[i] = fmt.Sprintf("https://example.com/hook/%d", i)
+		}
+		if bad {
+			tasks[7].DependsOn = append(tasks[7].DependsOn, uuid.New())
+		}
+		return tasks, urls
+	}
+	tasks, urls := batch(true)
+	_, err := s.TaskInsertMany(t.Context(), &store.TaskInsertManyParams{Now: Base, Tasks: tasks, CallbackURLs: urls})
+	invalid(t, "TaskInsertMany(tasks[7] bad)", err, "tasks[7].depends_on")
+	if e, _ := errors.AsType[*core.Error](err); e.Field != "tasks[7].depends_on" {
+		t.Fatalf("error field = %q, want tasks[7].depends_on", e.Field)
+	}
+	eq(t, "tasks written", totalTasks(t, s), 0)
+	n, err := s.WebhookEnqueue(t.Context(), At(time.Second))
+	noErr(t, "WebhookEnqueue", err)
+	eq(t, "webhooks of a rejected batch", n, 0)
+
+	tasks, urls = batch(false)
+	res, err := s.TaskInsertMany(t.Context(), &store.TaskInsertManyParams{Now: Base, Tasks: tasks, CallbackURLs: urls})
+	noErr(t, "TaskInsertMany(corrected)", err)
+	for i, x := range res {
+		eq(t, fmt.Sprintf("tasks[%d].Existing", i), x.Existing, false)
+	}
+	eq(t, "tasks written", totalTasks(t, s), 10)
+	_, err = r.TaskCancel(t.Context(), s, tasks[0].ID, At(time.Second))
+	noErr(t, "TaskCancel", err)
+	n, err = s.WebhookEnqueue(t.Context(), At(2*time.Second))
+	noErr(t, "WebhookEnqueue", err)
+	eq(t, "webhooks enqueued for the cancelled chain", n, 10)
 }
 
 func testTaskInsertDependencyOnFinalTask(t *testing.T, s store.Store, r Rules) {
