@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -123,5 +124,64 @@ func TestLeaderPausedIsFenced(t *testing.T) {
 	}
 	if !elect(b, "b", 18*time.Second) {
 		t.Fatal("b lost leadership")
+	}
+}
+
+// A leader paused in the middle of a fenced write (SIGSTOP, a frozen VM)
+// holds the leader row FOR SHARE. Its session is ended by PostgreSQL after
+// idle_in_transaction_session_timeout (postgres.IdleInTransactionTimeout by
+// default; 1 s here), so once the row has expired a follower takes over
+// instead of waiting on the lock until the paused process wakes up.
+func TestPausedLeaderInsideFencedWriteIsReplaced(t *testing.T) {
+	base := pgtest.URL(t)
+	schema := pgtest.NewSchema(t, base)
+	open := func(params map[string]string) *postgres.Store {
+		params["search_path"] = schema
+		params["pool_max_conns"] = "4"
+		s, err := postgres.Open(t.Context(), pgtest.WithParams(t, base, params))
+		if err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		if _, err := s.Migrate(t.Context()); err != nil {
+			t.Fatalf("migrate: %v", err)
+		}
+		return s
+	}
+	a := open(map[string]string{"idle_in_transaction_session_timeout": "1s"})
+	b := open(map[string]string{})
+	ctx := t.Context()
+	t0 := storetest.Base
+	if ok, err := a.LeaderAttemptElect(ctx, &store.LeaderElectParams{Now: t0, LeaderID: "a", TTL: 15 * time.Second}); err != nil || !ok {
+		t.Fatalf("elect a = %v, %v", ok, err)
+	}
+	l, err := a.LeaderGet(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inside, release := make(chan struct{}), make(chan struct{})
+	paused := make(chan error, 1)
+	go func() {
+		paused <- a.Tx(store.WithFence(ctx, store.Fence{LeaderID: "a", Term: l.Term}), func(context.Context, store.Tx) error {
+			close(inside)
+			<-release // the process is stopped here, its transaction open
+			return nil
+		})
+	}()
+	<-inside
+	// The row expired 5 s ago; without the timeout this attempt would wait
+	// on a's row lock for as long as a stays paused.
+	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	ok, err := b.LeaderAttemptElect(ectx, &store.LeaderElectParams{Now: t0.Add(20 * time.Second), LeaderID: "b", TTL: 15 * time.Second})
+	if err != nil || !ok {
+		t.Fatalf("elect b while a is paused inside a fenced write = %v, %v", ok, err)
+	}
+	close(release)
+	if err := <-paused; err == nil {
+		t.Error("the paused leader's transaction committed after its session was ended")
+	}
+	if l, err := b.LeaderGet(ctx); err != nil || l.LeaderID != "b" || l.Term != 2 {
+		t.Fatalf("leader = %+v, %v; want b in term 2", l, err)
 	}
 }

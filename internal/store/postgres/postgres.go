@@ -69,6 +69,12 @@ type Store struct {
 
 var _ store.Store = (*Store)(nil)
 
+// IdleInTransactionTimeout is the idle_in_transaction_session_timeout
+// every Drover connection sets unless the database URL gives one: below the
+// default leader TTL (15 s), so a paused leader's locks are gone by the time
+// its lease expires.
+const IdleInTransactionTimeout = "10s"
+
 // Open connects to the database at url (a postgres:// URL or key=value DSN;
 // pgx pool options such as pool_max_conns are honoured). It does not
 // migrate: call Migrate.
@@ -91,6 +97,15 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	// connection instead of on every call.
 	if _, ok := cfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !ok {
 		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
+	}
+	// A replica paused (SIGSTOP, a VM freeze) in the middle of a
+	// transaction keeps its row locks; a leader paused inside a fenced
+	// write holds the leader row FOR SHARE, and no follower could take the
+	// expired row until it woke up. PostgreSQL ends such a session after
+	// this long idle in a transaction, which releases its locks (and its
+	// advisory lock). No Drover transaction waits on its client that long.
+	if _, ok := cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !ok {
+		cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = IdleInTransactionTimeout
 	}
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "drover"
