@@ -57,6 +57,9 @@ func TestChaosShort(t *testing.T) {
 	if res.LeaderKills != 1 || res.Pauses != 1 || res.PGRestarts != 1 || res.AgentKills == 0 {
 		t.Errorf("faults injected: %d leader kills, %d pauses, %d PostgreSQL restarts, %d agent kills; want 1, 1, 1 and some", res.LeaderKills, res.Pauses, res.PGRestarts, res.AgentKills)
 	}
+	if res.PausesWithoutTakeover != 0 {
+		t.Errorf("%d leader pauses (SIGSTOP past the lease) without a takeover: the fleet had no leader", res.PausesWithoutTakeover)
+	}
 	if res.Reruns.InjectedFailure == 0 {
 		t.Errorf("no injected handler failure was retried (%+v)", res.Reruns)
 	}
