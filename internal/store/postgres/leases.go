@@ -46,7 +46,7 @@ func (s *Store) TaskLeaseRenew(ctx context.Context, params *store.TaskLeaseRenew
 			SELECT t.id, i.token, i.worker_id
 			FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS i(worker_id, id, token),
 			LATERAL (SELECT id FROM tasks
-				WHERE id = i.id AND lease_token = i.token AND worker_id = i.worker_id AND state = 'running'
+				WHERE id = i.id AND lease_token = i.token AND worker_id = i.worker_id AND (state = 'running') IS TRUE
 				FOR UPDATE) t
 		), renewed AS (
 			UPDATE tasks t SET lease_expires_at = $4
@@ -97,7 +97,7 @@ func (s *Store) TaskRelease(ctx context.Context, params *store.TaskReleaseParams
 		tag, err := s.pool.Exec(ctx, `UPDATE tasks t SET state = 'queued', attempt = GREATEST(t.attempt - 1, 0),
 				started_at = NULL, worker_id = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = $4
 			FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS r(id, token, worker)
-			WHERE t.id = r.id AND t.lease_token = r.token AND t.worker_id = r.worker AND t.state = 'running'`,
+			WHERE t.id = r.id AND t.lease_token = r.token AND t.worker_id = r.worker AND (t.state = 'running') IS TRUE`,
 			ids, tokens, workers, params.Now)
 		n = tag.RowsAffected()
 		return err
@@ -161,6 +161,13 @@ const joinedCompleteMax = 64
 // cached generic plan (which guesses a handful of items) loop over the
 // items for every row: quadratic, 8 s for 2,048 completions against 0.3 s
 // now. The stale leases are the items that locked nothing, found in Go.
+//
+// The lookup tests the state as "(state = 'running') IS TRUE" (here, in
+// lease renewals and in releases): written as a plain equality it matches
+// the predicate of the partial index tasks_running_owner_pool, and when the
+// statistics say few tasks run (taken while the queue was full, say) the
+// planner looks each item up by scanning that whole index instead of the
+// primary key: 2,048 completions cost 873 ms against 15 ms.
 func completeItems(ctx context.Context, q querier, params []*store.TaskCompleteParams) ([][]core.Lease, error) {
 	out := make([][]core.Lease, len(params))
 	type item struct {
@@ -199,7 +206,7 @@ func completeItems(ctx context.Context, q querier, params []*store.TaskCompleteP
 			SELECT t.id, i.token, i.worker, i.result, i.now
 			FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::timestamptz[]) AS i(id, token, result, worker, now),
 			LATERAL (SELECT id FROM tasks
-				WHERE id = i.id AND lease_token = i.token AND worker_id = i.worker AND state = 'running'
+				WHERE id = i.id AND lease_token = i.token AND worker_id = i.worker AND (state = 'running') IS TRUE
 				FOR UPDATE) t
 		), done AS (
 			UPDATE tasks t SET state = 'succeeded', result = l.result::json, error = '',
