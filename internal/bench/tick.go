@@ -64,6 +64,16 @@ type TickResult struct {
 	// SubmitP50 is the submit call's own share of the wake-up latency;
 	// WokenTickP50 the duration of the tick that made the decision.
 	SubmitP50, WokenTickP50 time.Duration
+	// Maintenance is the duration of one pass of each leader maintenance
+	// service (package maintenance), in order: they run beside the loop,
+	// not in the tick.
+	Maintenance []MaintenancePass
+}
+
+// MaintenancePass is one timed maintenance pass.
+type MaintenancePass struct {
+	Name     string
+	Duration time.Duration
 }
 
 // Print writes the result as a short report.
@@ -73,6 +83,13 @@ func (r *TickResult) Print(w io.Writer) {
 	fmt.Fprintf(w, "tick:      p50 %s  min %s  max %s  over %d ticks (%d store calls per tick)\n", fmtDur(r.TickP50), fmtDur(r.TickMin), fmtDur(r.TickMax), len(r.Ticks), r.StoreCalls)
 	fmt.Fprintf(w, "wake-up:   submit → spawn decision p50 %s  max %s  over %d submits (submit call p50 %s, woken tick p50 %s)\n",
 		fmtDur(r.WakeP50), fmtDur(r.WakeMax), len(r.Wakes), fmtDur(r.SubmitP50), fmtDur(r.WokenTickP50))
+	if len(r.Maintenance) > 0 {
+		parts := make([]string, len(r.Maintenance))
+		for i, m := range r.Maintenance {
+			parts[i] = m.Name + " " + fmtDur(m.Duration)
+		}
+		fmt.Fprintf(w, "maintenance (beside the loop, one pass each): %s\n", strings.Join(parts, ", "))
+	}
 }
 
 // benchPool is the pool of the pre-loaded fleet; wakePool the empty pool
@@ -208,9 +225,11 @@ func RunTick(ctx context.Context, st store.Store, cfg TickConfig) (*TickResult, 
 	counting := &tickCountingStore{Store: st}
 	q := queue.New(counting, clock, queue.Config{OwnerLimit: 0, LeaseDuration: time.Hour}, slog.New(slog.DiscardHandler))
 	reports := make(chan *orchestrator.TickReport, 16)
+	passes := make(chan string, 64)
 	o, err := orchestrator.New(orchestrator.Deps{Store: counting, Queue: q, Providers: map[string]provider.Provider{"sim": prov},
 		Clock: clock, Config: ocfg, Logger: slog.New(slog.DiscardHandler),
-		AfterTick: func(r *orchestrator.TickReport) { reports <- r }})
+		AfterTick:         func(r *orchestrator.TickReport) { reports <- r },
+		OnMaintenancePass: func(name string, _ error) { passes <- name }})
 	if err != nil {
 		return nil, fmt.Errorf("bench tick: %w", err)
 	}
@@ -236,6 +255,16 @@ func RunTick(ctx context.Context, st store.Store, cfg TickConfig) (*TickResult, 
 	}
 	res.TickP50, res.TickMin, res.TickMax = tickPercentile(res.Ticks, 50), slices.Min(res.Ticks), slices.Max(res.Ticks)
 
+	progress("timing one pass of each maintenance service…")
+	for _, svc := range o.Maintenance().Services() {
+		t0 := cfg.Now()
+		if err := svc.RunNow(ctx); err != nil {
+			return nil, fmt.Errorf("bench tick: maintenance %s: %w", svc.Name(), err)
+		}
+		<-passes
+		res.Maintenance = append(res.Maintenance, MaintenancePass{Name: svc.Name(), Duration: cfg.Now().Sub(t0)})
+	}
+
 	if cfg.Wakes > 0 {
 		progress("measuring submit → spawn decision…")
 		rctx, cancel := context.WithCancel(ctx)
@@ -246,6 +275,16 @@ func RunTick(ctx context.Context, st store.Store, cfg TickConfig) (*TickResult, 
 		if err := drainStartup(ctx, reports); err != nil {
 			cancel()
 			return nil, err
+		}
+		// Winning leadership starts the maintenance services, each with a
+		// pass at once: let those end too.
+		for range o.Maintenance().Services() {
+			select {
+			case <-passes:
+			case <-time.After(60 * time.Second):
+				cancel()
+				return nil, fmt.Errorf("bench tick: the maintenance services did not pass within 60s of leadership")
+			}
 		}
 		var submits, woken []time.Duration
 		for range cfg.Wakes {

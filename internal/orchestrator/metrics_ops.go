@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"github.com/droverhq/drover/internal/core"
+	"github.com/droverhq/drover/internal/queue"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -104,8 +105,12 @@ func (m *opsMetrics) observe(o *Orchestrator, t *tick) {
 		m.actions.WithLabelValues(action).Add(float64(n))
 	}
 	m.requeues.WithLabelValues("worker_failed").Add(float64(t.rep.Requeued))
-	m.requeues.WithLabelValues("lease_expired").Add(float64(len(t.maint.Requeued)))
-	m.requeues.WithLabelValues("timeout").Add(float64(len(t.maint.TimedOut)))
-	m.requeues.WithLabelValues("stalled").Add(float64(len(t.maint.Stalled)))
-	m.leaseExpired.Add(float64(len(t.maint.Requeued)))
+}
+
+// observeMaintenance records what a maintenance pass did.
+func (m *opsMetrics) observeMaintenance(rep queue.MaintainReport) {
+	m.requeues.WithLabelValues("lease_expired").Add(float64(len(rep.Requeued)))
+	m.requeues.WithLabelValues("timeout").Add(float64(len(rep.TimedOut)))
+	m.requeues.WithLabelValues("stalled").Add(float64(len(rep.Stalled)))
+	m.leaseExpired.Add(float64(len(rep.Requeued)))
 }

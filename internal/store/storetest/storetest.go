@@ -36,7 +36,7 @@ type suiteCase struct {
 }
 
 func allCases() []suiteCase {
-	return slices.Concat(taskCases(), claimCases(), batchCases(), lifecycleCases(), workerCases(), miscCases(), txCases(), reportingCases(), outputCases(), webhookCases())
+	return slices.Concat(taskCases(), claimCases(), batchCases(), lifecycleCases(), workerCases(), miscCases(), txCases(), reportingCases(), outputCases(), webhookCases(), maintenanceCases())
 }
 
 // Run runs every backend conformance check as a PascalCase subtest, in
