@@ -66,8 +66,10 @@ func (o *Orchestrator) Maintenance() *maintenance.Group { return o.maint }
 // benchmarks); Run starts the services instead, while it leads. It
 // returns the first error.
 func (o *Orchestrator) MaintainDue(ctx context.Context) error {
+	// A fenced pass was already recorded (and deposed this replica) by
+	// the services' OnPass hook.
 	_, err := o.maint.RunDue(o.fenced(ctx))
-	if o.recordFenced(err) {
+	if errors.Is(err, store.ErrFenced) {
 		return err
 	}
 	if err != nil {
