@@ -62,6 +62,10 @@ type TickResult struct {
 	TickMin          time.Duration
 	// StoreCalls is the number of store calls of one steady tick.
 	StoreCalls int
+	// TickCPU is the process CPU time (user + system, all goroutines) per
+	// measured tick, averaged: unlike the wall time it barely moves when
+	// the machine is loaded. Zero where it is not measured.
+	TickCPU time.Duration
 	// Wakes are submit → spawn-decision latencies through Run's wake-up.
 	Wakes            []time.Duration
 	WakeP50, WakeMax time.Duration
@@ -85,6 +89,9 @@ func (r *TickResult) Print(w io.Writer) {
 	fmt.Fprintf(w, "backend %s: %d ready workers (%d running a task), %d tasks (%d queued)\n", r.Backend, r.Workers, r.Busy, r.Tasks, r.Tasks-r.Busy)
 	fmt.Fprintf(w, "pre-load:  %s\n", r.Load.Round(time.Millisecond))
 	fmt.Fprintf(w, "tick:      p50 %s  min %s  max %s  over %d ticks (%d store calls per tick)\n", fmtDur(r.TickP50), fmtDur(r.TickMin), fmtDur(r.TickMax), len(r.Ticks), r.StoreCalls)
+	if r.TickCPU > 0 {
+		fmt.Fprintf(w, "tick CPU:  %s per tick (process user + system time, averaged)\n", fmtDur(r.TickCPU))
+	}
 	fmt.Fprintf(w, "wake-up:   submit → spawn decision p50 %s  max %s  over %d submits (submit call p50 %s, woken tick p50 %s)\n",
 		fmtDur(r.WakeP50), fmtDur(r.WakeMax), len(r.Wakes), fmtDur(r.SubmitP50), fmtDur(r.WokenTickP50))
 	if len(r.Maintenance) > 0 {
@@ -239,7 +246,11 @@ func RunTick(ctx context.Context, st store.Store, cfg TickConfig) (*TickResult, 
 	}
 
 	progress("ticking…")
+	var cpu0 time.Duration
 	for i := 0; i <= cfg.Ticks; i++ {
+		if i == 1 {
+			cpu0 = processCPU()
+		}
 		if i == 1 && cfg.TickProfile != nil {
 			if err := pprof.StartCPUProfile(cfg.TickProfile); err != nil {
 				return nil, fmt.Errorf("bench tick: cpu profile: %w", err)
@@ -261,6 +272,9 @@ func RunTick(ctx context.Context, st store.Store, cfg TickConfig) (*TickResult, 
 		}
 		res.Ticks = append(res.Ticks, d)
 		res.StoreCalls = int(counting.calls.Load())
+	}
+	if cpu := processCPU(); cpu0 > 0 {
+		res.TickCPU = (cpu - cpu0) / time.Duration(cfg.Ticks)
 	}
 	if cfg.TickProfile != nil {
 		pprof.StopCPUProfile()
