@@ -46,6 +46,11 @@ func newOpsMetrics(reg prometheus.Registerer) (*opsMetrics, error) {
 			Name: "drover_lease_expiries_total", Help: "Task leases found expired by the leader's maintenance.",
 		}),
 	}
+	// Every cause is served from the start (at 0), as when the tick
+	// counted the maintenance's requeues itself.
+	for _, cause := range []string{"worker_failed", "lease_expired", "timeout", "stalled"} {
+		m.requeues.WithLabelValues(cause)
+	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.tasks, m.startSeconds, m.breaker, m.spend, m.actions, m.requeues, m.leaseExpired} {
 			if err := reg.Register(c); err != nil {
