@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/droverhq/drover/internal/bench"
 	"github.com/spf13/cobra"
@@ -43,6 +44,14 @@ every worker row it sees): use a fresh database. The rows stay behind.`,
 		}
 		defer done()
 		cfg.Progress = cmd.ErrOrStderr()
+		if path, _ := f.GetString("tick-cpuprofile"); path != "" {
+			pf, err := os.Create(path)
+			if err != nil {
+				return fmt.Errorf("--tick-cpuprofile: %w", err)
+			}
+			defer pf.Close()
+			cfg.TickProfile = pf
+		}
 		res, err := bench.RunTick(cmd.Context(), st, cfg)
 		if err != nil {
 			return err
@@ -60,5 +69,6 @@ func init() {
 	f.Int("tasks", 1000000, "tasks to pre-load (the rest beyond --workers stay queued)")
 	f.Int("ticks", 10, "ticks to time after one warm-up tick")
 	f.Int("wakes", 5, "submits whose wake-up → spawn decision latency is timed")
+	f.String("tick-cpuprofile", "", "write a CPU profile of the measured ticks only to this file (go tool pprof)")
 	benchCmd.AddCommand(benchTickCmd)
 }

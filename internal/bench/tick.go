@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -42,6 +43,9 @@ type TickConfig struct {
 	Now func() time.Time
 	// Progress, when set, receives one line per set-up phase.
 	Progress io.Writer
+	// TickProfile, when set, receives a CPU profile of the measured ticks
+	// only (not the pre-load), for go tool pprof.
+	TickProfile io.Writer
 }
 
 // TickResult is what the tick benchmark measured.
@@ -58,12 +62,26 @@ type TickResult struct {
 	TickMin          time.Duration
 	// StoreCalls is the number of store calls of one steady tick.
 	StoreCalls int
+	// TickCPU is the process CPU time (user + system, all goroutines) per
+	// measured tick, averaged: unlike the wall time it barely moves when
+	// the machine is loaded. Zero where it is not measured.
+	TickCPU time.Duration
 	// Wakes are submit → spawn-decision latencies through Run's wake-up.
 	Wakes            []time.Duration
 	WakeP50, WakeMax time.Duration
 	// SubmitP50 is the submit call's own share of the wake-up latency;
 	// WokenTickP50 the duration of the tick that made the decision.
 	SubmitP50, WokenTickP50 time.Duration
+	// Maintenance is the duration of one pass of each leader maintenance
+	// service (package maintenance), in order: they run beside the loop,
+	// not in the tick.
+	Maintenance []MaintenancePass
+}
+
+// MaintenancePass is one timed maintenance pass.
+type MaintenancePass struct {
+	Name     string
+	Duration time.Duration
 }
 
 // Print writes the result as a short report.
@@ -71,8 +89,18 @@ func (r *TickResult) Print(w io.Writer) {
 	fmt.Fprintf(w, "backend %s: %d ready workers (%d running a task), %d tasks (%d queued)\n", r.Backend, r.Workers, r.Busy, r.Tasks, r.Tasks-r.Busy)
 	fmt.Fprintf(w, "pre-load:  %s\n", r.Load.Round(time.Millisecond))
 	fmt.Fprintf(w, "tick:      p50 %s  min %s  max %s  over %d ticks (%d store calls per tick)\n", fmtDur(r.TickP50), fmtDur(r.TickMin), fmtDur(r.TickMax), len(r.Ticks), r.StoreCalls)
+	if r.TickCPU > 0 {
+		fmt.Fprintf(w, "tick CPU:  %s per tick (process user + system time, averaged)\n", fmtDur(r.TickCPU))
+	}
 	fmt.Fprintf(w, "wake-up:   submit → spawn decision p50 %s  max %s  over %d submits (submit call p50 %s, woken tick p50 %s)\n",
 		fmtDur(r.WakeP50), fmtDur(r.WakeMax), len(r.Wakes), fmtDur(r.SubmitP50), fmtDur(r.WokenTickP50))
+	if len(r.Maintenance) > 0 {
+		parts := make([]string, len(r.Maintenance))
+		for i, m := range r.Maintenance {
+			parts[i] = m.Name + " " + fmtDur(m.Duration)
+		}
+		fmt.Fprintf(w, "maintenance (beside the loop, one pass each): %s\n", strings.Join(parts, ", "))
+	}
 }
 
 // benchPool is the pool of the pre-loaded fleet; wakePool the empty pool
@@ -208,15 +236,26 @@ func RunTick(ctx context.Context, st store.Store, cfg TickConfig) (*TickResult, 
 	counting := &tickCountingStore{Store: st}
 	q := queue.New(counting, clock, queue.Config{OwnerLimit: 0, LeaseDuration: time.Hour}, slog.New(slog.DiscardHandler))
 	reports := make(chan *orchestrator.TickReport, 16)
+	passes := make(chan string, 64)
 	o, err := orchestrator.New(orchestrator.Deps{Store: counting, Queue: q, Providers: map[string]provider.Provider{"sim": prov},
 		Clock: clock, Config: ocfg, Logger: slog.New(slog.DiscardHandler),
-		AfterTick: func(r *orchestrator.TickReport) { reports <- r }})
+		AfterTick:         func(r *orchestrator.TickReport) { reports <- r },
+		OnMaintenancePass: func(name string, _ error) { passes <- name }})
 	if err != nil {
 		return nil, fmt.Errorf("bench tick: %w", err)
 	}
 
 	progress("ticking…")
+	var cpu0 time.Duration
 	for i := 0; i <= cfg.Ticks; i++ {
+		if i == 1 {
+			cpu0 = processCPU()
+		}
+		if i == 1 && cfg.TickProfile != nil {
+			if err := pprof.StartCPUProfile(cfg.TickProfile); err != nil {
+				return nil, fmt.Errorf("bench tick: cpu profile: %w", err)
+			}
+		}
 		counting.calls.Store(0)
 		t0 := cfg.Now()
 		rep, err := o.Tick(ctx)
@@ -234,7 +273,23 @@ func RunTick(ctx context.Context, st store.Store, cfg TickConfig) (*TickResult, 
 		res.Ticks = append(res.Ticks, d)
 		res.StoreCalls = int(counting.calls.Load())
 	}
+	if cpu := processCPU(); cpu0 > 0 {
+		res.TickCPU = (cpu - cpu0) / time.Duration(cfg.Ticks)
+	}
+	if cfg.TickProfile != nil {
+		pprof.StopCPUProfile()
+	}
 	res.TickP50, res.TickMin, res.TickMax = tickPercentile(res.Ticks, 50), slices.Min(res.Ticks), slices.Max(res.Ticks)
+
+	progress("timing one pass of each maintenance service…")
+	for _, svc := range o.Maintenance().Services() {
+		t0 := cfg.Now()
+		if err := svc.RunNow(ctx); err != nil {
+			return nil, fmt.Errorf("bench tick: maintenance %s: %w", svc.Name(), err)
+		}
+		<-passes
+		res.Maintenance = append(res.Maintenance, MaintenancePass{Name: svc.Name(), Duration: cfg.Now().Sub(t0)})
+	}
 
 	if cfg.Wakes > 0 {
 		progress("measuring submit → spawn decision…")
@@ -246,6 +301,16 @@ func RunTick(ctx context.Context, st store.Store, cfg TickConfig) (*TickResult, 
 		if err := drainStartup(ctx, reports); err != nil {
 			cancel()
 			return nil, err
+		}
+		// Winning leadership starts the maintenance services, each with a
+		// pass at once: let those end too.
+		for range o.Maintenance().Services() {
+			select {
+			case <-passes:
+			case <-time.After(60 * time.Second):
+				cancel()
+				return nil, fmt.Errorf("bench tick: the maintenance services did not pass within 60s of leadership")
+			}
 		}
 		var submits, woken []time.Duration
 		for range cfg.Wakes {

@@ -10,14 +10,12 @@
 // One Tick is observe → reconcile → advance → decide → place → record:
 //
 //  1. Observe in a constant number of queries, whatever the fleet size:
-//     WorkerList(LiveOnly), queue.Maintain (expired leases, attempt
-//     timeouts, queue TTL), TaskDemand, BreakerGetAll, plus one
-//     provider.List per provider. Demand is read with a cap (the largest
-//     pool max × concurrency, at least 1000), so the tick's cost does not
-//     grow with the backlog; a count at the cap is shown as "≥N". The
-//     reads run concurrently; only Maintain waits, for the worker list's
-//     snapshot (not its decoding), so the lease counts it returns predate
-//     this tick's requeues; demand is read after Maintain.
+//     WorkerList(LiveOnly), TaskDemand, BreakerGetAll, WorkerRequestList,
+//     plus one provider.List per provider, all at once. Demand is read
+//     with a cap (the largest pool max × concurrency, at least 1000), so
+//     the tick's cost does not grow with the backlog; a count at the cap is
+//     shown as "≥N". Expired leases, attempt timeouts and queue TTL are not
+//     the tick's: they are the leader's maintenance services (below).
 //  2. Reconcile, fail closed: when a provider's List errors, nothing that
 //     depends on it happens this tick (no orphan deletes, no vanished, no
 //     provisioning→booting, no adoption). Instances tagged with a worker id
@@ -92,4 +90,14 @@
 // (store.ErrFenced), whatever this process believes. A fenced tick is
 // counted, logged and deposes the replica at once. Gaining leadership,
 // resigning at shutdown and takeovers are leader.changed events.
+//
+// # Maintenance
+//
+// The leader's housekeeping (package maintenance: expired leases, attempt
+// timeouts and stalls, queue TTL, retention, terminated worker rows,
+// planner statistics, expired outputs) runs as services beside the loop.
+// Run starts them when the elector reports leadership won and stops them
+// when it is lost or at shutdown (maintain.go); every pass checks the trust
+// window and carries the term's fence. A pass that requeued work wakes the
+// loop. Drivers that call Tick themselves call MaintainDue after it.
 package orchestrator

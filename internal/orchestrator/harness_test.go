@@ -182,7 +182,9 @@ func (h *harness) newOrchestrator() *Orchestrator {
 	return o
 }
 
-// tick runs one orchestrator tick at the current time.
+// tick runs one orchestrator tick at the current time, then the leader's
+// maintenance services that are due (Run starts them as services; the
+// harness drives the clock, so it runs them in step).
 func (h *harness) tick() *TickReport {
 	h.t.Helper()
 	rep, err := h.o.Tick(h.ctx)
@@ -190,6 +192,9 @@ func (h *harness) tick() *TickReport {
 		h.t.Fatalf("tick at %s: %v", h.since(), err)
 	}
 	h.reports = append(h.reports, rep)
+	if err := h.o.MaintainDue(h.ctx); err != nil {
+		h.t.Fatalf("maintenance at %s: %v", h.since(), err)
+	}
 	return rep
 }
 

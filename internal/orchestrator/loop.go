@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/droverhq/drover/internal/config"
 	"github.com/droverhq/drover/internal/core"
 	"github.com/droverhq/drover/internal/store"
 )
@@ -22,8 +21,10 @@ func (o *Orchestrator) Wake(reason string) {
 
 // Run ticks every cfg.Tick and at once on Wake, while this process is the
 // leader, until ctx is cancelled. It registers Wake with the queue so a
-// submit or a registration starts a tick immediately. On cancellation it
-// finishes the tick in progress, resigns leadership and returns nil.
+// submit or a registration starts a tick immediately. The leader's
+// maintenance services (maintain.go) run beside the loop from the moment
+// leadership is won until it is lost. On cancellation it finishes the tick
+// in progress, stops the maintenance, resigns leadership and returns nil.
 func (o *Orchestrator) Run(ctx context.Context) error {
 	if o.q != nil {
 		o.q.SetWaker(o.Wake)
@@ -32,21 +33,17 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	o.m.setLeader(el.ID(), false)
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		el.Run(ctx, func(leader bool) {
-			o.leaderChanged(ctx, leader)
-			if leader {
-				o.Wake("elected")
-			}
-		})
+		el.Run(ctx, func(leader bool) { o.leadershipChanged(ctx, leader) })
 	})
 	defer wg.Wait()
+	defer o.maint.Stop()
 	// Win the first election before the first tick when possible.
 	if _, err := el.Attempt(ctx); err != nil && ctx.Err() == nil {
 		o.log.Warn("leader election attempt failed", "err", err)
 	}
 	ticker := time.NewTicker(tickOf(o.cfg))
 	defer ticker.Stop()
-	var lastPrune, lastSample time.Time
+	var lastSample time.Time
 	for {
 		if el.IsLeader() {
 			rep, err := o.Tick(ctx)
@@ -58,7 +55,6 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 			if rep != nil && o.afterTick != nil {
 				o.afterTick(rep)
 			}
-			lastPrune = o.pruneIfDue(ctx, lastPrune)
 			lastSample = o.sampleIfDue(ctx, lastSample)
 		}
 		select {
@@ -70,33 +66,21 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	}
 }
 
-// PruneInterval is how often the leader deletes rows older than the
-// configured retention (events, logs, finished tasks).
-const PruneInterval = 10 * time.Minute
-
-// pruneIfDue deletes events, logs and finished tasks older than retention
-// when PruneInterval has passed since last, and returns the time of the
-// last prune. A failed prune is logged and retried at the next interval.
-func (o *Orchestrator) pruneIfDue(ctx context.Context, last time.Time) time.Time {
-	now := o.clock.Now()
-	if !last.IsZero() && now.Sub(last) < PruneInterval {
-		return last
+// leadershipChanged is the elector's hook: a won leadership is recorded,
+// starts the maintenance services and wakes the loop; a lost one stops
+// the services (and waits for a pass in progress) before anything else
+// runs as a follower.
+func (o *Orchestrator) leadershipChanged(ctx context.Context, leader bool) {
+	if !leader {
+		o.maint.Stop()
+		o.leaderChanged(ctx, leader)
+		return
 	}
-	retention := o.cfg.Retention.D()
-	if retention <= 0 {
-		retention = config.DefaultRetention
+	o.leaderChanged(ctx, leader)
+	if err := o.maint.Start(ctx); err != nil {
+		o.log.Error("start maintenance services", "err", err)
 	}
-	n, err := o.st.Prune(ctx, now.Add(-retention))
-	if err != nil {
-		if ctx.Err() == nil {
-			o.log.Error("prune old rows failed", "err", err, "retention", retention)
-		}
-		return now
-	}
-	if n > 0 {
-		o.log.Info("pruned rows older than retention", "rows", n, "retention", retention)
-	}
-	return now
+	o.Wake("elected")
 }
 
 // Elector returns the orchestrator's elector (leadership, term, fence).

@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"github.com/droverhq/drover/internal/core"
+	"github.com/droverhq/drover/internal/queue"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -44,6 +45,11 @@ func newOpsMetrics(reg prometheus.Registerer) (*opsMetrics, error) {
 		leaseExpired: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "drover_lease_expiries_total", Help: "Task leases found expired by the leader's maintenance.",
 		}),
+	}
+	// Every cause is served from the start (at 0), as when the tick
+	// counted the maintenance's requeues itself.
+	for _, cause := range []string{"worker_failed", "lease_expired", "timeout", "stalled"} {
+		m.requeues.WithLabelValues(cause)
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.tasks, m.startSeconds, m.breaker, m.spend, m.actions, m.requeues, m.leaseExpired} {
@@ -104,8 +110,12 @@ func (m *opsMetrics) observe(o *Orchestrator, t *tick) {
 		m.actions.WithLabelValues(action).Add(float64(n))
 	}
 	m.requeues.WithLabelValues("worker_failed").Add(float64(t.rep.Requeued))
-	m.requeues.WithLabelValues("lease_expired").Add(float64(len(t.maint.Requeued)))
-	m.requeues.WithLabelValues("timeout").Add(float64(len(t.maint.TimedOut)))
-	m.requeues.WithLabelValues("stalled").Add(float64(len(t.maint.Stalled)))
-	m.leaseExpired.Add(float64(len(t.maint.Requeued)))
+}
+
+// observeMaintenance records what a maintenance pass did.
+func (m *opsMetrics) observeMaintenance(rep queue.MaintainReport) {
+	m.requeues.WithLabelValues("lease_expired").Add(float64(len(rep.Requeued)))
+	m.requeues.WithLabelValues("timeout").Add(float64(len(rep.TimedOut)))
+	m.requeues.WithLabelValues("stalled").Add(float64(len(rep.Stalled)))
+	m.leaseExpired.Add(float64(len(rep.Requeued)))
 }

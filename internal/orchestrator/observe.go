@@ -12,7 +12,6 @@ import (
 	"github.com/droverhq/drover/internal/config"
 	"github.com/droverhq/drover/internal/core"
 	"github.com/droverhq/drover/internal/provider"
-	"github.com/droverhq/drover/internal/queue"
 	"github.com/droverhq/drover/internal/store"
 	"github.com/google/uuid"
 	"golang.org/x/sync/errgroup"
@@ -23,11 +22,7 @@ func (o *Orchestrator) observe(ctx context.Context, t *tick) error {
 	// The database reads and the provider lists run concurrently: a tick
 	// costs the slowest of them, not their sum (a provider API call can
 	// take hundreds of milliseconds).
-	var (
-		maint    queue.MaintainReport
-		maintErr error
-		bs       []*core.BreakerState
-	)
+	var bs []*core.BreakerState
 	names := map[string]bool{}
 	for _, pc := range o.cfg.Pools {
 		names[pc.Provider] = true
@@ -43,19 +38,22 @@ func (o *Orchestrator) observe(ctx context.Context, t *tick) error {
 		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	// Worker rows first: their Running counts show the leases held before
-	// maintenance requeues expired ones, which tells a worker that died
-	// holding a task (not a start failure) from one that never worked. So
-	// maintenance and demand run after the list, while breakers and
-	// provider lists are read alongside.
+	// The tick writes no task state before it reads the workers (lease
+	// expiry, timeouts and queue TTL are the leader's maintenance services,
+	// package maintenance), so the worker list, demand, breakers, requests
+	// and provider lists are all read at once: the tick costs the slowest
+	// read, which is the worker list's decoding.
 	g.Go(func() error {
 		ws, err := o.st.WorkerList(gctx, &store.WorkerListParams{LiveOnly: true, Brief: true})
 		if err != nil {
 			return fmt.Errorf("tick: list workers: %w", err)
 		}
 		t.workers = ws
+		return nil
+	})
+	g.Go(func() error {
+		var err error
 		if o.q != nil {
-			maint, maintErr = o.q.Maintain(gctx)
 			t.demand, err = o.q.DemandCapped(gctx, o.demandCap())
 		} else {
 			t.demand, err = o.st.TaskDemand(gctx, &store.TaskDemandParams{Now: t.now, OwnerLimit: o.cfg.Tasks.OwnerLimit, Cap: o.demandCap()})
@@ -91,13 +89,6 @@ func (o *Orchestrator) observe(ctx context.Context, t *tick) error {
 		if w.Provider != "" {
 			names[w.Provider] = true
 		}
-	}
-	t.maint = maint
-	if maintErr != nil {
-		o.log.Error("queue maintenance failed", "err", maintErr)
-	} else if len(maint.Requeued)+len(maint.TimedOut)+len(maint.Stalled)+maint.Expired > 0 {
-		t.event(core.EventTick, "", "", fmt.Sprintf("maintenance: %d expired leases requeued, %d attempts timed out, %d attempts stalled, %d queued tasks expired",
-			len(maint.Requeued), len(maint.TimedOut), len(maint.Stalled), maint.Expired), nil)
 	}
 	t.breakers = make(map[string]*core.BreakerState, len(bs))
 	for _, b := range bs {

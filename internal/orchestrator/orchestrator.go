@@ -12,6 +12,7 @@ import (
 	"github.com/droverhq/drover/internal/breaker"
 	"github.com/droverhq/drover/internal/config"
 	"github.com/droverhq/drover/internal/core"
+	"github.com/droverhq/drover/internal/maintenance"
 	"github.com/droverhq/drover/internal/provider"
 	"github.com/droverhq/drover/internal/queue"
 	"github.com/droverhq/drover/internal/store"
@@ -41,6 +42,15 @@ type Deps struct {
 	// AfterTick, when set, is called with every report Run produces (tests
 	// and benchmarks use it instead of sleeping).
 	AfterTick func(*TickReport)
+	// SweepOutputs, when set, deletes a batch of expired task outputs; the
+	// leader's outputs maintenance service calls it (outputsvc Sweep).
+	SweepOutputs func(ctx context.Context) (int, error)
+	// MaintenancePoll bounds a maintenance service's real-time wait
+	// (maintenance.DefaultPoll when zero).
+	MaintenancePoll time.Duration
+	// OnMaintenancePass, when set, is called after every maintenance pass
+	// with the service's name and error (tests wait on it).
+	OnMaintenancePass func(name string, err error)
 }
 
 // Orchestrator is the control loop. Tick is safe to call from several
@@ -58,6 +68,9 @@ type Orchestrator struct {
 	wake      chan string
 	m         *metrics
 	xm        *opsMetrics
+	// maint is the leader's maintenance (maintain.go): started while this
+	// replica leads.
+	maint *maintenance.Group
 
 	mu sync.Mutex // one tick at a time; guards the fields below
 	// orphanSeen remembers when each orphan instance ("provider/id") was
@@ -122,6 +135,9 @@ func New(d Deps) (*Orchestrator, error) {
 			TTL:      o.cfg.Leader.TTL.D(),
 			Interval: o.cfg.Leader.Interval.D(),
 		}, o.log)
+	}
+	if o.maint, err = o.newMaintenance(d); err != nil {
+		return nil, fmt.Errorf("orchestrator: %w", err)
 	}
 	return o, nil
 }
@@ -195,8 +211,6 @@ type tick struct {
 	// spawnedSpend estimates the hourly price of this tick's spawns so far
 	// (the global spend cap, spend.go).
 	spawnedSpend float64
-	// maint is the queue maintenance of this tick (metrics_ops.go).
-	maint queue.MaintainReport
 }
 
 func (t *tick) event(kind core.EventKind, pool, workerID, msg string, data any) {

@@ -6,11 +6,12 @@ import (
 
 	"github.com/droverhq/drover/internal/config"
 	"github.com/droverhq/drover/internal/core"
+	"github.com/droverhq/drover/internal/maintenance"
 	"github.com/droverhq/drover/internal/store"
 )
 
-// The leader deletes events older than retention at most once per
-// PruneInterval.
+// The leader's retention service deletes events older than retention at
+// most once per PruneInterval.
 func TestPruneIfDue(t *testing.T) {
 	h := newHarness(t, harnessOpts{cfg: func(c *config.Config) { c.Retention = config.Duration(time.Hour) }})
 	addEvent := func(age time.Duration, msg string) {
@@ -33,26 +34,37 @@ func TestPruneIfDue(t *testing.T) {
 		return out
 	}
 
+	retention := h.o.Maintenance().Service(maintenance.Retention)
+	pruneIfDue := func() bool {
+		t.Helper()
+		ran, err := retention.RunDue(h.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ran
+	}
+
 	addEvent(2*time.Hour, "old-1")
 	addEvent(time.Minute, "fresh")
-	last := h.o.pruneIfDue(h.ctx, time.Time{})
+	if !pruneIfDue() {
+		t.Fatal("first prune did not run")
+	}
 	if got := messages(); got["old-1"] || !got["fresh"] {
 		t.Fatalf("after first prune: %v, want only fresh", got)
-	}
-	if !last.Equal(h.clock.Now()) {
-		t.Fatalf("last prune = %v, want now %v", last, h.clock.Now())
 	}
 
 	addEvent(2*time.Hour, "old-2")
 	h.clock.Advance(PruneInterval - time.Second)
-	if again := h.o.pruneIfDue(h.ctx, last); !again.Equal(last) {
+	if pruneIfDue() {
 		t.Fatalf("pruned again before PruneInterval")
 	}
 	if !messages()["old-2"] {
 		t.Fatal("old-2 deleted before PruneInterval passed")
 	}
 	h.clock.Advance(time.Second)
-	h.o.pruneIfDue(h.ctx, last)
+	if !pruneIfDue() {
+		t.Fatal("prune did not run once PruneInterval passed")
+	}
 	if got := messages(); got["old-2"] || !got["fresh"] {
 		t.Fatalf("after second prune: %v, want only fresh", got)
 	}

@@ -55,8 +55,8 @@ func (o *Orchestrator) decideWithGlobalCap(t *tick, in PoolInput) Decision {
 
 // sampleIfDue records one sample per pool plus the fleet row
 // (store.SampleFleetPool) when spend.sample_interval has passed since last,
-// prunes samples older than retention, and returns the time of the last
-// sample. A failed sample is logged and retried at the next interval.
+// and returns the time of the last sample (the retention maintenance
+// service deletes old samples). A failed sample is logged and retried at the next interval.
 func (o *Orchestrator) sampleIfDue(ctx context.Context, last time.Time) time.Time {
 	now := o.clock.Now()
 	interval := orDefault(o.cfg.Spend.SampleInterval, config.DefaultSampleInterval)
@@ -77,7 +77,7 @@ func (o *Orchestrator) sampleIfDue(ctx context.Context, last time.Time) time.Tim
 
 // Sample writes the samples of now: per pool its queue, workers by state
 // and spend per hour, and the fleet row with the sums and the tasks that
-// finished in (since, now]. Samples older than retention are deleted.
+// finished in (since, now].
 func (o *Orchestrator) Sample(ctx context.Context, since, now time.Time) error {
 	demand, err := o.st.TaskDemand(ctx, &store.TaskDemandParams{Now: now, OwnerLimit: o.cfg.Tasks.OwnerLimit, Cap: o.demandCap()})
 	if err != nil {
@@ -148,10 +148,5 @@ func (o *Orchestrator) Sample(ctx context.Context, since, now time.Time) error {
 	if err := o.st.SampleInsertMany(ctx, out); err != nil {
 		return fmt.Errorf("sample: %w", err)
 	}
-	retention := orDefault(o.cfg.Retention, config.DefaultRetention)
-	if _, err := o.st.SamplePrune(ctx, now.Add(-retention)); err != nil {
-		return fmt.Errorf("sample: prune: %w", err)
-	}
-
 	return nil
 }

@@ -3,76 +3,111 @@ package queue
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/droverhq/drover/internal/core"
 	"github.com/droverhq/drover/internal/store"
 )
 
-// Maintain is the leader's periodic pass: it requeues (or fails, when lost
-// too often) tasks whose lease expired, fails attempts that ran past their
-// timeout, and expires queued tasks older than QueueTTL. Events for all of
-// it are written in one batch.
-func (s *Service) Maintain(ctx context.Context) (MaintainReport, error) {
-	var rep MaintainReport
-	now := s.clock.Now()
-	var evs []*core.Event
-	wakeClaims := false
+// The leader's maintenance rules. Package maintenance runs each as a
+// service on its own interval; Maintain runs them all once. Each writes
+// its events (batched with the heartbeat group commit while Start runs)
+// and, when it made work claimable, wakes the parked claims here and on
+// the other replicas (Notify).
 
-	requeued, err := RequeueLost(ctx, s.st, now, nil, now)
+// ExpireLeases requeues (or fails, when lost too often) the running tasks
+// whose lease expired more than grace ago, and returns them ordered by id.
+// grace 0 takes every expired lease; the leader's lease service passes a
+// grace so that a worker that died holding a task (its heartbeat_timeout
+// is the lease duration) is failed, and its leases requeued, by the
+// control loop first, which records that it held work.
+func (s *Service) ExpireLeases(ctx context.Context, grace time.Duration) ([]*core.Task, error) {
+	now := s.clock.Now()
+	requeued, err := RequeueLost(ctx, s.st, now, nil, now.Add(-grace))
 	if err != nil {
-		return rep, fmt.Errorf("maintain: requeue expired leases: %w", err)
+		return nil, fmt.Errorf("requeue expired leases: %w", err)
 	}
-	rep.Requeued = requeued
+	var evs []*core.Event
+	claimable := false
 	for _, t := range requeued {
 		if t.State == core.TaskQueued {
-			wakeClaims = true
+			claimable = true
 			evs = append(evs, taskEvent(now, core.EventTaskRequeued, t, fmt.Sprintf("lease expired; requeued (lost %d of %d)", t.Lost, t.MaxLost)))
 		} else {
 			evs = append(evs, taskEvent(now, core.EventTaskFailed, t, "lease expired: "+t.Error))
 		}
 	}
-
-	timedOut, err := TimeoutRunning(ctx, s.st, now)
-	if err != nil {
-		s.emit(ctx, evs...)
-		return rep, fmt.Errorf("maintain: time out attempts: %w", err)
+	s.emit(ctx, evs...)
+	if claimable {
+		s.notify()
 	}
-	rep.TimedOut = timedOut
-	for _, t := range timedOut {
-		if t.State == core.TaskQueued {
-			wakeClaims = true
+	return requeued, nil
+}
+
+// TimeOutAttempts fails, as retryable handler failures, the running
+// attempts past their timeout, then those of a type with a stall_timeout
+// that went quiet (StallRunning). It returns both lists, ordered by id.
+func (s *Service) TimeOutAttempts(ctx context.Context) (timedOut, stalled []*core.Task, err error) {
+	now := s.clock.Now()
+	var evs []*core.Event
+	claimable := false
+	defer func() {
+		s.emit(ctx, evs...)
+		if claimable {
+			s.notify()
 		}
+	}()
+	timedOut, err = TimeoutRunning(ctx, s.st, now)
+	if err != nil {
+		return nil, nil, fmt.Errorf("time out attempts: %w", err)
+	}
+	for _, t := range timedOut {
+		claimable = claimable || t.State == core.TaskQueued
 		evs = append(evs, failEvent(now, t, fmt.Sprintf("attempt %d exceeded its timeout of %s", t.Attempt, t.Timeout)))
 	}
-
+	stalled = []*core.Task{}
 	if len(s.cfg.StallTimeouts) > 0 {
-		stalled, err := StallRunning(ctx, s.st, s.cfg.StallTimeouts, now)
+		stalled, err = StallRunning(ctx, s.st, s.cfg.StallTimeouts, now)
 		if err != nil {
-			s.emit(ctx, evs...)
-			return rep, fmt.Errorf("maintain: %w", err)
+			return timedOut, nil, err
 		}
-		rep.Stalled = stalled
 		for _, t := range stalled {
-			if t.State == core.TaskQueued {
-				wakeClaims = true
-			}
+			claimable = claimable || t.State == core.TaskQueued
 			evs = append(evs, failEvent(now, t, fmt.Sprintf("attempt %d stalled: no progress and no log line for %s (stall_timeout)", t.Attempt, s.cfg.StallTimeouts[t.Type])))
 		}
 	}
+	return timedOut, stalled, nil
+}
 
+// ExpireQueuedTTL fails the queued tasks older than QueueTTL (and their
+// dependents) and returns how many expired.
+func (s *Service) ExpireQueuedTTL(ctx context.Context) (int, error) {
+	now := s.clock.Now()
 	expired, err := ExpireQueued(ctx, s.st, now.Add(-s.cfg.QueueTTL), now)
 	if err != nil {
-		s.emit(ctx, evs...)
-		return rep, fmt.Errorf("maintain: expire queued tasks: %w", err)
+		return 0, fmt.Errorf("expire queued tasks: %w", err)
 	}
-	rep.Expired = expired
 	if expired > 0 {
-		evs = append(evs, &core.Event{Time: now, Kind: core.EventTaskExpired,
+		s.emit(ctx, &core.Event{Time: now, Kind: core.EventTaskExpired,
 			Message: fmt.Sprintf("%d queued tasks older than queue_ttl %s expired", expired, s.cfg.QueueTTL)})
 	}
-	s.emit(ctx, evs...)
-	if wakeClaims {
-		s.notify()
+	return expired, nil
+}
+
+// Maintain runs every maintenance rule once, in order: expired leases (no
+// grace), attempt timeouts and stalls, queue TTL. It stops at the first
+// error and returns what was done so far.
+func (s *Service) Maintain(ctx context.Context) (MaintainReport, error) {
+	var rep MaintainReport
+	var err error
+	if rep.Requeued, err = s.ExpireLeases(ctx, 0); err != nil {
+		return rep, fmt.Errorf("maintain: %w", err)
+	}
+	if rep.TimedOut, rep.Stalled, err = s.TimeOutAttempts(ctx); err != nil {
+		return rep, fmt.Errorf("maintain: %w", err)
+	}
+	if rep.Expired, err = s.ExpireQueuedTTL(ctx); err != nil {
+		return rep, fmt.Errorf("maintain: %w", err)
 	}
 	return rep, nil
 }

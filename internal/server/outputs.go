@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/droverhq/drover/internal/blobstore"
 	"github.com/droverhq/drover/internal/config"
@@ -45,30 +44,4 @@ func NewOutputs(ctx context.Context, cfg *config.Config, st store.Store, q *queu
 	}
 	log.Info("output store ready", "store", bs.String())
 	return svc, nil
-}
-
-// sweepOutputs deletes expired outputs every interval until ctx ends.
-func sweepOutputs(ctx context.Context, svc *outputsvc.Service, interval time.Duration, log *slog.Logger) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		for {
-			n, err := svc.Sweep(ctx)
-			if err != nil {
-				log.Warn("sweep expired outputs", "err", err)
-				break
-			}
-			if n > 0 {
-				log.Info("expired outputs deleted", "count", n)
-			}
-			if n < 1000 {
-				break
-			}
-		}
-	}
 }

@@ -145,6 +145,8 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (_ *Server, err e
 	s.Orchestrator, err = orchestrator.New(orchestrator.Deps{
 		Store: st, Queue: s.Queue, Providers: counted, Clock: opt.Clock, Config: cfg,
 		Logger: log.With("component", "orchestrator"), Registerer: reg,
+		// Expired outputs are swept by the leader's maintenance.
+		SweepOutputs: s.Outputs.Sweep,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build orchestrator: %w", err)
@@ -287,7 +289,6 @@ func (s *Server) Run(ctx context.Context) error {
 	loopCtx, stopLoop := context.WithCancel(context.WithoutCancel(ctx))
 	loopDone := make(chan error, 1)
 	go func() { loopDone <- s.Orchestrator.Run(loopCtx) }()
-	go sweepOutputs(loopCtx, s.Outputs, time.Minute, s.log)
 	if s.Webhooks != nil {
 		go s.Webhooks.Run(loopCtx, time.Second, nil)
 	}

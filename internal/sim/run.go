@@ -256,6 +256,11 @@ func (r *run) loop(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("simulate: tick at %s: %w", now.Sub(Epoch), err)
 		}
+		// The leader's maintenance (expired leases, timeouts, queue TTL,
+		// retention) runs beside the loop in a server; here, in step.
+		if err := r.orch.MaintainDue(ctx); err != nil {
+			return fmt.Errorf("simulate: maintenance at %s: %w", now.Sub(Epoch), err)
+		}
 		// Agents long-poll their claims: what the tick requeued, or a
 		// worker it made ready, is claimed at once.
 		if tr.Requeued > 0 || len(tr.Ready) > 0 {

@@ -144,7 +144,8 @@ type Store interface {
 	// LogList lists log lines, oldest first.
 	LogList(ctx context.Context, params *LogListParams) ([]*core.LogLine, error)
 	// Prune deletes events and logs older than Before, and final tasks
-	// finished before Before. Returns rows deleted.
+	// finished before Before. Returns rows deleted. Under a context
+	// carrying a Fence it deletes nothing once the term is over.
 	Prune(ctx context.Context, before time.Time) (int, error)
 
 	// --- breakers ---
@@ -183,6 +184,10 @@ type Store interface {
 
 	// WebhookStore keeps completion webhooks (webhooks.go).
 	WebhookStore
+
+	// Housekeeping is the leader's maintenance of old rows and planner
+	// statistics (maintenance.go).
+	Housekeeping
 }
 
 // TaskInsertManyParams is the input of TaskInsertMany.

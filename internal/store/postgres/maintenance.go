@@ -18,3 +18,14 @@ func (s *Store) VacuumAnalyze(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Analyze refreshes the planner statistics of tasks and workers (plain
+// ANALYZE: it samples the tables, takes no lock that blocks reads or
+// writes, and runs inside no transaction of ours). The leader's planner
+// statistics service calls it; autovacuum does the same when it is on.
+func (s *Store) Analyze(ctx context.Context) error {
+	if _, err := s.pool.Exec(ctx, `ANALYZE tasks, workers`); err != nil {
+		return fmt.Errorf("analyze: %w", err)
+	}
+	return nil
+}

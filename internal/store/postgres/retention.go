@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/droverhq/drover/internal/store"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -14,6 +15,11 @@ import (
 func (s *Store) Prune(ctx context.Context, before time.Time) (int, error) {
 	total := 0
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if f, ok := store.FenceFrom(ctx); ok {
+			if err := checkFence(ctx, tx, f); err != nil {
+				return err
+			}
+		}
 		for _, q := range []string{
 			`DELETE FROM events WHERE time < $1`,
 			`DELETE FROM logs WHERE time < $1`,
@@ -45,4 +51,22 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (int, error) {
 		return 0, fmt.Errorf("prune: %w", err)
 	}
 	return total, nil
+}
+
+// WorkerPrune deletes the rows of workers terminated before before; see
+// store.Housekeeping.
+func (s *Store) WorkerPrune(ctx context.Context, before time.Time) (int, error) {
+	n := 0
+	err := s.fenced(ctx, func(q querier) error {
+		tag, err := q.Exec(ctx, `DELETE FROM workers WHERE state = 'terminated' AND state_changed_at < $1`, before)
+		if err != nil {
+			return err
+		}
+		n = int(tag.RowsAffected())
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("prune terminated workers: %w", err)
+	}
+	return n, nil
 }

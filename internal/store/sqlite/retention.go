@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 	"time"
+
+	"github.com/droverhq/drover/internal/store"
 )
 
 // Prune deletes events and logs older than before and final tasks finished
@@ -12,6 +14,11 @@ import (
 func (s *Store) Prune(ctx context.Context, before time.Time) (int, error) {
 	total := 0
 	err := s.inTx(ctx, "prune", func(tx *sql.Tx) error {
+		if f, ok := store.FenceFrom(ctx); ok {
+			if err := checkFence(ctx, tx, f); err != nil {
+				return err
+			}
+		}
 		b := micros(before)
 		for _, q := range []string{
 			`DELETE FROM events WHERE time < ?`,
@@ -31,4 +38,28 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (int, error) {
 		return nil
 	})
 	return total, err
+}
+
+// WorkerPrune deletes the rows of workers terminated before before; see
+// store.Housekeeping.
+func (s *Store) WorkerPrune(ctx context.Context, before time.Time) (int, error) {
+	n := 0
+	err := s.inTx(ctx, "prune terminated workers", func(tx *sql.Tx) error {
+		if f, ok := store.FenceFrom(ctx); ok {
+			if err := checkFence(ctx, tx, f); err != nil {
+				return err
+			}
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM workers WHERE state = 'terminated' AND state_changed_at < ?`, micros(before))
+		if err != nil {
+			return fmt.Errorf("prune terminated workers: %w", err)
+		}
+		m, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("prune terminated workers: %w", err)
+		}
+		n = int(m)
+		return nil
+	})
+	return n, err
 }
