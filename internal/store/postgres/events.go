@@ -131,6 +131,17 @@ func (s *Store) EventList(ctx context.Context, params *store.EventListParams) ([
 	}
 	defer rows.Close()
 	var out []*core.Event
+	out, err = scanEvents(rows, out)
+	if err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
+	}
+	return out, nil
+}
+
+// scanEvents appends the events of rows (columns id, time, kind, pool,
+// worker_id, task_id, message, data) to out and closes rows.
+func scanEvents(rows pgx.Rows, out []*core.Event) ([]*core.Event, error) {
+	defer rows.Close()
 	for rows.Next() {
 		var (
 			e    core.Event
@@ -138,7 +149,7 @@ func (s *Store) EventList(ctx context.Context, params *store.EventListParams) ([
 			data []byte
 		)
 		if err := rows.Scan(&e.ID, &e.Time, &kind, &e.Pool, &e.WorkerID, &e.TaskID, &e.Message, &data); err != nil {
-			return nil, fmt.Errorf("list events: %w", err)
+			return nil, err
 		}
 		e.Time = e.Time.UTC()
 		e.Kind = core.EventKind(kind)
@@ -147,8 +158,5 @@ func (s *Store) EventList(ctx context.Context, params *store.EventListParams) ([
 		}
 		out = append(out, &e)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list events: %w", err)
-	}
-	return out, nil
+	return out, rows.Err()
 }

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -37,23 +36,8 @@ func (s *Store) EventRecent(ctx context.Context, kinds []core.EventKind, since t
 		return nil, fmt.Errorf("list recent events: %w", err)
 	}
 	defer rows.Close()
-	for rows.Next() {
-		var (
-			e    core.Event
-			kind string
-			data []byte
-		)
-		if err := rows.Scan(&e.ID, &e.Time, &kind, &e.Pool, &e.WorkerID, &e.TaskID, &e.Message, &data); err != nil {
-			return nil, fmt.Errorf("list recent events: %w", err)
-		}
-		e.Time = e.Time.UTC()
-		e.Kind = core.EventKind(kind)
-		if data != nil {
-			e.Data = json.RawMessage(data)
-		}
-		out = append(out, &e)
-	}
-	if err := rows.Err(); err != nil {
+	out, err = scanEvents(rows, out)
+	if err != nil {
 		return nil, fmt.Errorf("list recent events: %w", err)
 	}
 	return out, nil

@@ -79,13 +79,24 @@ func (s *Store) EventList(ctx context.Context, params *store.EventListParams) ([
 	}
 	defer rows.Close()
 	out := []*core.Event{}
+	out, err = scanEvents(rows, out)
+	if err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
+	}
+	return out, nil
+}
+
+// scanEvents appends the events of rows (columns id, time, kind, pool,
+// worker_id, task_id, message, data) to out and closes rows.
+func scanEvents(rows *sql.Rows, out []*core.Event) ([]*core.Event, error) {
+	defer rows.Close()
 	for rows.Next() {
 		var e core.Event
 		var t int64
 		var kind string
 		var data []byte
 		if err := rows.Scan(&e.ID, &t, &kind, &e.Pool, &e.WorkerID, &e.TaskID, &e.Message, &data); err != nil {
-			return nil, fmt.Errorf("list events: %w", err)
+			return nil, err
 		}
 		e.Time = fromMicros(t)
 		e.Kind = core.EventKind(kind)
@@ -94,8 +105,5 @@ func (s *Store) EventList(ctx context.Context, params *store.EventListParams) ([
 		}
 		out = append(out, &e)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list events: %w", err)
-	}
-	return out, nil
+	return out, rows.Err()
 }

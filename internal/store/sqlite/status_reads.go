@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -36,22 +35,8 @@ func (s *Store) EventRecent(ctx context.Context, kinds []core.EventKind, since t
 		return nil, fmt.Errorf("list recent events: %w", err)
 	}
 	defer rows.Close()
-	for rows.Next() {
-		var e core.Event
-		var t int64
-		var kind string
-		var data []byte
-		if err := rows.Scan(&e.ID, &t, &kind, &e.Pool, &e.WorkerID, &e.TaskID, &e.Message, &data); err != nil {
-			return nil, fmt.Errorf("list recent events: %w", err)
-		}
-		e.Time = fromMicros(t)
-		e.Kind = core.EventKind(kind)
-		if len(data) > 0 {
-			e.Data = json.RawMessage(data)
-		}
-		out = append(out, &e)
-	}
-	if err := rows.Err(); err != nil {
+	out, err = scanEvents(rows, out)
+	if err != nil {
 		return nil, fmt.Errorf("list recent events: %w", err)
 	}
 	return out, nil
