@@ -34,6 +34,7 @@ type Store struct {
 	bucket   *blob.Bucket
 	url      string
 	embedded bool
+	unnamed  bool     // the embedded store writes objects as unnamed files (unnamed.go)
 	s3       *s3Parts // non-nil for s3:// buckets (multipart uploads)
 }
 
@@ -69,7 +70,7 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("blobstore: open directory %s: %w", dir, err)
 		}
-		return &Store{bucket: b, url: dir, embedded: true}, nil
+		return &Store{bucket: b, url: dir, embedded: true, unnamed: unnamedOK(dir)}, nil
 	}
 	b, err := blob.OpenBucket(ctx, rawURL)
 	if err != nil {
@@ -130,6 +131,9 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }
 // bytes the write is aborted. The object only appears once complete; it
 // is not fsynced (see docs/outputs.md, "Durability").
 func (s *Store) Put(ctx context.Context, key, contentType string, r io.Reader, limit int64) (int64, string, error) {
+	if p, ok := s.localPath(key); ok {
+		return putUnnamed(ctx, p, r, limit)
+	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	w, err := s.bucket.NewWriter(wctx, key, &blob.WriterOptions{ContentType: contentType, BufferSize: 8 << 20})
@@ -158,6 +162,11 @@ func (s *Store) Put(ctx context.Context, key, contentType string, r io.Reader, l
 type Attrs struct {
 	Size        int64
 	ContentType string
+	// ETag is the store's entity tag without quotes: for S3 the hex MD5
+	// of the object's bytes when it was uploaded in one PUT (without
+	// SSE-KMS or SSE-C), "<hex MD5 of the parts' MD5s>-<parts>" for a
+	// multipart upload; empty for the embedded store.
+	ETag string
 }
 
 // Stat returns the attributes of key (ErrNotFound if absent).
@@ -169,9 +178,9 @@ func (s *Store) Stat(ctx context.Context, key string) (Attrs, error) {
 		}
 		return Attrs{}, fmt.Errorf("stat %s: %w", key, err)
 	}
-	at := Attrs{Size: a.Size, ContentType: a.ContentType}
+	at := Attrs{Size: a.Size, ContentType: a.ContentType, ETag: strings.Trim(a.ETag, `"`)}
 	if s.embedded {
-		at.ContentType = "" // not stored (no sidecar); bound by the grant
+		at.ContentType, at.ETag = "", "" // not stored (no sidecar); bound by the grant
 	}
 	return at, nil
 }
