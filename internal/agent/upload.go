@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/md5"
 	"crypto/sha256"
 	"encoding"
 	"encoding/hex"
@@ -211,21 +212,27 @@ func (u *Uploader) uploadOne(ctx context.Context, lease wire.Lease, f *localOutp
 	}
 	defer fh.Close()
 	h := sha256.New()
-	// put sends n bytes at off and adds them to h. Each try hashes into
-	// its own copy of h's state at the start of the part: a failed try's
-	// body may still be read by the transport after it returns, so it
-	// must not touch the hash that the next try continues.
-	put := func(url string, off, n int64) (string, error) {
+	// put sends n bytes at off, adds them to h and returns the store's
+	// ETag and, when the target asks for it, the MD5 of the bytes (the
+	// same pass). Each try hashes into its own copy of h's state at the
+	// start of the part: a failed try's body may still be read by the
+	// transport after it returns, so it must not touch the hash that the
+	// next try continues.
+	put := func(url string, off, n int64) (etag, sum string, err error) {
 		start, err := h.(encoding.BinaryMarshaler).MarshalBinary()
 		if err != nil {
-			return "", fmt.Errorf("hash output %q: %w", f.Name, err)
+			return "", "", fmt.Errorf("hash output %q: %w", f.Name, err)
 		}
-		return withRetry(ctx, u, "upload "+f.Name, func(ctx context.Context) (string, error) {
+		var m hash.Hash
+		etag, err = withRetry(ctx, u, "upload "+f.Name, func(ctx context.Context) (string, error) {
 			th := sha256.New()
 			if err := th.(encoding.BinaryUnmarshaler).UnmarshalBinary(start); err != nil {
 				return "", fmt.Errorf("hash output %q: %w", f.Name, err)
 			}
 			body := &hashingReader{r: io.NewSectionReader(fh, off, n), h: th, prog: prog}
+			if tg.MD5 {
+				body.m = md5.New()
+			}
 			etag, err := u.API.PutObject(ctx, url, tg.Headers, body, n)
 			if err != nil {
 				prog.add(-body.n.Load()) // resent from the start of the part
@@ -234,27 +241,40 @@ func (u *Uploader) uploadOne(ctx context.Context, lease wire.Lease, f *localOutp
 			if got := body.n.Load(); got != n {
 				return "", attemptErr("output %q: %d bytes read for a part of %d (the file changed while uploading)", f.Name, got, n)
 			}
-			h = th
+			h, m = th, body.m
 			return etag, nil
 		})
+		if err == nil && m != nil {
+			sum = hex.EncodeToString(m.Sum(nil))
+		}
+		return etag, sum, err
 	}
 	if len(tg.PartURLs) == 0 {
-		if _, err := put(tg.URL, 0, f.Size); err != nil {
+		_, sum, err := put(tg.URL, 0, f.Size)
+		if err != nil {
 			return wrapUpload(f.Name, err)
 		}
-		f.SHA256 = hex.EncodeToString(h.Sum(nil))
+		f.SHA256, f.MD5 = hex.EncodeToString(h.Sum(nil)), sum
 		return nil
 	}
 	etags := make([]string, len(tg.PartURLs))
+	var parts []string
+	if tg.MD5 {
+		parts = make([]string, len(tg.PartURLs))
+	}
 	for i, url := range tg.PartURLs {
 		off := int64(i) * tg.PartSize
 		n := min(tg.PartSize, f.Size-off)
-		etag, err := put(url, off, n)
+		etag, sum, err := put(url, off, n)
 		if err != nil {
 			return wrapUpload(f.Name, err)
 		}
 		etags[i] = etag
+		if parts != nil {
+			parts[i] = sum
+		}
 	}
+	f.PartMD5 = parts
 	_, err = withRetry(ctx, u, "finish upload "+f.Name, func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, u.API.CompleteMultipart(ctx, u.WorkerID, lease, f.Name, tg.UploadID, etags)
 	})
@@ -326,6 +346,7 @@ func (u *Uploader) wait(ctx context.Context, try int) bool {
 type hashingReader struct {
 	r    io.Reader
 	h    hash.Hash
+	m    hash.Hash // MD5, when the target asks for it; else nil
 	n    atomic.Int64
 	prog *uploadProgress
 }
@@ -334,6 +355,9 @@ func (c *hashingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	if n > 0 {
 		c.h.Write(p[:n])
+		if c.m != nil {
+			c.m.Write(p[:n])
+		}
 		c.n.Add(int64(n))
 		c.prog.add(int64(n))
 	}

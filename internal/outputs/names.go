@@ -107,6 +107,10 @@ type Entry struct {
 	Size        int64  `json:"size"`
 	SHA256      string `json:"sha256"`
 	ContentType string `json:"content_type"`
+	// MD5 and PartMD5 are the optional MD5s (hex) of a file uploaded in
+	// one PUT and of each part of a multipart upload.
+	MD5     string   `json:"md5,omitempty"`
+	PartMD5 []string `json:"part_md5,omitempty"`
 }
 
 // ValidateManifest checks every entry (name, size within limits, hash,
@@ -138,8 +142,41 @@ func ValidateManifest(entries []Entry, l Limits) error {
 		if err := ValidateContentType(e.Name, e.ContentType); err != nil {
 			return err
 		}
+		if err := validateMD5s(e); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// MaxParts is the most parts a multipart upload has (S3's limit).
+const MaxParts = 10000
+
+func validateMD5s(e Entry) error {
+	if e.MD5 != "" && !isHex(e.MD5, 32) {
+		return fmt.Errorf("output %q: md5 must be 32 lowercase hex digits", e.Name)
+	}
+	if len(e.PartMD5) > MaxParts {
+		return fmt.Errorf("output %q: %d part MD5s; the limit is %d parts", e.Name, len(e.PartMD5), MaxParts)
+	}
+	for i, m := range e.PartMD5 {
+		if !isHex(m, 32) {
+			return fmt.Errorf("output %q: part_md5[%d] must be 32 lowercase hex digits", e.Name, i)
+		}
+	}
+	return nil
+}
+
+func isHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // Key returns the object key of an output of one attempt: the lease token

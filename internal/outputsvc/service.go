@@ -80,10 +80,16 @@ type Service struct {
 	held map[uuid.UUID]map[uuid.UUID]time.Time
 }
 
+// uploaded is what this server knows about an object it received (the
+// embedded store) or assembled (an S3 multipart upload).
 type uploaded struct {
 	size int64
-	sum  string
+	sum  string // SHA-256 of what the embedded store received
 	ct   string // the Content-Type it was granted and sent with
+	// parts is the ETag S3 gives an object assembled from the parts
+	// whose ETags the multipart completion named (the MD5 of their MD5s
+	// and "-N"); etag is the ETag the store reported for it right after.
+	parts, etag string
 }
 
 const maxHashCache = 100_000
@@ -219,7 +225,7 @@ func (s *Service) Grant(ctx context.Context, workerID uuid.UUID, lease core.Leas
 			if err != nil {
 				return nil, fmt.Errorf("grant upload of output %q: %w", f.Name, err)
 			}
-			t.UploadID, t.PartSize, t.PartURLs = mu.UploadID, s.cfg.PartSize, mu.PartURLs
+			t.UploadID, t.PartSize, t.PartURLs, t.MD5 = mu.UploadID, s.cfg.PartSize, mu.PartURLs, true
 		default:
 			u, err := s.cfg.Blob.UploadURL(ctx, key, s.cfg.URLExpiry)
 			if err != nil {
@@ -229,6 +235,7 @@ func (s *Service) Grant(ctx context.Context, workerID uuid.UUID, lease core.Leas
 			// the completion's type check would refuse.
 			t.URL = u
 			t.Headers = map[string]string{"Content-Type": f.ContentType}
+			t.MD5 = true
 		}
 		out[i] = t
 	}
@@ -256,7 +263,26 @@ func (s *Service) CompleteMultipart(ctx context.Context, workerID uuid.UUID, lea
 		}
 		return invalid("output %q: %s", name, err.Error())
 	}
+	// The store accepted the parts only because their ETags, the MD5s it
+	// computed of the bytes it received, are the ones named: remember
+	// them, so that the completion trusts this object if the agent's own
+	// part MD5s are the same, even from a store that reports another
+	// ETag for the whole object.
+	if parts, ok := multipartETag(etags); ok {
+		if a, err := s.cfg.Blob.Stat(ctx, key); err == nil && a.ETag != "" {
+			s.remember(key, uploaded{size: a.Size, parts: parts, etag: a.ETag})
+		}
+	}
 	return nil
+}
+
+func (s *Service) remember(key string, up uploaded) {
+	s.mu.Lock()
+	if len(s.hashes) >= maxHashCache {
+		clear(s.hashes)
+	}
+	s.hashes[key] = up
+	s.mu.Unlock()
 }
 
 // Upload errors of the embedded store.
@@ -304,12 +330,7 @@ func (s *Service) Accept(ctx context.Context, token, contentType string, content
 		_ = s.cfg.Blob.Delete(context.WithoutCancel(ctx), g.Key)
 		return core.Invalid("body", "output %q: %d bytes received; the upload URL was granted for exactly %d", name, n, g.Size)
 	}
-	s.mu.Lock()
-	if len(s.hashes) >= maxHashCache {
-		clear(s.hashes)
-	}
-	s.hashes[g.Key] = uploaded{size: n, sum: sum, ct: contentType}
-	s.mu.Unlock()
+	s.remember(g.Key, uploaded{size: n, sum: sum, ct: contentType})
 	return nil
 }
 
@@ -442,79 +463,6 @@ func (s *Service) Record(ctx context.Context, workerID uuid.UUID, lease core.Lea
 // outputs.
 func (s *Service) NeedsCheck(t *core.Task) bool {
 	return s.HasTypeRequirements(t.Type) || len(outputs.ParamsRequired(t.Params)) > 0
-}
-
-// verifyParallel is how many objects Complete checks at once (a bucket's
-// round trips dominate; the embedded store answers from memory).
-const verifyParallel = 16
-
-// verifyAll checks every object against its entry, verifyParallel at a
-// time, and returns the first mismatch in manifest order.
-func (s *Service) verifyAll(ctx context.Context, outs []*core.Output, entries []outputs.Entry) error {
-	errs := make([]error, len(entries))
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, verifyParallel)
-	for i := range entries {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if errs[i] = s.verify(ctx, outs[i].BlobKey, entries[i]); errs[i] != nil {
-				cancel()
-			}
-		}()
-	}
-	wg.Wait()
-	var first error
-	for _, err := range errs {
-		if err == nil {
-			continue
-		}
-		if !errors.Is(err, context.Canceled) {
-			return err // a mismatch outranks the checks it cancelled
-		}
-		if first == nil {
-			first = err
-		}
-	}
-	return first
-}
-
-// verify checks one stored object against its manifest entry.
-func (s *Service) verify(ctx context.Context, key string, e outputs.Entry) error {
-	a, err := s.cfg.Blob.Stat(ctx, key)
-	if errors.Is(err, blobstore.ErrNotFound) {
-		return invalid("output %q is in the manifest but was not uploaded", e.Name)
-	}
-	if err != nil {
-		return fmt.Errorf("verify output %q: %w", e.Name, err)
-	}
-	if a.Size != e.Size {
-		return invalid("output %q: the stored object has %d bytes; the manifest says %d", e.Name, a.Size, e.Size)
-	}
-	if a.ContentType != "" && !sameMediaType(a.ContentType, e.ContentType) {
-		return invalid("output %q: stored as %q; the manifest says %q", e.Name, a.ContentType, e.ContentType)
-	}
-	s.mu.Lock()
-	up, ok := s.hashes[key]
-	s.mu.Unlock()
-	if ok && up.ct != "" && !sameMediaType(up.ct, e.ContentType) {
-		return invalid("output %q: stored as %q; the manifest says %q", e.Name, up.ct, e.ContentType)
-	}
-	sum := up.sum
-	if !ok || up.size != a.Size {
-		_, sum, err = s.cfg.Blob.Hash(ctx, key)
-		if err != nil {
-			return fmt.Errorf("verify output %q: %w", e.Name, err)
-		}
-	}
-	if sum != e.SHA256 {
-		return invalid("output %q: the stored object's SHA-256 is %s; the manifest says %s (corrupted upload)", e.Name, sum, e.SHA256)
-	}
-	return nil
 }
 
 func (s *Service) forget(task uuid.UUID, outs []*core.Output) {

@@ -12,6 +12,13 @@ type OutputEntry struct {
 	Size        int64  `json:"size"`
 	SHA256      string `json:"sha256"`
 	ContentType string `json:"content_type"`
+	// MD5 (hex) of a file uploaded in one PUT, and PartMD5 of each part
+	// of a multipart upload, computed in the same pass as SHA-256 when
+	// the upload target asks for them (UploadTarget.MD5): a bucket's
+	// server checks them against the ETags the store computed, instead
+	// of reading every object back. Optional.
+	MD5     string   `json:"md5,omitempty"`
+	PartMD5 []string `json:"part_md5,omitempty"`
 }
 
 // UploadFile is one file an agent wants to upload.
@@ -40,14 +47,17 @@ func (r *UploadURLsRequest) LeaseHolder() (workerID, token uuid.UUID) {
 // has PartURLs instead (each part PartSize bytes, the last one shorter)
 // and is finished with POST /v1/tasks/{id}/outputs/multipart.
 type UploadTarget struct {
-	Name      string            `json:"name"`
-	Method    string            `json:"method"`
-	URL       string            `json:"url,omitempty"`
-	Headers   map[string]string `json:"headers,omitempty"`
-	UploadID  string            `json:"upload_id,omitempty"`
-	PartSize  int64             `json:"part_size,omitempty"`
-	PartURLs  []string          `json:"part_urls,omitempty"`
-	ExpiresAt time.Time         `json:"expires_at"`
+	Name     string            `json:"name"`
+	Method   string            `json:"method"`
+	URL      string            `json:"url,omitempty"`
+	Headers  map[string]string `json:"headers,omitempty"`
+	UploadID string            `json:"upload_id,omitempty"`
+	PartSize int64             `json:"part_size,omitempty"`
+	PartURLs []string          `json:"part_urls,omitempty"`
+	// MD5 asks the uploader to report the MD5 of the file (of each part
+	// for a multipart target) in the manifest (OutputEntry.MD5, PartMD5).
+	MD5       bool      `json:"md5,omitempty"`
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
 // UploadURLsResponse answers POST /v1/tasks/{id}/outputs/uploads, one
