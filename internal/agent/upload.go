@@ -36,7 +36,9 @@ const uploadTries = 6
 
 // Uploader uploads the files of an output directory through the signed
 // URLs the server grants, in one pass per file: each file is hashed
-// (SHA-256) while it streams from disk to the store, so it is read once,
+// (SHA-256, and MD5 per PUT when the target asks, so that a bucket's
+// server can check the store's ETags instead of reading the objects
+// back) while it streams from disk to the store, so it is read once,
 // and nothing is held in memory beyond a copy buffer per file in flight.
 type Uploader struct {
 	API      OutputAPI

@@ -167,6 +167,10 @@ type Attrs struct {
 	// SSE-KMS or SSE-C), "<hex MD5 of the parts' MD5s>-<parts>" for a
 	// multipart upload; empty for the embedded store.
 	ETag string
+	// MD5 is the hex MD5 of the object's bytes where the store keeps one
+	// (S3 derives it from a single PUT's ETag, GCS and Azure store it);
+	// empty where it does not, and for the embedded store.
+	MD5 string
 }
 
 // Stat returns the attributes of key (ErrNotFound if absent).
@@ -179,8 +183,13 @@ func (s *Store) Stat(ctx context.Context, key string) (Attrs, error) {
 		return Attrs{}, fmt.Errorf("stat %s: %w", key, err)
 	}
 	at := Attrs{Size: a.Size, ContentType: a.ContentType, ETag: strings.Trim(a.ETag, `"`)}
+	if len(a.MD5) == 16 {
+		at.MD5 = hex.EncodeToString(a.MD5)
+	}
 	if s.embedded {
-		at.ContentType, at.ETag = "", "" // not stored (no sidecar); bound by the grant
+		// Not stored (no sidecar): the type is bound by the grant, and
+		// the server hashed what it received.
+		at.ContentType, at.ETag, at.MD5 = "", "", ""
 	}
 	return at, nil
 }

@@ -95,8 +95,9 @@ func (s *Service) verify(ctx context.Context, key string, e outputs.Entry) error
 }
 
 // etagVouches reports whether the store's ETag of an object shows that
-// it holds the bytes the agent hashed: the ETag is the MD5 the agent
-// reported for a single PUT, or, for a multipart upload, the MD5 of the
+// it holds the bytes the agent hashed: the ETag (or the MD5 a GCS or
+// Azure store keeps) is the MD5 the agent reported for a single PUT, or,
+// for a multipart upload, the MD5 of the
 // part MD5s it reported (computed here, or remembered from this server's
 // completion of that upload when the store reports another ETag for the
 // whole object). The store computed its MD5s from the bytes it received;
@@ -105,11 +106,11 @@ func (s *Service) verify(ctx context.Context, key string, e outputs.Entry) error
 // (a store that does not use MD5s, SSE-KMS or SSE-C encryption, an agent
 // that sent no MD5) proves nothing, and the object is read back.
 func etagVouches(a blobstore.Attrs, up uploaded, cached bool, e outputs.Entry) bool {
+	if len(e.PartMD5) == 0 {
+		return e.MD5 != "" && (a.ETag == e.MD5 || a.MD5 == e.MD5)
+	}
 	if a.ETag == "" {
 		return false
-	}
-	if len(e.PartMD5) == 0 {
-		return e.MD5 != "" && a.ETag == e.MD5
 	}
 	want, ok := multipartETag(e.PartMD5)
 	if !ok {
