@@ -138,7 +138,7 @@ func (s *Server) handleTaskSubmit(w http.ResponseWriter, r *http.Request) {
 	if res[0].Existing {
 		status = http.StatusOK
 	}
-	writeJSON(w, status, wire.SubmitResponse{Task: res[0].Task, Existing: res[0].Existing})
+	writeJSON(w, status, &wire.SubmitResponse{Task: res[0].Task, Existing: res[0].Existing})
 }
 
 func (s *Server) handleTaskSubmitBatch(w http.ResponseWriter, r *http.Request) {
@@ -172,7 +172,7 @@ func (s *Server) handleTaskSubmitBatch(w http.ResponseWriter, r *http.Request) {
 	for i, x := range res {
 		out.Results[i] = wire.SubmitResponse{Task: x.Task, Existing: x.Existing}
 	}
-	writeJSON(w, http.StatusCreated, out)
+	writeJSON(w, http.StatusCreated, &out)
 }
 
 // taskReader authenticates a read or cancel of task id and returns the

@@ -254,7 +254,7 @@ func (s *Server) handleTaskClaim(w http.ResponseWriter, r *http.Request) {
 		out.Tasks = append(out.Tasks, ct)
 	}
 	s.metrics.claimed.Add(float64(len(tasks)))
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, &out)
 }
 
 // releaseUndelivered returns claimed tasks that could not be delivered.
