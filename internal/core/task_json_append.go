@@ -90,6 +90,8 @@ func (t *Task) AppendJSON(b []byte) ([]byte, error) {
 		b = append(b, `,"progress_message":`...)
 		b = appendJSONString(b, t.ProgressMsg)
 	}
+	var prev time.Time
+	var prevStart, prevEnd int
 	for _, f := range [...]struct {
 		key string
 		t   *time.Time
@@ -99,9 +101,16 @@ func (t *Task) AppendJSON(b []byte) ([]byte, error) {
 			continue
 		}
 		b = append(b, f.key...)
+		// A new task's times are one instant: write it once, copy it after.
+		if prevEnd > 0 && *f.t == prev {
+			b = append(b, b[prevStart:prevEnd]...)
+			continue
+		}
+		start := len(b)
 		if b, err = appendJSONTime(b, *f.t); err != nil {
 			return nil, err
 		}
+		prev, prevStart, prevEnd = *f.t, start, len(b)
 	}
 	b = append(b, `,"timeout_s":`...)
 	if b, err = appendJSONFloat(b, t.Timeout.Seconds()); err != nil {
