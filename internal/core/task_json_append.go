@@ -15,7 +15,10 @@ import (
 // 1,000 per batch submit and one per claim, so this path avoids
 // reflection; values it does not write itself byte-exactly (strings that
 // need escaping, raw JSON with spaces or HTML characters, times outside
-// years 0–9999) are handed to encoding/json one by one.
+// years 0–9999) are handed to encoding/json one by one. A type that
+// embeds Task and adds fields must define its own AppendJSON (as
+// wire.ClaimedTask does): the API writes any body with an AppendJSON
+// method through it.
 func (t *Task) AppendJSON(b []byte) ([]byte, error) {
 	var err error
 	b = append(b, `{"id":`...)
