@@ -60,6 +60,40 @@ func decodeJSON(body io.Reader, limit int64, dst any, optional bool) error {
 	return nil
 }
 
+// decodeJSONBytes is decodeJSON for a body already in memory (every
+// handler reads its body first): the same decoder and the same answers,
+// without copying the bytes read aside (they are a prefix of body).
+func decodeJSONBytes(body []byte, limit int64, dst any, optional bool) error {
+	if int64(len(body)) > limit {
+		return decodeJSON(bytesReader(body), limit, dst, optional)
+	}
+	r := bytes.NewReader(body)
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		if errors.Is(err, io.EOF) {
+			if optional {
+				return nil
+			}
+			return core.Invalid("body", "request body is empty; want a JSON object")
+		}
+		jerr := jsonError(err)
+		if e, ok := errors.AsType[*core.Error](jerr); ok && e.Field == "body" {
+			seen := body[:len(body)-r.Len()]
+			if located := fieldOfTextError(seen, reflect.TypeOf(dst)); located != nil {
+				return located
+			}
+		}
+		return jerr
+	}
+	// Anything but whitespace after the value is an error.
+	var extra json.RawMessage
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return core.Invalid("body", "unexpected data after the JSON object")
+	}
+	return nil
+}
+
 func tooLarge(limit int64) *core.Error {
 	return &core.Error{Code: core.ETOOLARGE, Field: "body", Message: fmt.Sprintf("request body exceeds the limit of %d bytes", limit)}
 }

@@ -73,9 +73,22 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	writeJSON(w, status, wire.ErrorBody{Error: detail})
 }
 
+// jsonAppender is a body that writes its own JSON, the bytes json.Marshal
+// would write, without reflection (the hot replies: claims, submits,
+// tasks).
+type jsonAppender interface {
+	AppendJSON(b []byte) ([]byte, error)
+}
+
 // writeJSON writes v with status.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
+	var b []byte
+	var err error
+	if a, ok := v.(jsonAppender); ok {
+		b, err = a.AppendJSON(make([]byte, 0, 1024))
+	} else {
+		b, err = json.Marshal(v)
+	}
 	if err != nil {
 		http.Error(w, `{"error":{"code":"internal","message":"internal error"}}`, http.StatusInternalServerError)
 		return
@@ -83,8 +96,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	_, _ = w.Write(b)
-	_, _ = w.Write([]byte("\n"))
+	_, _ = w.Write(append(b, '\n'))
 }
 
 func errorsAsCore(err error) (*core.Error, bool) {

@@ -19,7 +19,7 @@ import (
 // DecodeSubmit decodes one task submission.
 func DecodeSubmit(body []byte) (*wire.SubmitRequest, error) {
 	var req wire.SubmitRequest
-	if err := decodeJSON(bytesReader(body), wire.MaxSubmitBody, &req, false); err != nil {
+	if err := decodeJSONBytes(body, wire.MaxSubmitBody, &req, false); err != nil {
 		return nil, err
 	}
 	return &req, nil
@@ -33,7 +33,7 @@ func DecodeBatch(body []byte) (*wire.BatchSubmitRequest, error) {
 	var raw struct {
 		Tasks []json.RawMessage `json:"tasks"`
 	}
-	if err := decodeJSON(bytesReader(body), wire.MaxBatchBody, &raw, false); err != nil {
+	if err := decodeJSONBytes(body, wire.MaxBatchBody, &raw, false); err != nil {
 		return nil, err
 	}
 	switch {
@@ -44,7 +44,7 @@ func DecodeBatch(body []byte) (*wire.BatchSubmitRequest, error) {
 	}
 	req := &wire.BatchSubmitRequest{Tasks: make([]wire.SubmitRequest, len(raw.Tasks))}
 	for i, item := range raw.Tasks {
-		if err := decodeJSON(bytesReader(item), int64(len(item))+1, &req.Tasks[i], false); err != nil {
+		if err := decodeJSONBytes(item, int64(len(item))+1, &req.Tasks[i], false); err != nil {
 			if e, ok := errors.AsType[*core.Error](err); ok {
 				prefixed := *e
 				prefixed.Field = fmt.Sprintf("tasks[%d]", i)
@@ -138,7 +138,7 @@ func (s *Server) handleTaskSubmit(w http.ResponseWriter, r *http.Request) {
 	if res[0].Existing {
 		status = http.StatusOK
 	}
-	writeJSON(w, status, wire.SubmitResponse{Task: res[0].Task, Existing: res[0].Existing})
+	writeJSON(w, status, &wire.SubmitResponse{Task: res[0].Task, Existing: res[0].Existing})
 }
 
 func (s *Server) handleTaskSubmitBatch(w http.ResponseWriter, r *http.Request) {
@@ -172,7 +172,7 @@ func (s *Server) handleTaskSubmitBatch(w http.ResponseWriter, r *http.Request) {
 	for i, x := range res {
 		out.Results[i] = wire.SubmitResponse{Task: x.Task, Existing: x.Existing}
 	}
-	writeJSON(w, http.StatusCreated, out)
+	writeJSON(w, http.StatusCreated, &out)
 }
 
 // taskReader authenticates a read or cancel of task id and returns the
@@ -365,7 +365,7 @@ func (s *Server) handleWorkerList(w http.ResponseWriter, r *http.Request) {
 // DecodeWorkerAction decodes the optional body of drain/terminate.
 func DecodeWorkerAction(body []byte) (*wire.WorkerActionRequest, error) {
 	var req wire.WorkerActionRequest
-	if err := decodeJSON(bytesReader(body), wire.MaxBody, &req, true); err != nil {
+	if err := decodeJSONBytes(body, wire.MaxBody, &req, true); err != nil {
 		return nil, err
 	}
 	if len(req.Reason) > 512 {

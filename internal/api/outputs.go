@@ -36,7 +36,7 @@ func (s *Server) outputsOff(w http.ResponseWriter, r *http.Request) bool {
 // DecodeUploadURLs decodes an upload grant request.
 func DecodeUploadURLs(body []byte) (*wire.UploadURLsRequest, error) {
 	var req wire.UploadURLsRequest
-	if err := decodeJSON(bytesReader(body), wire.MaxBody, &req, false); err != nil {
+	if err := decodeJSONBytes(body, wire.MaxBody, &req, false); err != nil {
 		return nil, err
 	}
 	if req.LeaseToken == uuid.Nil {
@@ -64,7 +64,7 @@ func (s *Server) handleOutputUploads(w http.ResponseWriter, r *http.Request) {
 // DecodeMultipartComplete decodes a multipart completion.
 func DecodeMultipartComplete(body []byte) (*wire.MultipartCompleteRequest, error) {
 	var req wire.MultipartCompleteRequest
-	if err := decodeJSON(bytesReader(body), wire.MaxBody, &req, false); err != nil {
+	if err := decodeJSONBytes(body, wire.MaxBody, &req, false); err != nil {
 		return nil, err
 	}
 	if req.LeaseToken == uuid.Nil {

@@ -50,7 +50,7 @@ func (s *Server) workerRequest(w http.ResponseWriter, r *http.Request) (uuid.UUI
 // DecodeRegister decodes and validates a register body.
 func DecodeRegister(body []byte) (*wire.RegisterRequest, error) {
 	var req wire.RegisterRequest
-	if err := decodeJSON(bytesReader(body), wire.MaxBody, &req, true); err != nil {
+	if err := decodeJSONBytes(body, wire.MaxBody, &req, true); err != nil {
 		return nil, err
 	}
 	switch {
@@ -116,7 +116,7 @@ func (s *Server) handleWorkerRegister(w http.ResponseWriter, r *http.Request) {
 // DecodeHeartbeat decodes and validates a heartbeat body.
 func DecodeHeartbeat(body []byte) (*wire.HeartbeatRequest, error) {
 	var req wire.HeartbeatRequest
-	if err := decodeJSON(bytesReader(body), wire.MaxBody, &req, true); err != nil {
+	if err := decodeJSONBytes(body, wire.MaxBody, &req, true); err != nil {
 		return nil, err
 	}
 	if len(req.Leases) > wire.MaxHeartbeatLeases {
@@ -199,7 +199,7 @@ func (s *Server) handleWorkerHeartbeat(w http.ResponseWriter, r *http.Request) {
 // DecodeClaim decodes a claim body (which may be empty).
 func DecodeClaim(body []byte) (*wire.ClaimRequest, error) {
 	var req wire.ClaimRequest
-	if err := decodeJSON(bytesReader(body), wire.MaxBody, &req, true); err != nil {
+	if err := decodeJSONBytes(body, wire.MaxBody, &req, true); err != nil {
 		return nil, err
 	}
 	if req.Max == 0 {
@@ -254,7 +254,7 @@ func (s *Server) handleTaskClaim(w http.ResponseWriter, r *http.Request) {
 		out.Tasks = append(out.Tasks, ct)
 	}
 	s.metrics.claimed.Add(float64(len(tasks)))
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, &out)
 }
 
 // releaseUndelivered returns claimed tasks that could not be delivered.
@@ -278,7 +278,7 @@ func (s *Server) releaseUndelivered(r *http.Request, workerID uuid.UUID, tasks [
 // DecodeLogs decodes and validates a logs body.
 func DecodeLogs(body []byte) (*wire.LogsRequest, error) {
 	var req wire.LogsRequest
-	if err := decodeJSON(bytesReader(body), wire.MaxLogsBody, &req, false); err != nil {
+	if err := decodeJSONBytes(body, wire.MaxLogsBody, &req, false); err != nil {
 		return nil, err
 	}
 	if len(req.Lines) > wire.MaxLogLines {
@@ -366,7 +366,7 @@ func (s *Server) leaseRequest(w http.ResponseWriter, r *http.Request, workerID u
 // DecodeComplete decodes and validates a complete body.
 func DecodeComplete(body []byte) (*wire.CompleteRequest, error) {
 	var req wire.CompleteRequest
-	if err := decodeJSON(bytesReader(body), wire.MaxCompleteBody, &req, false); err != nil {
+	if err := decodeJSONBytes(body, wire.MaxCompleteBody, &req, false); err != nil {
 		return nil, err
 	}
 	if req.LeaseToken == uuid.Nil {
@@ -432,7 +432,7 @@ func (s *Server) handleTaskComplete(w http.ResponseWriter, r *http.Request) {
 // DecodeCompleteBatch decodes and validates a batched completion.
 func DecodeCompleteBatch(body []byte) (*wire.CompleteBatchRequest, error) {
 	var req wire.CompleteBatchRequest
-	if err := decodeJSON(bytesReader(body), wire.MaxCompleteBatchBody, &req, false); err != nil {
+	if err := decodeJSONBytes(body, wire.MaxCompleteBatchBody, &req, false); err != nil {
 		return nil, err
 	}
 	switch {
@@ -518,7 +518,7 @@ func (s *Server) authThenError(w http.ResponseWriter, r *http.Request, err error
 // DecodeFail decodes and validates a fail body.
 func DecodeFail(body []byte) (*wire.FailRequest, error) {
 	var req wire.FailRequest
-	if err := decodeJSON(bytesReader(body), wire.MaxBody, &req, false); err != nil {
+	if err := decodeJSONBytes(body, wire.MaxBody, &req, false); err != nil {
 		return nil, err
 	}
 	if req.LeaseToken == uuid.Nil {
@@ -547,7 +547,7 @@ func (s *Server) handleTaskFail(w http.ResponseWriter, r *http.Request) {
 // DecodeProgress decodes and validates a progress body.
 func DecodeProgress(body []byte) (*wire.ProgressRequest, error) {
 	var req wire.ProgressRequest
-	if err := decodeJSON(bytesReader(body), wire.MaxBody, &req, false); err != nil {
+	if err := decodeJSONBytes(body, wire.MaxBody, &req, false); err != nil {
 		return nil, err
 	}
 	if req.LeaseToken == uuid.Nil {

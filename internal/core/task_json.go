@@ -26,17 +26,18 @@ func (t *Task) JSON() TaskJSON {
 
 // MarshalJSON writes the task with its timeout as timeout_s (seconds).
 func (t Task) MarshalJSON() ([]byte, error) {
-	return json.Marshal(t.JSON())
+	return t.AppendJSON(make([]byte, 0, 512))
 }
 
 // UnmarshalJSON reads what MarshalJSON writes. A "timeout" number (the
 // nanoseconds older servers wrote) is still read.
 func (t *Task) UnmarshalJSON(b []byte) error {
-	var in TaskJSON
-	if err := json.Unmarshal(b, &in); err != nil {
-		return err
-	}
-	*t = Task(in.PlainTask)
+	return DecodeTaskJSON(b, t, nil)
+}
+
+// Task returns the task that in, decoded from JSON, describes.
+func (in *TaskJSON) Task() Task {
+	t := Task(in.PlainTask)
 	t.Timeout = time.Duration(in.TimeoutS * float64(time.Second))
 	if in.Timeout != nil && in.TimeoutS == 0 {
 		var ns int64
@@ -44,5 +45,5 @@ func (t *Task) UnmarshalJSON(b []byte) error {
 			t.Timeout = time.Duration(ns)
 		}
 	}
-	return nil
+	return t
 }

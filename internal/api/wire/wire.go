@@ -212,25 +212,23 @@ type ClaimedTask struct {
 // MarshalJSON writes the task's JSON form plus lease_token in one pass
 // (the embedded Task's MarshalJSON would otherwise be the whole encoding).
 func (c ClaimedTask) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		core.TaskJSON
-		LeaseToken uuid.UUID `json:"lease_token"`
-	}{c.Task.JSON(), c.LeaseToken})
+	return c.AppendJSON(make([]byte, 0, 576))
 }
 
-// UnmarshalJSON reads what MarshalJSON writes.
+// AppendJSON appends what MarshalJSON writes to b.
+func (c *ClaimedTask) AppendJSON(b []byte) ([]byte, error) {
+	b, err := c.Task.AppendJSON(b)
+	if err != nil {
+		return nil, err
+	}
+	b = append(b[:len(b)-1], `,"lease_token":"`...)
+	b = append(b, c.LeaseToken.String()...)
+	return append(b, `"}`...), nil
+}
+
+// UnmarshalJSON reads what MarshalJSON writes, in one decoding pass.
 func (c *ClaimedTask) UnmarshalJSON(b []byte) error {
-	if err := json.Unmarshal(b, &c.Task); err != nil {
-		return err
-	}
-	var l struct {
-		LeaseToken uuid.UUID `json:"lease_token"`
-	}
-	if err := json.Unmarshal(b, &l); err != nil {
-		return err
-	}
-	c.LeaseToken = l.LeaseToken
-	return nil
+	return core.DecodeTaskJSON(b, &c.Task, &c.LeaseToken)
 }
 
 // Lease returns the task's (id, token) lease.
@@ -239,6 +237,26 @@ func (c *ClaimedTask) Lease() Lease { return Lease{TaskID: c.ID, Token: c.LeaseT
 // ClaimResponse lists the claimed tasks (empty when the wait ran out).
 type ClaimResponse struct {
 	Tasks []ClaimedTask `json:"tasks"`
+}
+
+// AppendJSON appends the bytes json.Marshal writes for r to b, without
+// reflection (the server answers every claim with it).
+func (r *ClaimResponse) AppendJSON(b []byte) ([]byte, error) {
+	b = append(b, `{"tasks":`...)
+	if r.Tasks == nil {
+		return append(b, "null}"...), nil
+	}
+	b = append(b, '[')
+	for i := range r.Tasks {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		var err error
+		if b, err = r.Tasks[i].AppendJSON(b); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, "]}"...), nil
 }
 
 // CompleteRequest is the body of POST /v1/tasks/{id}/complete.
@@ -340,6 +358,23 @@ type SubmitResponse struct {
 	Existing bool  `json:"existing"`
 }
 
+// AppendJSON appends the bytes json.Marshal writes for r to b, without
+// reflection.
+func (r *SubmitResponse) AppendJSON(b []byte) ([]byte, error) {
+	b = append(b, `{"task":`...)
+	if r.Task == nil {
+		b = append(b, "null"...)
+	} else {
+		var err error
+		if b, err = r.Task.AppendJSON(b); err != nil {
+			return nil, err
+		}
+	}
+	b = append(b, `,"existing":`...)
+	b = strconv.AppendBool(b, r.Existing)
+	return append(b, '}'), nil
+}
+
 // BatchSubmitRequest is the body of POST /v1/tasks/batch (all or nothing).
 type BatchSubmitRequest struct {
 	Tasks []SubmitRequest `json:"tasks"`
@@ -348,6 +383,26 @@ type BatchSubmitRequest struct {
 // BatchSubmitResponse lists the results in input order.
 type BatchSubmitResponse struct {
 	Results []SubmitResponse `json:"results"`
+}
+
+// AppendJSON appends the bytes json.Marshal writes for r to b, without
+// reflection (a batch answers up to 1,000 tasks).
+func (r *BatchSubmitResponse) AppendJSON(b []byte) ([]byte, error) {
+	b = append(b, `{"results":`...)
+	if r.Results == nil {
+		return append(b, "null}"...), nil
+	}
+	b = append(b, '[')
+	for i := range r.Results {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		var err error
+		if b, err = r.Results[i].AppendJSON(b); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, "]}"...), nil
 }
 
 // TaskFilter is the query of GET /v1/tasks.

@@ -60,3 +60,66 @@ func BenchmarkClaimedTaskJSON(b *testing.B) {
 		}
 	}
 }
+
+// A claimed task's encoding is byte for byte the one encoding/json writes
+// for the task's JSON form plus lease_token, and reads back whole.
+func TestClaimedTaskJSONMatchesReflection(t *testing.T) {
+	now := time.Date(2026, 12, 5, 15, 4, 5, 123456000, time.UTC)
+	wid := uuid.New()
+	prog := 0.25
+	for _, c := range []ClaimedTask{
+		{Task: core.Task{ID: uuid.New(), Type: "render", Params: json.RawMessage(`{"frame":12}`), Owner: "o<1>", Pool: "default",
+			Timeout: 6 * time.Hour, MaxAttempts: 3, MaxLost: 3, State: core.TaskRunning, Attempt: 1, WorkerID: &wid,
+			LeaseExpiresAt: &now, StartedAt: &now, Progress: &prog, ProgressMsg: "a\nb", CreatedAt: now, RunAfter: now, UpdatedAt: now},
+			LeaseToken: uuid.New()},
+		{Task: core.Task{ID: uuid.New(), DependsOn: []uuid.UUID{uuid.New()}, IdempotencyKey: "k"}},
+	} {
+		want, err := json.Marshal(struct {
+			core.TaskJSON
+			LeaseToken uuid.UUID `json:"lease_token"`
+		}{c.Task.JSON(), c.LeaseToken})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := json.Marshal(c)
+		if err != nil || string(got) != string(want) {
+			t.Fatalf("got %s, %v\nwant %s", got, err, want)
+		}
+		var back ClaimedTask
+		if err := json.Unmarshal(got, &back); err != nil {
+			t.Fatal(err)
+		}
+		again, _ := json.Marshal(back)
+		if string(again) != string(want) {
+			t.Fatalf("read back and encoded again:\n got %s\nwant %s", again, want)
+		}
+	}
+}
+
+// The replies the server writes without reflection are the bytes
+// json.Marshal writes for them.
+func TestRepliesAppendJSONMatchesReflection(t *testing.T) {
+	now := time.Date(2026, 12, 5, 15, 4, 5, 123456000, time.UTC)
+	task := &Task{ID: uuid.New(), Type: "x", Params: json.RawMessage(`{"a":"<b>"}`), Owner: "default", Pool: "p",
+		State: core.TaskQueued, CreatedAt: now, RunAfter: now, UpdatedAt: now, Timeout: 1500 * time.Millisecond}
+	for _, v := range []interface {
+		AppendJSON([]byte) ([]byte, error)
+	}{
+		&ClaimResponse{},
+		&ClaimResponse{Tasks: []ClaimedTask{}},
+		&ClaimResponse{Tasks: []ClaimedTask{{Task: *task, LeaseToken: uuid.New()}, {Task: *task}}},
+		&SubmitResponse{Task: task, Existing: true},
+		&SubmitResponse{},
+		&BatchSubmitResponse{},
+		&BatchSubmitResponse{Results: []SubmitResponse{{Task: task}, {Task: task, Existing: true}}},
+	} {
+		want, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := v.AppendJSON([]byte("prefix"))
+		if err != nil || string(got) != "prefix"+string(want) {
+			t.Fatalf("%T: got %s, %v\nwant prefix%s", v, got, err, want)
+		}
+	}
+}

@@ -234,8 +234,14 @@ func (s *Store) insertTasks(ctx context.Context, tx pgx.Tx, params *store.TaskIn
 		if t.IdempotencyKey != "" {
 			key = &t.IdempotencyKey
 		}
-		copyRows = append(copyRows, []any{t.ID, t.Type, string(t.Params), t.Owner, int32(t.Priority), t.Pool,
-			deps, int32(t.MaxAttempts), int32(t.MaxLost), t.Timeout.Milliseconds(), key, "queued",
+		// Ids go to COPY as [16]byte: pgx writes those in binary, while a
+		// uuid.UUID would go through its driver.Valuer text form.
+		depBytes := make([][16]byte, len(deps))
+		for j, d := range deps {
+			depBytes[j] = d
+		}
+		copyRows = append(copyRows, []any{[16]byte(t.ID), t.Type, string(t.Params), t.Owner, int32(t.Priority), t.Pool,
+			depBytes, int32(t.MaxAttempts), int32(t.MaxLost), t.Timeout.Milliseconds(), key, "queued",
 			int32(pending), t.CreatedAt, t.RunAfter, t.UpdatedAt})
 		byID[t.ID] = t
 	}
