@@ -28,6 +28,8 @@ func (o *Orchestrator) update(ctx context.Context, t *tick, w *core.Worker, p *s
 	nw, err := o.st.WorkerUpdate(ctx, p)
 	if errors.Is(err, core.ErrConflict) || errors.Is(err, core.ErrNotFound) {
 		o.log.Info("worker changed under the tick; skipped", "worker", w.ID, "state", w.State)
+		// Someone else wrote the row: the copy no longer matches it.
+		o.fleet.invalidate()
 		return false, nil
 	}
 	if err != nil {
