@@ -320,7 +320,8 @@ type WorkerListParams struct {
 	// Brief may leave the fields the control loop does not read at their
 	// zero value: TokenHash, AgentVersion, GPUs, Metrics, TasksFailed,
 	// GPUType and Region (a backend may still fill them). The orchestrator
-	// lists the whole fleet every tick; decoding less makes that cheaper.
+	// lists the whole fleet when it (re)loads its copy of it; decoding
+	// less makes that cheaper.
 	Brief bool
 }
 
