@@ -387,6 +387,11 @@ func (c *tickCountingStore) WorkerList(ctx context.Context, p *store.WorkerListP
 	return c.Store.WorkerList(ctx, p)
 }
 
+func (c *tickCountingStore) WorkerActivity(ctx context.Context) ([]store.WorkerActivity, error) {
+	c.calls.Add(1)
+	return c.Store.WorkerActivity(ctx)
+}
+
 func (c *tickCountingStore) WorkerUpdate(ctx context.Context, p *store.WorkerUpdateParams) (*core.Worker, error) {
 	c.calls.Add(1)
 	return c.Store.WorkerUpdate(ctx, p)

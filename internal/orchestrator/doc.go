@@ -10,8 +10,14 @@
 // One Tick is observe → reconcile → advance → decide → place → record:
 //
 //  1. Observe in a constant number of queries, whatever the fleet size:
-//     WorkerList(LiveOnly), TaskDemand, BreakerGetAll, WorkerRequestList,
-//     plus one provider.List per provider, all at once. Demand is read
+//     WorkerActivity, TaskDemand, BreakerGetAll, WorkerRequestList, plus
+//     one provider.List per provider, all at once. The leader keeps the
+//     live worker rows in memory (fleet.go: it is their only writer) and
+//     reads each tick only what others write to them (heartbeats,
+//     completions, running leases); it reads them in full
+//     (WorkerList(LiveOnly)) when it starts or wins a term, after a failed
+//     tick or a conflicting write, when the activity read disagrees with
+//     its copy, and every five minutes. Demand is read
 //     with a cap (the largest pool max × concurrency, at least 1000), so
 //     the tick's cost does not grow with the backlog; a count at the cap is
 //     shown as "≥N". Expired leases, attempt timeouts and queue TTL are not
@@ -71,8 +77,9 @@
 // poison task), which says nothing about the placement. quota and
 // invalid-request errors Trip the key at once with a reason naming the
 // class. Scale-down, drain and operator terminations never touch the
-// breaker. Rows failed by someone else (the queue fails gpu-missing at
-// registration) are recorded when the tick first sees them.
+// breaker. Facts others report (the queue's gpu-missing at registration,
+// operator drain and terminate) arrive as worker requests, which the tick
+// applies with their events.
 //
 // # Leadership
 //

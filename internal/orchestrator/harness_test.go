@@ -85,6 +85,10 @@ func (c *countingStore) WorkerList(ctx context.Context, p *store.WorkerListParam
 	c.inc("WorkerList")
 	return c.Store.WorkerList(ctx, p)
 }
+func (c *countingStore) WorkerActivity(ctx context.Context) ([]store.WorkerActivity, error) {
+	c.inc("WorkerActivity")
+	return c.Store.WorkerActivity(ctx)
+}
 func (c *countingStore) WorkerUpdate(ctx context.Context, p *store.WorkerUpdateParams) (*core.Worker, error) {
 	c.inc("WorkerUpdate")
 	return c.Store.WorkerUpdate(ctx, p)

@@ -28,6 +28,8 @@ func (o *Orchestrator) update(ctx context.Context, t *tick, w *core.Worker, p *s
 	nw, err := o.st.WorkerUpdate(ctx, p)
 	if errors.Is(err, core.ErrConflict) || errors.Is(err, core.ErrNotFound) {
 		o.log.Info("worker changed under the tick; skipped", "worker", w.ID, "state", w.State)
+		// Someone else wrote the row: the copy no longer matches it.
+		o.fleet.invalidate()
 		return false, nil
 	}
 	if err != nil {
@@ -115,8 +117,14 @@ func (o *Orchestrator) markReady(ctx context.Context, t *tick, w *core.Worker) e
 func (o *Orchestrator) advance(ctx context.Context, t *tick) error {
 	tickD := tickOf(o.cfg)
 	hbTimeout := heartbeatTimeoutOf(o.cfg)
+	termStart := o.elector.Row().ElectedAt
+	pools := map[string]poolSettings{}
 	for _, w := range t.workers {
-		ps := settingsOf(w.Pool, o.poolOrEmpty(w.Pool))
+		ps, ok := pools[w.Pool]
+		if !ok {
+			ps = settingsOf(w.Pool, o.poolOrEmpty(w.Pool))
+			pools[w.Pool] = ps
+		}
 		list, listOK := t.lists[w.Provider]
 		var inst *provider.Instance
 		if listOK && w.InstanceID != "" {
@@ -216,7 +224,7 @@ func (o *Orchestrator) advance(ctx context.Context, t *tick) error {
 				}
 			}
 		case core.WorkerReady, core.WorkerDraining:
-			last := heartbeatBasis(w, o.elector.Row().ElectedAt)
+			last := heartbeatBasis(w, termStart)
 			if last != nil && t.now.Sub(*last) > hbTimeout {
 				if err := o.fail(ctx, t, w, core.FailHeartbeatLost, fmt.Sprintf("last heartbeat %s ago (heartbeat_timeout %s)", t.now.Sub(*last).Round(time.Second), hbTimeout)); err != nil {
 					return err

@@ -71,6 +71,8 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 // the services (and waits for a pass in progress) before anything else
 // runs as a follower.
 func (o *Orchestrator) leadershipChanged(ctx context.Context, leader bool) {
+	// A replica that leads again must not trust the fleet it knew before.
+	o.fleetStale.Store(true)
 	if !leader {
 		o.maint.Stop()
 		o.leaderChanged(ctx, leader)

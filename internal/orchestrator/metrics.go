@@ -60,11 +60,21 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 func (m *metrics) observe(t *tick) {
 	m.tickSeconds.Observe(t.rep.Duration.Seconds())
 	m.requeued.Add(float64(t.rep.Requeued))
-	m.workers.Reset()
+	// Counted first, then set once per pool and state: a label lookup
+	// per worker costs milliseconds at 10,000 workers.
+	type key struct {
+		pool  string
+		state core.WorkerState
+	}
+	counts := map[key]int{}
 	for _, w := range t.workers {
 		if w.State.Live() || w.State == core.WorkerTerminating || w.State == core.WorkerFailed {
-			m.workers.WithLabelValues(w.Pool, string(w.State)).Inc()
+			counts[key{w.Pool, w.State}]++
 		}
+	}
+	m.workers.Reset()
+	for k, n := range counts {
+		m.workers.WithLabelValues(k.pool, string(k.state)).Set(float64(n))
 	}
 }
 

@@ -40,17 +40,10 @@ func (o *Orchestrator) observe(ctx context.Context, t *tick) error {
 	g, gctx := errgroup.WithContext(ctx)
 	// The tick writes no task state before it reads the workers (lease
 	// expiry, timeouts and queue TTL are the leader's maintenance services,
-	// package maintenance), so the worker list, demand, breakers, requests
-	// and provider lists are all read at once: the tick costs the slowest
-	// read, which is the worker list's decoding.
-	g.Go(func() error {
-		ws, err := o.st.WorkerList(gctx, &store.WorkerListParams{LiveOnly: true, Brief: true})
-		if err != nil {
-			return fmt.Errorf("tick: list workers: %w", err)
-		}
-		t.workers = ws
-		return nil
-	})
+	// package maintenance), so the workers' activity (fleet.go), demand,
+	// breakers, requests and provider lists are all read at once: the tick
+	// costs the slowest read.
+	g.Go(func() error { return o.readFleet(gctx, t) })
 	g.Go(func() error {
 		var err error
 		if o.q != nil {
@@ -134,8 +127,10 @@ func (o *Orchestrator) observe(ctx context.Context, t *tick) error {
 func (o *Orchestrator) reconcileOrphans(ctx context.Context, t *tick) {
 	seen := map[string]bool{}
 	for _, pname := range slices.Sorted(maps.Keys(t.lists)) {
-		for _, id := range slices.Sorted(maps.Keys(t.lists[pname])) {
-			in := t.lists[pname][id]
+		// Nearly every instance is accounted for: only the rest are
+		// sorted (for a deterministic order), not the whole fleet.
+		var orphans []*provider.Instance
+		for _, in := range t.lists[pname] {
 			if in.WorkerID == "" {
 				continue
 			}
@@ -144,6 +139,10 @@ func (o *Orchestrator) reconcileOrphans(ctx context.Context, t *tick) {
 					continue // ours and accounted for (requested rows adopt below)
 				}
 			}
+			orphans = append(orphans, in)
+		}
+		slices.SortFunc(orphans, func(a, b *provider.Instance) int { return strings.Compare(a.ID, b.ID) })
+		for _, in := range orphans {
 			key := pname + "/" + in.ID
 			seen[key] = true
 			first, ok := o.orphanSeen[key]

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/droverhq/drover/internal/breaker"
@@ -80,6 +81,11 @@ type Orchestrator struct {
 	// lastBlocked and lastBlockedAt dedupe blocked-only tick events.
 	lastBlocked   string
 	lastBlockedAt time.Time
+	// fleet is the leader's copy of the live worker rows (fleet.go).
+	fleet fleet
+	// fleetStale asks the next tick to reload the fleet in full (set when
+	// leadership changes, from the elector's goroutine).
+	fleetStale atomic.Bool
 }
 
 // New checks deps and returns an orchestrator.
@@ -190,6 +196,27 @@ type TickReport struct {
 	Events []*core.Event `json:"-"`
 }
 
+// run is one tick's passes, in order.
+func (o *Orchestrator) run(ctx context.Context, t *tick) error {
+	if err := o.observe(ctx, t); err != nil {
+		return err
+	}
+	o.reconcileOrphans(ctx, t)
+	if err := o.applyRequests(ctx, t, t.requests); err != nil {
+		return err
+	}
+	if err := o.advance(ctx, t); err != nil {
+		return err
+	}
+	if err := o.requeueLost(ctx, t); err != nil {
+		return err
+	}
+	if err := o.scale(ctx, t); err != nil {
+		return err
+	}
+	return o.record(ctx, t)
+}
+
 // tick is the working state of one Tick.
 type tick struct {
 	now     time.Time
@@ -256,23 +283,10 @@ func (o *Orchestrator) Tick(ctx context.Context) (*TickReport, error) {
 		ctx = store.WithFence(ctx, f)
 	}
 
-	if err := o.observe(ctx, t); err != nil {
-		return nil, err
-	}
-	o.reconcileOrphans(ctx, t)
-	if err := o.applyRequests(ctx, t, t.requests); err != nil {
-		return nil, err
-	}
-	if err := o.advance(ctx, t); err != nil {
-		return nil, err
-	}
-	if err := o.requeueLost(ctx, t); err != nil {
-		return nil, err
-	}
-	if err := o.scale(ctx, t); err != nil {
-		return nil, err
-	}
-	if err := o.record(ctx, t); err != nil {
+	if err := o.run(ctx, t); err != nil {
+		// A write may or may not have happened: the fleet copy is
+		// uncertain, the next tick reads it in full.
+		o.fleet.invalidate()
 		return nil, err
 	}
 	t.rep.Duration = time.Since(start)

@@ -132,6 +132,7 @@ func (o *Orchestrator) spawn(ctx context.Context, t *tick, ps poolSettings, pl p
 	if err := o.st.WorkerInsert(ctx, w); err != nil {
 		return nil, fmt.Errorf("spawn: insert worker row: %w", err)
 	}
+	o.fleet.add(w)
 	t.changed = true
 	if canary {
 		st := t.breaker(w.Placement)

@@ -114,6 +114,12 @@ type Store interface {
 	// WorkerList returns workers matching the filter, oldest first, with
 	// Running filled in (leases held) — in a constant number of queries.
 	WorkerList(ctx context.Context, params *WorkerListParams) ([]*core.Worker, error)
+	// WorkerActivity returns, for every live worker (as LiveOnly selects),
+	// the columns written by others than the orchestrator (heartbeats and
+	// completions), its state and its running lease count, in no
+	// particular order. The leader keeps the rest of each row in memory
+	// and reads only this each tick.
+	WorkerActivity(ctx context.Context) ([]WorkerActivity, error)
 	// WorkerUpdate applies a partial update. When FromStates is non-empty
 	// the update only happens if the current state is one of them, else
 	// core.ErrConflict. State changes set state_changed_at = Now.
@@ -314,8 +320,23 @@ type WorkerListParams struct {
 	// Brief may leave the fields the control loop does not read at their
 	// zero value: TokenHash, AgentVersion, GPUs, Metrics, TasksFailed,
 	// GPUType and Region (a backend may still fill them). The orchestrator
-	// lists the whole fleet every tick; decoding less makes that cheaper.
+	// lists the whole fleet when it (re)loads its copy of it; decoding
+	// less makes that cheaper.
 	Brief bool
+}
+
+// WorkerActivity is what WorkerActivity reads of one live worker: the
+// columns the queue writes (heartbeats, completions), the state (to notice
+// a write by anyone but the orchestrator) and the leases held.
+type WorkerActivity struct {
+	ID    uuid.UUID
+	State core.WorkerState
+	// LastHeartbeatAt and LastTaskAt are zero when never set.
+	LastHeartbeatAt time.Time
+	LastTaskAt      time.Time
+	TasksDone       int
+	// Running counts the leases the worker holds.
+	Running int
 }
 
 // WorkerUpdateParams is a partial update of one worker; nil fields are left

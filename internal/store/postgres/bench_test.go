@@ -141,3 +141,9 @@ func BenchmarkTaskInsertMany(b *testing.B) {
 	}
 	b.ReportMetric(float64(inserted)/b.Elapsed().Seconds(), "tasks/s")
 }
+
+// BenchmarkWorkerActivity compares the control loop's per-tick read of a
+// 10,000-worker fleet: WorkerActivity against a Brief WorkerList.
+func BenchmarkWorkerActivity(b *testing.B) {
+	storetest.BenchWorkerActivity(b, pgtest.Open(b, 0), 10000)
+}

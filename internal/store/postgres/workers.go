@@ -80,6 +80,19 @@ func (s *Store) WorkerGet(ctx context.Context, id uuid.UUID) (*core.Worker, erro
 	return w, nil
 }
 
+// liveStates are the states store.WorkerListParams.LiveOnly selects
+// (besides failed rows not yet terminated).
+func liveStates() []string {
+	var live []string
+	for _, st := range []core.WorkerState{core.WorkerRequested, core.WorkerProvisioning, core.WorkerBooting,
+		core.WorkerReady, core.WorkerDraining, core.WorkerTerminating, core.WorkerTerminated, core.WorkerFailed} {
+		if st.Live() || st == core.WorkerTerminating {
+			live = append(live, string(st))
+		}
+	}
+	return live
+}
+
 // WorkerList returns workers matching the filter, oldest first, with
 // Running filled in, in one query.
 func (s *Store) WorkerList(ctx context.Context, params *store.WorkerListParams) ([]*core.Worker, error) {
@@ -105,14 +118,7 @@ func (s *Store) WorkerList(ctx context.Context, params *store.WorkerListParams) 
 		where = append(where, "w.pool = "+arg(params.Pool))
 	}
 	if params.LiveOnly {
-		var live []string
-		for _, st := range []core.WorkerState{core.WorkerRequested, core.WorkerProvisioning, core.WorkerBooting,
-			core.WorkerReady, core.WorkerDraining, core.WorkerTerminating, core.WorkerTerminated, core.WorkerFailed} {
-			if st.Live() || st == core.WorkerTerminating {
-				live = append(live, string(st))
-			}
-		}
-		where = append(where, "(w.state = ANY("+arg(live)+"::text[]) OR (w.state = 'failed' AND w.terminated_at IS NULL))")
+		where = append(where, "(w.state = ANY("+arg(liveStates())+"::text[]) OR (w.state = 'failed' AND w.terminated_at IS NULL))")
 	}
 	runningFilter := ""
 	if len(params.IDs) > 0 {

@@ -94,3 +94,13 @@ func BenchmarkTaskInsertMany(b *testing.B) {
 	}
 	b.ReportMetric(float64(inserted)/b.Elapsed().Seconds(), "tasks/s")
 }
+
+// BenchmarkWorkerActivity compares the control loop's per-tick read of a
+// 10,000-worker fleet: WorkerActivity against a Brief WorkerList.
+func BenchmarkWorkerActivity(b *testing.B) {
+	s := openTemp(b)
+	if _, err := s.Migrate(b.Context()); err != nil {
+		b.Fatalf("Migrate: %v", err)
+	}
+	storetest.BenchWorkerActivity(b, s, 10000)
+}

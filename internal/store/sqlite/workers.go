@@ -19,6 +19,10 @@ const workerCols = `w.id, w.pool, w.provider, w.placement, w.gpu_type, w.region,
 	w.tasks_failed, w.created_at, w.state_changed_at, w.ready_at, w.last_heartbeat_at, w.last_task_at,
 	w.terminated_at, w.delete_attempts, w.missing_lists`
 
+// liveWorkersSQL selects the rows of store.WorkerListParams.LiveOnly.
+const liveWorkersSQL = `(+w.state IN ('requested', 'provisioning', 'booting', 'ready', 'draining', 'terminating')
+			OR (+w.state = 'failed' AND w.terminated_at IS NULL))`
+
 // runningSQL counts the leases a worker holds; it is appended to workerCols.
 const runningSQL = `(SELECT count(*) FROM tasks t WHERE t.state = 'running' AND t.worker_id = w.id)`
 
@@ -128,8 +132,7 @@ func (s *Store) WorkerList(ctx context.Context, params *store.WorkerListParams) 
 		args = append(args, params.Pool)
 	}
 	if params.LiveOnly {
-		where = append(where, `(+w.state IN ('requested', 'provisioning', 'booting', 'ready', 'draining', 'terminating')
-			OR (+w.state = 'failed' AND w.terminated_at IS NULL))`)
+		where = append(where, liveWorkersSQL)
 	}
 	if len(params.IDs) == 0 && params.Limit <= 0 {
 		return s.workerListAll(ctx, where, args, params)

@@ -18,6 +18,7 @@ func workerCases() []suiteCase {
 		{name: "WorkerHeartbeat", fn: testWorkerHeartbeat},
 		{name: "WorkerRequests", fn: testWorkerRequests},
 		{name: "WorkerListFiltersAndRunning", fn: testWorkerListFiltersAndRunning},
+		{name: "WorkerActivity", fn: testWorkerActivity},
 	}
 }
 
