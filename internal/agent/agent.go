@@ -446,16 +446,18 @@ func (a *Agent) runTask(ctx context.Context, t wire.ClaimedTask, rt *runningTask
 			out = Outcome{Error: "outputs: " + err.Error(), Retryable: true}
 		}
 	}
-	carry := true
+	carry, mayHaveLanded := true, false
 	report := func(rctx context.Context) error {
 		if out.OK && len(manifest) == 0 && carry {
 			// Once: a completion that did not go out on a claim (or
 			// whose claim failed) is reported on its own below.
 			carry = false
 			if done := a.handOver(rt.lease, out.Result); done != nil {
-				if err := <-done; !errors.Is(err, errNotCarried) {
+				err := <-done
+				if !errors.Is(err, errNotCarried) {
 					return err
 				}
+				mayHaveLanded = errors.Is(err, errCarryUnknown)
 			}
 		}
 		if out.OK {
@@ -495,6 +497,9 @@ func (a *Agent) runTask(ctx context.Context, t wire.ClaimedTask, rt *runningTask
 			} else {
 				log.Info("task failed", "retryable", out.Retryable, "exit_code", out.ExitCode, "timed_out", out.TimedOut)
 			}
+			return
+		case client.IsLeaseLost(err) && mayHaveLanded && out.OK:
+			log.Info("task completed, most likely: 409 on repeating the completion its cut-short claim carried (it had landed, unless the lease was lost meanwhile)")
 			return
 		case client.IsLeaseLost(err):
 			log.Warn("lease lost: result discarded (409 on "+what+")", "status", client.StatusOf(err))

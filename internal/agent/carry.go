@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -25,6 +26,11 @@ var _ CarryAPI = (*client.Client)(nil)
 // on a claim (the claim failed, the agent is stopping, the server is too
 // old): it reports on its own, as it would have without carrying.
 var errNotCarried = errors.New("completion not carried by a claim")
+
+// errCarryUnknown is errNotCarried for a claim that failed after it may
+// have reached the server (network error, 5xx, a drain cutting its long
+// poll): the completion may have landed, so its own request may hear 409.
+var errCarryUnknown = fmt.Errorf("%w: the claim carrying it failed, outcome unknown", errNotCarried)
 
 // carriedCompletion is a finished task's completion waiting for the claim
 // loop's next claim; done receives its outcome (buffered 1).
@@ -92,7 +98,13 @@ func (a *Agent) claim(ctx context.Context, max int, wait time.Duration, carry []
 		a.dead.alive(a.opt.Clock.Now())
 	}
 	if err != nil {
-		settleCarried(carry, errNotCarried)
+		switch client.StatusOf(err) {
+		case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
+			// Rejected whole: nothing was completed.
+			settleCarried(carry, errNotCarried)
+		default:
+			settleCarried(carry, errCarryUnknown)
+		}
 		if client.IsUnknownComplete(err) {
 			a.mu.Lock()
 			a.noCarry = true
