@@ -12,9 +12,9 @@ var benchAPICmd = &cobra.Command{
 agents over real HTTP, each a registered worker with its own token:
 
   1. claim+complete: --tasks no-op tasks (submitted in batches of 1,000),
-     every agent looping claim (up to --batch) → complete until all are
-     done; with --batch > 1 an agent completes what it claimed in one
-     POST /v1/workers/{id}/complete;
+     every agent looping claims (up to --batch tasks) that carry the
+     completions of what its previous claim granted, as the real agent
+     does (one request per batch), until all are done;
   2. heartbeats: every agent holds one lease and runs --heartbeat-inflight
      loops heartbeating back to back for --heartbeat-for;
   3. submit→start: every agent parks in a long-poll claim; one task is

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -86,6 +87,14 @@ type Agent struct {
 
 	dead       deadMan
 	serverLost bool
+
+	// Completions carried by the next claim (carry.go): carrier is nil
+	// when the API cannot; noCarry is set once the server refused the
+	// field; claimIdle is true while the claim loop waits for a free slot.
+	carrier   CarryAPI
+	carry     []*carriedCompletion
+	noCarry   bool
+	claimIdle bool
 }
 
 type runningTask struct {
@@ -133,6 +142,7 @@ func New(api API, opt Options) *Agent {
 		slotFree: make(chan struct{}, 1),
 	}
 	a.api = watchedAPI{API: api, a: a}
+	a.carrier = carrier(api)
 	a.logs = newLogShipper(a.api, opt.WorkerID, opt.Clock, log)
 	return a
 }
@@ -295,10 +305,15 @@ func (a *Agent) claimLoop(ctx context.Context, conc int, wait time.Duration) err
 	failures := 0
 	for {
 		a.mu.Lock()
-		draining := a.draining
-		free := conc - len(a.tasks)
+		draining := a.draining || ctx.Err() != nil
+		// A carried completion's task is finished: its slot is free once
+		// the claim carrying it commits.
+		carry := a.takeCarried()
+		free := conc - len(a.tasks) + len(carry)
+		a.claimIdle = !draining && free <= 0
 		a.mu.Unlock()
-		if draining || ctx.Err() != nil {
+		if draining {
+			settleCarried(carry, errNotCarried)
 			return nil
 		}
 		if free <= 0 {
@@ -307,6 +322,9 @@ func (a *Agent) claimLoop(ctx context.Context, conc int, wait time.Duration) err
 			case <-a.drainCh:
 			case <-ctx.Done():
 			}
+			a.mu.Lock()
+			a.claimIdle = false
+			a.mu.Unlock()
 			continue
 		}
 		// A drain cuts an in-flight long poll short so the agent exits
@@ -321,7 +339,7 @@ func (a *Agent) claimLoop(ctx context.Context, conc int, wait time.Duration) err
 			case <-claimCtx.Done():
 			}
 		}()
-		tasks, err := a.api.Claim(claimCtx, a.opt.WorkerID, free, wait)
+		tasks, err := a.claim(claimCtx, free, wait, carry)
 		cancel()
 		if err != nil {
 			if a.isDraining() || ctx.Err() != nil {
@@ -428,7 +446,20 @@ func (a *Agent) runTask(ctx context.Context, t wire.ClaimedTask, rt *runningTask
 			out = Outcome{Error: "outputs: " + err.Error(), Retryable: true}
 		}
 	}
+	carry, mayHaveLanded := true, false
 	report := func(rctx context.Context) error {
+		if out.OK && len(manifest) == 0 && carry {
+			// Once: a completion that did not go out on a claim (or
+			// whose claim failed) is reported on its own below.
+			carry = false
+			if done := a.handOver(rt.lease, out.Result); done != nil {
+				err := <-done
+				if !errors.Is(err, errNotCarried) {
+					return err
+				}
+				mayHaveLanded = errors.Is(err, errCarryUnknown)
+			}
+		}
 		if out.OK {
 			var err error
 			if len(manifest) > 0 {
@@ -466,6 +497,9 @@ func (a *Agent) runTask(ctx context.Context, t wire.ClaimedTask, rt *runningTask
 			} else {
 				log.Info("task failed", "retryable", out.Retryable, "exit_code", out.ExitCode, "timed_out", out.TimedOut)
 			}
+			return
+		case client.IsLeaseLost(err) && mayHaveLanded && out.OK:
+			log.Info("task completed, most likely: 409 on repeating the completion its cut-short claim carried (it had landed, unless the lease was lost meanwhile)")
 			return
 		case client.IsLeaseLost(err):
 			log.Warn("lease lost: result discarded (409 on "+what+")", "status", client.StatusOf(err))

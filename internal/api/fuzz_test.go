@@ -107,3 +107,16 @@ func FuzzDecodeCompleteBatch(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeClaim(f *testing.F) {
+	f.Add([]byte(``))
+	f.Add([]byte(`{"max":2}`))
+	f.Add([]byte(`{"max":1,"complete":[{"task_id":"0190c8a4-0000-7000-8000-000000000001","lease_token":"0190c8a4-0000-7000-8000-000000000002","result":{}}]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := DecodeClaim(body)
+		checkDecodeErr(t, err)
+		if err == nil {
+			roundTrip(t, req, DecodeClaim)
+		}
+	})
+}

@@ -11,7 +11,6 @@ import (
 	"github.com/droverhq/drover/internal/api/wire"
 	"github.com/droverhq/drover/internal/core"
 	"github.com/droverhq/drover/internal/queue"
-	"github.com/droverhq/drover/internal/store"
 	"github.com/google/uuid"
 )
 
@@ -196,17 +195,25 @@ func (s *Server) handleWorkerHeartbeat(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// DecodeClaim decodes a claim body (which may be empty).
+// DecodeClaim decodes a claim body (which may be empty). A body that
+// carries completions may be as large as a batched completion's; one
+// without stays within wire.MaxBody.
 func DecodeClaim(body []byte) (*wire.ClaimRequest, error) {
 	var req wire.ClaimRequest
-	if err := decodeJSONBytes(body, wire.MaxBody, &req, true); err != nil {
+	if err := decodeJSONBytes(body, wire.MaxCompleteBatchBody, &req, true); err != nil {
 		return nil, err
+	}
+	if len(req.Complete) == 0 && len(body) > wire.MaxBody {
+		return nil, tooLarge(wire.MaxBody)
 	}
 	if req.Max == 0 {
 		req.Max = 1
 	}
 	if req.Max < 1 || req.Max > wire.MaxClaim {
 		return nil, core.Invalid("max", "must be between 1 and %d", wire.MaxClaim)
+	}
+	if err := validCompleteItems("complete", req.Complete); err != nil {
+		return nil, err
 	}
 	return &req, nil
 }
@@ -221,7 +228,7 @@ func (s *Server) handleTaskClaim(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	body, err := readBody(r, wire.MaxBody)
+	body, err := readBody(r, wire.MaxCompleteBatchBody)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -230,6 +237,20 @@ func (s *Server) handleTaskClaim(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.writeError(w, r, err)
 		return
+	}
+	// Completions carried by the claim commit first (group-committed with
+	// every other completion, durable before the claim runs), so the slots
+	// they free are claimable in this same request. A stale lease is that
+	// item's outcome and does not stop the claim; any other failure
+	// answers the error, and nothing is claimed.
+	var completed *wire.CompleteBatchResponse
+	if len(req.Complete) > 0 {
+		lost, err := s.completeItems(r.Context(), id, req.Complete)
+		if err != nil {
+			s.writeError(w, r, renameItemsField(err, "complete"))
+			return
+		}
+		completed = &wire.CompleteBatchResponse{Lost: lost}
 	}
 	// Every claim goes through the dispatcher, which serves all the claims
 	// that arrive together with one store transaction.
@@ -245,7 +266,7 @@ func (s *Server) handleTaskClaim(w http.ResponseWriter, r *http.Request) {
 		s.releaseUndelivered(r, id, tasks)
 		return
 	}
-	out := wire.ClaimResponse{Tasks: make([]wire.ClaimedTask, 0, len(tasks))}
+	out := wire.ClaimResponse{Tasks: make([]wire.ClaimedTask, 0, len(tasks)), Complete: completed}
 	for _, t := range tasks {
 		ct := wire.ClaimedTask{Task: *t}
 		if t.LeaseToken != nil {
@@ -427,82 +448,6 @@ func (s *Server) handleTaskComplete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, wire.OK{OK: true})
-}
-
-// DecodeCompleteBatch decodes and validates a batched completion.
-func DecodeCompleteBatch(body []byte) (*wire.CompleteBatchRequest, error) {
-	var req wire.CompleteBatchRequest
-	if err := decodeJSONBytes(body, wire.MaxCompleteBatchBody, &req, false); err != nil {
-		return nil, err
-	}
-	switch {
-	case len(req.Items) == 0:
-		return nil, core.Invalid("items", "at least one item is required")
-	case len(req.Items) > wire.MaxClaim:
-		return nil, &core.Error{Code: core.ETOOLARGE, Field: "items", Message: fmt.Sprintf("%d items; at most %d per request", len(req.Items), wire.MaxClaim)}
-	}
-	seen := make(map[uuid.UUID]bool, len(req.Items))
-	for i, it := range req.Items {
-		f := fmt.Sprintf("items[%d].", i)
-		switch {
-		case it.TaskID == uuid.Nil:
-			return nil, core.Invalid(f+"task_id", "required")
-		case it.LeaseToken == uuid.Nil:
-			return nil, core.Invalid(f+"lease_token", "required")
-		case seen[it.TaskID]:
-			return nil, core.Invalid(f+"task_id", "task %s appears twice", it.TaskID)
-		case len(it.Result) > core.MaxResultBytes:
-			return nil, &core.Error{Code: core.ETOOLARGE, Field: f + "result", Message: fmt.Sprintf("longer than %d bytes", core.MaxResultBytes)}
-		case len(it.Result) > 0 && string(it.Result) != "null" && it.Result[0] != '{':
-			return nil, core.Invalid(f+"result", "want a JSON object")
-		}
-		seen[it.TaskID] = true
-	}
-	return &req, nil
-}
-
-func (s *Server) handleTaskCompleteBatch(w http.ResponseWriter, r *http.Request) {
-	id, _, ok := s.workerRequest(w, r)
-	if !ok {
-		return
-	}
-	body, err := readBody(r, wire.MaxCompleteBatchBody)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	req, err := DecodeCompleteBatch(body)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	// Items with outputs are verified first (a bad manifest rejects the
-	// request, nothing recorded) and recorded after the others.
-	plain, verified, lost, err := s.verifyBatchOutputs(r.Context(), id, req.Items)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	items := make([]store.TaskCompletion, len(plain))
-	for i, it := range plain {
-		items[i] = store.TaskCompletion{Lease: core.Lease{TaskID: it.TaskID, Token: it.LeaseToken}, Result: it.Result}
-	}
-	if len(items) > 0 {
-		l, err := s.queue.CompleteMany(r.Context(), id, items)
-		if err != nil {
-			s.writeError(w, r, fmt.Errorf("complete %d tasks of worker %s: %w", len(items), id, err))
-			return
-		}
-		lost = append(lost, l...)
-	}
-	if lost, err = s.recordBatchOutputs(r.Context(), id, verified, lost); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if lost == nil {
-		lost = []core.Lease{}
-	}
-	writeJSON(w, http.StatusOK, wire.CompleteBatchResponse{Lost: lost})
 }
 
 // authThenError answers a body error, but an unauthenticated caller learns

@@ -268,6 +268,42 @@ func (c *Client) Claim(ctx context.Context, id uuid.UUID, max int, wait time.Dur
 	return out.Tasks, nil
 }
 
+// ClaimComplete reports finished tasks and claims up to max tasks in one
+// request (POST /v1/workers/{id}/claim with a complete list): the server
+// commits the completions first, so their slots count as free, then claims
+// as Claim does, waiting up to wait. It returns the claimed tasks and the
+// completions whose lease was stale (those changed nothing; every other
+// item succeeded). A bad item rejects the whole request: nothing is
+// completed and nothing claimed. With no items it is Claim. A server that
+// predates the field answers 400 naming the field "complete" (see
+// IsUnknownComplete).
+func (c *Client) ClaimComplete(ctx context.Context, id uuid.UUID, max int, wait time.Duration, items []wire.CompleteItem) ([]wire.ClaimedTask, []wire.Lease, error) {
+	var q url.Values
+	if wait > 0 {
+		q = url.Values{"wait": {wait.String()}}
+	}
+	var out wire.ClaimResponse
+	if err := c.do(ctx, "claim tasks", http.MethodPost, workerPath(id, "claim"), q, &wire.ClaimRequest{Max: max, Complete: items}, &out, wait); err != nil {
+		return nil, nil, err
+	}
+	if len(items) > 0 && out.Complete == nil {
+		return nil, nil, fmt.Errorf("claim tasks: the reply has no outcome for the %d completions sent", len(items))
+	}
+	var lost []wire.Lease
+	if out.Complete != nil {
+		lost = out.Complete.Lost
+	}
+	return out.Tasks, lost, nil
+}
+
+// IsUnknownComplete reports whether err is the answer of a server that
+// does not know the claim's complete field (400 naming it): the caller
+// reports its completions on their own instead.
+func IsUnknownComplete(err error) bool {
+	e, ok := errors.AsType[*Error](err)
+	return ok && e.Status == http.StatusBadRequest && e.Field == "complete"
+}
+
 // Complete reports success of a held task. A stale lease returns an error
 // for which IsLeaseLost is true.
 func (c *Client) Complete(ctx context.Context, workerID uuid.UUID, lease wire.Lease, result json.RawMessage) error {

@@ -201,6 +201,10 @@ type HeartbeatResponse struct {
 type ClaimRequest struct {
 	// Max is how many tasks to claim (1..MaxClaim; default 1).
 	Max int `json:"max,omitempty"`
+	// Complete reports finished tasks in the same request: the items of
+	// POST /v1/workers/{id}/complete, validated the same way. The server
+	// commits them before it claims, so their slots count as free.
+	Complete []CompleteItem `json:"complete,omitempty"`
 }
 
 // ClaimedTask is a task granted to the caller together with its lease token.
@@ -237,6 +241,10 @@ func (c *ClaimedTask) Lease() Lease { return Lease{TaskID: c.ID, Token: c.LeaseT
 // ClaimResponse lists the claimed tasks (empty when the wait ran out).
 type ClaimResponse struct {
 	Tasks []ClaimedTask `json:"tasks"`
+	// Complete is the outcome of the request's completions (present only
+	// when the request carried some): the same reply as
+	// POST /v1/workers/{id}/complete.
+	Complete *CompleteBatchResponse `json:"complete,omitempty"`
 }
 
 // AppendJSON appends the bytes json.Marshal writes for r to b, without
@@ -244,19 +252,29 @@ type ClaimResponse struct {
 func (r *ClaimResponse) AppendJSON(b []byte) ([]byte, error) {
 	b = append(b, `{"tasks":`...)
 	if r.Tasks == nil {
-		return append(b, "null}"...), nil
-	}
-	b = append(b, '[')
-	for i := range r.Tasks {
-		if i > 0 {
-			b = append(b, ',')
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i := range r.Tasks {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			var err error
+			if b, err = r.Tasks[i].AppendJSON(b); err != nil {
+				return nil, err
+			}
 		}
-		var err error
-		if b, err = r.Tasks[i].AppendJSON(b); err != nil {
+		b = append(b, ']')
+	}
+	if r.Complete != nil {
+		c, err := json.Marshal(r.Complete)
+		if err != nil {
 			return nil, err
 		}
+		b = append(b, `,"complete":`...)
+		b = append(b, c...)
 	}
-	return append(b, "]}"...), nil
+	return append(b, '}'), nil
 }
 
 // CompleteRequest is the body of POST /v1/tasks/{id}/complete.
