@@ -54,9 +54,10 @@
 // The row is inserted in state requested before provider.Create, with a
 // fresh token whose SHA-256 is stored; the token itself only travels in the
 // instance env. A requested row older than one tick is an interrupted
-// spawn: the next good List adopts the instance carrying its worker id
-// (→ provisioning) or the row fails (provider-error). No duplicate, no
-// orphan.
+// spawn, or one whose create got no usable answer (a 5xx that could not be
+// checked, a call past call_timeout: provider.MaybeCreated): the next good
+// List adopts the instance carrying its worker id (→ provisioning) or the
+// row fails (provider-error). No duplicate, no orphan.
 //
 // boot_timeout runs from creation to the first heartbeat (default 15m),
 // separately from heartbeat_timeout (25s) for ready and draining workers:

@@ -145,6 +145,16 @@ func (o *Orchestrator) spawn(ctx context.Context, t *tick, ps poolSettings, pl p
 	env["DROVER_WORKER_ID"] = id.String()
 	env["DROVER_TOKEN"] = token
 	inst, cerr := p.Create(ctx, &provider.CreateRequest{WorkerID: id.String(), Pool: ps.name, Placement: pl, Image: ps.cfg.Image, Env: env})
+	if cerr != nil && provider.MaybeCreated(cerr) {
+		// The instance may exist: the row stays requested, counted as
+		// supply, and the next good List adopts the instance carrying its
+		// worker id or fails the row (advance). Failing it now would
+		// leave that instance an orphan and spawn a second one.
+		t.event(core.EventProviderError, ps.name, id.String(),
+			fmt.Sprintf("create of worker %s on %s: %s; the next good provider list adopts its instance or fails the worker",
+				id, breaker.KeyLabel(w.Placement), redact(cerr.Error(), token)), map[string]any{"placement": w.Placement})
+		return w, nil
+	}
 	if cerr != nil {
 		class := classOf(cerr)
 		if err := o.fail(ctx, t, w, class, redact(cerr.Error(), token)); err != nil {

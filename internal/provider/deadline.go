@@ -8,8 +8,8 @@ import (
 // WithDeadline returns p with a deadline on every call: each runs under a
 // context that ends after timeout, and a call that has not returned by
 // then returns a transient error at once even if p ignores its context
-// (the call is left to finish on its own goroutine; what it created is
-// found by the next List and reconciled). A hung cloud API therefore
+// (the call is left to finish on its own goroutine; a create that timed
+// out is marked MaybeCreated, so the next List adopts what it made). A hung cloud API therefore
 // costs the control loop at most timeout per call. timeout <= 0 returns p.
 func WithDeadline(p Provider, timeout time.Duration) Provider {
 	if timeout <= 0 {
@@ -52,7 +52,11 @@ func call[T any](ctx context.Context, d *deadlined, op string, fn func(context.C
 		}
 		var zero T
 		if ctx.Err() == context.DeadlineExceeded {
-			return zero, NewError(op, KindTransient, "no answer from provider %s within call_timeout %s", d.p.Name(), d.timeout)
+			err := NewError(op, KindTransient, "no answer from provider %s within call_timeout %s", d.p.Name(), d.timeout)
+			// A create still running may yet make its instance: the
+			// orchestrator keeps the spawn for the next List to adopt.
+			err.MaybeCreated = op == "create"
+			return zero, err
 		}
 		return zero, ctx.Err()
 	}

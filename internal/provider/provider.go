@@ -121,7 +121,13 @@ type Error struct {
 	// orchestrator opens every breaker of the provider at once instead
 	// of trying the next candidate.
 	AccountWide bool
-	Err         error
+	// MaybeCreated marks a create whose outcome is unknown: the provider
+	// answered 5xx or not at all and could not then tell whether the
+	// instance exists. The orchestrator keeps the worker row in state
+	// requested, so the next good List adopts the instance carrying its
+	// worker id or fails the row, and no replacement is spawned meanwhile.
+	MaybeCreated bool
+	Err          error
 }
 
 // Error implements error.
@@ -164,6 +170,13 @@ func KindOf(err error) Kind {
 func IsAccountWide(err error) bool {
 	e, ok := errors.AsType[*Error](err)
 	return ok && e.AccountWide
+}
+
+// MaybeCreated reports whether err is (or wraps) an *Error marked
+// MaybeCreated: a create that may have made its instance.
+func MaybeCreated(err error) bool {
+	e, ok := errors.AsType[*Error](err)
+	return ok && e.MaybeCreated
 }
 
 // NewError returns a typed error.

@@ -353,6 +353,32 @@ func TestCreateAfterAmbiguous5xxFindsThePod(t *testing.T) {
 	}
 }
 
+func TestCreateAfterAmbiguous5xxUncheckedMaybeCreated(t *testing.T) {
+	// The create answers 502 and the list that would find the pod fails:
+	// no second create is sent (it could make a second pod), and the error
+	// says the pod may exist.
+	rc, p, _ := newRecorded(t,
+		answer{status: 502, body: `{"title":"Bad Gateway","status":502,"detail":"upstream"}`},
+		answer{status: 500, body: `{"title":"Internal","status":500,"detail":"down"}`},
+	)
+	_, err := p.Create(context.Background(), &provider.CreateRequest{WorkerID: "w8", Pool: "gpu", Placement: provider.Placement{GPU: "NVIDIA L40S"}})
+	if err == nil || !provider.MaybeCreated(err) {
+		t.Fatalf("create error %v: want one marked MaybeCreated", err)
+	}
+	if provider.KindOf(err) != provider.KindTransient {
+		t.Errorf("kind %s, want transient", provider.KindOf(err))
+	}
+	creates := 0
+	for _, r := range rc.reqs {
+		if r.Method == "POST" {
+			creates++
+		}
+	}
+	if creates != 1 {
+		t.Errorf("%d creates sent after an unchecked 502, want 1", creates)
+	}
+}
+
 func TestAccountWideQuotaBlocksCreates(t *testing.T) {
 	rc, p, _ := newRecorded(t, answer{status: 402, body: `{"title":"Payment Required","status":402,"detail":"insufficient balance"}`})
 	for i := range 5 {

@@ -186,11 +186,14 @@ func (p *Provider) Create(ctx context.Context, req *provider.CreateRequest) (*pr
 			return nil, err
 		}
 		if err := p.c.opt.Sleep(ctx, p.c.backoff(attempt)); err != nil {
-			return nil, last
+			return nil, maybeCreated(last, "stopped before the pod could be looked for")
 		}
 		pods, lerr := p.c.ListPods(ctx)
 		if lerr != nil {
-			return nil, last
+			// Another create could make a second pod, and no answer says
+			// there is none: the caller keeps the spawn open for the next
+			// good list.
+			return nil, maybeCreated(last, fmt.Sprintf("the pod could not be looked for (%v)", lerr))
 		}
 		for i := range pods {
 			if pods[i].Name == body.Name && pods[i].Status != StatusTerminated {
@@ -199,6 +202,13 @@ func (p *Provider) Create(ctx context.Context, req *provider.CreateRequest) (*pr
 		}
 	}
 	return nil, last
+}
+
+// maybeCreated marks an ambiguous create error whose pod may exist: see
+// provider.Error.MaybeCreated.
+func maybeCreated(err error, why string) error {
+	return &provider.Error{Op: "create", Kind: provider.KindOf(err), MaybeCreated: true,
+		Message: "outcome unknown, " + why, Err: err}
 }
 
 // ambiguous reports whether a create error may have created the pod

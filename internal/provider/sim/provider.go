@@ -46,6 +46,10 @@ type Script struct {
 	// a capacity error; CapacityAlways makes every create fail so.
 	CapacityErrors int
 	CapacityAlways bool
+	// MaybeCreatedErrors makes the next N creates on the placement make
+	// their instance but answer with a transient error marked
+	// MaybeCreated, as a create whose 5xx answer could not be checked.
+	MaybeCreatedErrors int
 	// CapacityOut, when set, makes creates fail with a capacity error
 	// while it returns true for the clock's now (capacity outages).
 	CapacityOut func(now time.Time) bool
@@ -262,6 +266,13 @@ func (p *Provider) Create(ctx context.Context, req *provider.CreateRequest) (*pr
 	p.instances[id] = in
 	p.order = append(p.order, id)
 	call.InstanceID = id
+	if s.MaybeCreatedErrors > 0 {
+		s.MaybeCreatedErrors--
+		call.Err = &provider.Error{Op: "create", Kind: provider.KindTransient, MaybeCreated: true,
+			Message: "outcome unknown: the provider answered 502 and could not be asked again"}
+		p.record(call)
+		return nil, call.Err
+	}
 	p.record(call)
 	out := in.inst
 	p.advance(in, now)
