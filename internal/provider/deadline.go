@@ -8,8 +8,11 @@ import (
 // WithDeadline returns p with a deadline on every call: each runs under a
 // context that ends after timeout, and a call that has not returned by
 // then returns a transient error at once even if p ignores its context
-// (the call is left to finish on its own goroutine; a create that timed
-// out is marked MaybeCreated, so the next List adopts what it made). A hung cloud API therefore
+// (the call is left to finish on its own goroutine; what it created is
+// found by the next List and reconciled). A provider that honours its
+// context answers within a short grace after the deadline, and that
+// answer is returned: it knows more than the deadline does (a create
+// whose outcome is unknown says so, MaybeCreated). A hung cloud API therefore
 // costs the control loop at most timeout per call. timeout <= 0 returns p.
 func WithDeadline(p Provider, timeout time.Duration) Provider {
 	if timeout <= 0 {
@@ -45,21 +48,25 @@ func call[T any](ctx context.Context, d *deadlined, op string, fn func(context.C
 	case r := <-done:
 		return r.v, r.err
 	case <-ctx.Done():
+		grace := time.NewTimer(graceOf(d.timeout))
+		defer grace.Stop()
 		select {
-		case r := <-done: // it answered just in time
+		case r := <-done: // it answered on its context's end
 			return r.v, r.err
-		default:
+		case <-grace.C:
 		}
 		var zero T
 		if ctx.Err() == context.DeadlineExceeded {
-			err := NewError(op, KindTransient, "no answer from provider %s within call_timeout %s", d.p.Name(), d.timeout)
-			// A create still running may yet make its instance: the
-			// orchestrator keeps the spawn for the next List to adopt.
-			err.MaybeCreated = op == "create"
-			return zero, err
+			return zero, NewError(op, KindTransient, "no answer from provider %s within call_timeout %s", d.p.Name(), d.timeout)
 		}
 		return zero, ctx.Err()
 	}
+}
+
+// graceOf is how long a call past its deadline is given to answer on its
+// context's end: a tenth of the timeout, from 10 ms to 1 s.
+func graceOf(timeout time.Duration) time.Duration {
+	return min(max(timeout/10, 10*time.Millisecond), time.Second)
 }
 
 func (d *deadlined) Create(ctx context.Context, req *CreateRequest) (*Instance, error) {

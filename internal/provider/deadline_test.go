@@ -2,14 +2,13 @@ package provider_test
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
 	"github.com/droverhq/drover/internal/provider"
 )
 
-// hung is a provider whose calls block until released, ignoring their
+// hung is a provider whose Create blocks until released, ignoring its
 // context, as a cloud API that never answers.
 type hung struct {
 	provider.Provider
@@ -23,26 +22,29 @@ func (h *hung) Create(context.Context, *provider.CreateRequest) (*provider.Insta
 	return &provider.Instance{ID: "late"}, nil
 }
 
-func (h *hung) List(context.Context) ([]*provider.Instance, error) {
-	<-h.release
-	return nil, nil
+// prompt is a provider whose Create waits for its context and then says
+// what it knows: the create may have happened.
+type prompt struct{ provider.Provider }
+
+func (prompt) Name() string { return "prompt" }
+
+func (prompt) Create(ctx context.Context, _ *provider.CreateRequest) (*provider.Instance, error) {
+	<-ctx.Done()
+	return nil, &provider.Error{Op: "create", Kind: provider.KindTransient, MaybeCreated: true, Message: "outcome unknown"}
 }
 
-func TestDeadlineMarksAnUnansweredCreateMaybeCreated(t *testing.T) {
+func TestDeadlineOnAHungCreate(t *testing.T) {
 	h := &hung{release: make(chan struct{})}
 	defer close(h.release)
-	p := provider.WithDeadline(h, 10*time.Millisecond)
+	_, err := provider.WithDeadline(h, 10*time.Millisecond).Create(t.Context(), &provider.CreateRequest{WorkerID: "w1"})
+	if provider.KindOf(err) != provider.KindTransient || provider.MaybeCreated(err) {
+		t.Fatalf("create past its deadline: %v, want the deadline's own transient error", err)
+	}
+}
 
-	_, err := p.Create(t.Context(), &provider.CreateRequest{WorkerID: "w1"})
-	if !provider.MaybeCreated(err) || provider.KindOf(err) != provider.KindTransient {
-		t.Fatalf("create past its deadline: %v (maybe created %v), want a transient error marked MaybeCreated", err, provider.MaybeCreated(err))
-	}
-	_, err = p.List(t.Context())
-	if err == nil || provider.MaybeCreated(err) {
-		t.Fatalf("list past its deadline: %v, want an error not marked MaybeCreated", err)
-	}
-	var pe *provider.Error
-	if !errors.As(err, &pe) || pe.Op != "list" {
-		t.Fatalf("list error %v: want a provider.Error for op list", err)
+func TestDeadlineKeepsTheAnswerGivenOnTheContextsEnd(t *testing.T) {
+	_, err := provider.WithDeadline(prompt{}, 10*time.Millisecond).Create(t.Context(), &provider.CreateRequest{WorkerID: "w1"})
+	if !provider.MaybeCreated(err) {
+		t.Fatalf("create that answered on its context's end: %v, want its own error (MaybeCreated)", err)
 	}
 }

@@ -182,8 +182,12 @@ func (p *Provider) Create(ctx context.Context, req *provider.CreateRequest) (*pr
 			p.blockAccount(err)
 			return nil, err
 		}
-		if !ambiguous(err) || ctx.Err() != nil {
+		if !ambiguous(err) {
 			return nil, err
+		}
+		if ctx.Err() != nil {
+			// The call's deadline ended it, maybe with the request sent.
+			return nil, maybeCreated(err, "the call ended before an answer")
 		}
 		if err := p.c.opt.Sleep(ctx, p.c.backoff(attempt)); err != nil {
 			return nil, maybeCreated(last, "stopped before the pod could be looked for")
