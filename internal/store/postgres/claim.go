@@ -127,12 +127,6 @@ func (s *Store) TaskClaim(ctx context.Context, params []*store.TaskClaimParams) 
 // the claimable tasks are locked in claim order (SKIP LOCKED) and the n-th
 // task goes to the n-th slot, which is what running the claims one after
 // the other would grant. Results go to out[i].
-//
-// The workers are locked only when the pool has a claimable task in the
-// statement's snapshot (without one, picked would be empty too): a pass
-// of parked claims that finds nothing (woken by a completion that freed
-// nothing, or the poll) then writes nothing, so its commit has no WAL to
-// flush, and a submit's own pass does not queue behind that flush.
 func claimGroup(ctx context.Context, tx querier, params []*store.TaskClaimParams, idx []int, out [][]*core.Task) error {
 	p0 := params[idx[0]]
 	workers := make([]string, len(idx))
@@ -148,8 +142,6 @@ func claimGroup(ctx context.Context, tx querier, params []*store.TaskClaimParams
 		), ok AS (
 			SELECT req.worker, req.max, req.ord FROM req JOIN workers w ON w.id = req.worker
 			WHERE w.state IN ('booting', 'ready')
-			  AND EXISTS (SELECT 1 FROM tasks
-				WHERE state = 'queued' AND pool = @pool AND run_after <= @now AND deps_pending = 0)
 			FOR SHARE OF w
 		), slots AS (
 			SELECT ok.worker, ok.ord, row_number() OVER (ORDER BY ok.ord, k) AS rn
