@@ -38,6 +38,16 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	droverBin = filepath.Join(dir, "drover")
+	// The servers, the agents they start and the handlers inherit TMPDIR:
+	// an agent killed mid-task (as some tests do) leaves its output
+	// directory there, and the whole tree goes with the run.
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	os.Setenv("TMPDIR", tmp)
 	build := exec.Command("go", "build", "-o", droverBin, "./cmd/drover")
 	build.Dir = filepath.Join("..", "..")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
