@@ -324,17 +324,12 @@ func runAgent(t *testing.T, w *testWorker) (*agent.Agent, <-chan error) {
 	return a, done
 }
 
-// waitSucceeded waits (30 s at most) until every task in ids succeeded.
+// waitSucceeded waits (waitFor's 10 s at most) until every task in ids
+// succeeded.
 func waitSucceeded(t *testing.T, b *testBundle, ids []uuid.UUID) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
 	for _, id := range ids {
-		for b.taskState(t, id) != core.TaskSucceeded {
-			if time.Now().After(deadline) {
-				t.Fatalf("task %s not succeeded in time", id)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		waitFor(t, func() bool { return b.taskState(t, id) == core.TaskSucceeded })
 	}
 }
 
