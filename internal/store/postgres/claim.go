@@ -122,38 +122,50 @@ func (s *Store) TaskClaim(ctx context.Context, params []*store.TaskClaimParams) 
 }
 
 // claimGroup claims, in one statement, for the items idx of params (same
-// pool, Now and LeaseDuration, no owner limit): the workers that may claim
-// (rows locked FOR SHARE, state booting or ready) get slots in item order,
-// the claimable tasks are locked in claim order (SKIP LOCKED) and the n-th
-// task goes to the n-th slot, which is what running the claims one after
-// the other would grant. Results go to out[i].
+// pool, Now and LeaseDuration, no owner limit): the claimable tasks are
+// locked in claim order (SKIP LOCKED, at most as many as the items ask
+// for), the workers that may claim (state booting or ready) get slots in
+// item order and the n-th task goes to the n-th slot, which is what running
+// the claims one after the other would grant. Results go to out[i].
+//
+// Only as many workers as there are picked tasks are locked (FOR SHARE, in
+// item order; each has at least one slot, so they cover every task that
+// the slots of all the workers would). A pass of parked claims that finds
+// nothing therefore locks and writes nothing, and its commit has no WAL to
+// flush; a pass that grants one task locks one worker row, not one per
+// parked claim. The tasks are picked by the same ordered index scan as
+// before, so no other scan of the queue is added.
 func claimGroup(ctx context.Context, tx querier, params []*store.TaskClaimParams, idx []int, out [][]*core.Task) error {
 	p0 := params[idx[0]]
 	workers := make([]string, len(idx))
 	maxes := make([]int32, len(idx))
 	ords := make([]int32, len(idx))
+	slots := 0
 	for j, i := range idx {
 		workers[j] = params[i].WorkerID.String()
 		maxes[j] = int32(params[i].Max)
 		ords[j] = int32(i)
+		slots += params[i].Max
 	}
 	rows, err := tx.Query(ctx, `WITH req AS (
 			SELECT * FROM unnest(@workers::uuid[], @maxes::int[], @ords::int[]) AS r(worker, max, ord)
-		), ok AS (
-			SELECT req.worker, req.max, req.ord FROM req JOIN workers w ON w.id = req.worker
-			WHERE w.state IN ('booting', 'ready')
-			FOR SHARE OF w
-		), slots AS (
-			SELECT ok.worker, ok.ord, row_number() OVER (ORDER BY ok.ord, k) AS rn
-			FROM ok, generate_series(1, ok.max) AS k
 		), picked AS (
 			SELECT c.id, row_number() OVER (ORDER BY c.priority DESC, c.created_at, c.id) AS rn FROM (
 				SELECT id, priority, created_at FROM tasks
 				WHERE state = 'queued' AND pool = @pool AND run_after <= @now AND deps_pending = 0
 				ORDER BY priority DESC, created_at, id
-				LIMIT (SELECT count(*) FROM slots)
+				LIMIT @slots
 				FOR UPDATE SKIP LOCKED
 			) c
+		), ok AS (
+			SELECT req.worker, req.max, req.ord FROM req JOIN workers w ON w.id = req.worker
+			WHERE w.state IN ('booting', 'ready')
+			ORDER BY req.ord
+			LIMIT (SELECT count(*) FROM picked)
+			FOR SHARE OF w
+		), slots AS (
+			SELECT ok.worker, ok.ord, row_number() OVER (ORDER BY ok.ord, k) AS rn
+			FROM ok, generate_series(1, ok.max) AS k
 		), grant_ AS (
 			SELECT p.id, s.worker, s.ord FROM picked p JOIN slots s ON s.rn = p.rn
 		)
@@ -163,7 +175,7 @@ func claimGroup(ctx context.Context, tx querier, params []*store.TaskClaimParams
 		FROM grant_ g
 		WHERE t.id = g.id AND t.id = ANY(ARRAY(SELECT id FROM grant_))
 		RETURNING `+taskColsT+`, g.ord`, pgx.NamedArgs{
-		"workers": workers, "maxes": maxes, "ords": ords, "pool": p0.Pool, "now": p0.Now,
+		"workers": workers, "maxes": maxes, "ords": ords, "slots": slots, "pool": p0.Pool, "now": p0.Now,
 		"expires": p0.Now.Add(p0.LeaseDuration),
 	})
 	if err != nil {
@@ -202,10 +214,12 @@ func claimOrder(a, b *core.Task) int {
 }
 
 // claimUnlimited is the one-statement claim without an owner limit. The
-// worker row is locked FOR SHARE in the same statement. The outer UPDATE
-// finds the picked rows through id = ANY(ARRAY(...)), which always plans as
-// a primary-key lookup (a join with the CTE can plan as a scan of the whole
-// table when statistics are stale).
+// worker row is locked FOR SHARE in the same statement, and only once a
+// task was picked (as in claimGroup: a claim that finds nothing locks and
+// writes nothing). The outer UPDATE finds the picked rows through
+// id = ANY(ARRAY(...)), which always plans as a primary-key lookup (a join
+// with the CTE can plan as a scan of the whole table when statistics are
+// stale).
 //
 // checkWorker asks, when nothing was claimed, whether the worker exists
 // (core.ErrNotFound if not); a batch skips that round trip.
@@ -217,18 +231,19 @@ func (s *Store) claimUnlimited(ctx context.Context, q querier, p *store.TaskClai
 	if p.Max == 1 {
 		pickedMatch = "t.id = (SELECT id FROM picked)"
 	}
-	rows, err := q.Query(ctx, `WITH w AS (
-			SELECT id FROM workers WHERE id = @worker AND state IN ('booting', 'ready') FOR SHARE
-		), picked AS (
+	rows, err := q.Query(ctx, `WITH picked AS (
 			SELECT id FROM tasks
 			WHERE state = 'queued' AND pool = @pool AND run_after <= @now AND deps_pending = 0
-			  AND EXISTS (SELECT 1 FROM w)
 			ORDER BY priority DESC, created_at, id
 			LIMIT @max
 			FOR UPDATE SKIP LOCKED
+		), w AS (
+			SELECT id FROM workers WHERE id = @worker AND state IN ('booting', 'ready')
+			  AND EXISTS (SELECT 1 FROM picked)
+			FOR SHARE
 		)
 		UPDATE tasks t SET `+claimSet+`
-		WHERE `+pickedMatch+`
+		WHERE `+pickedMatch+` AND EXISTS (SELECT 1 FROM w)
 		RETURNING `+taskColsT, pgx.NamedArgs{
 		"worker": p.WorkerID, "pool": p.Pool, "now": p.Now, "max": p.Max,
 		"expires": p.Now.Add(p.LeaseDuration),
