@@ -96,6 +96,14 @@ type Store interface {
 	// decision is taken: a held lease simply succeeds) so that the hot path
 	// is one statement on PostgreSQL.
 	TaskComplete(ctx context.Context, params []*TaskCompleteParams) (lost [][]core.Lease, err error)
+	// TaskCompleteClaim runs TaskComplete(complete) and then
+	// TaskClaim(claims) in ONE transaction (one commit), with the results
+	// and rules of those two calls: the claims see what the completions
+	// changed (a dependent they released is claimable in the same call). An
+	// invalid claim fails the whole call before anything changes. A claim
+	// that carries its worker's completions is served by it in one commit
+	// instead of a completion's commit followed by the claim's.
+	TaskCompleteClaim(ctx context.Context, complete []*TaskCompleteParams, claims []*TaskClaimParams) (lost [][]core.Lease, tasks [][]*core.Task, err error)
 	// TaskDemand returns per pool the number of tasks claimable now (queued,
 	// run_after <= Now, deps done, honouring OwnerLimit against each owner's
 	// running count across all pools) and the number running. With

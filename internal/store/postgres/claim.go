@@ -35,90 +35,122 @@ const claimSet = `state = 'running', attempt = t.attempt + 1, worker_id = @worke
 // transaction, so they see the tasks earlier items were granted (the owner
 // limit counts them) and never pick them again.
 func (s *Store) TaskClaim(ctx context.Context, params []*store.TaskClaimParams) ([][]*core.Task, error) {
-	for i, p := range params {
-		if p.Max < 1 || p.Max > MaxClaim {
-			return nil, core.Invalid(fmt.Sprintf("claims[%d].max", i), "must be between 1 and %d, got %d", MaxClaim, p.Max)
-		}
-		if p.LeaseDuration <= 0 {
-			return nil, core.Invalid(fmt.Sprintf("claims[%d].lease_duration", i), "must be positive, got %s", p.LeaseDuration)
-		}
+	if err := checkClaims(params); err != nil {
+		return nil, err
 	}
 	out := make([][]*core.Task, len(params))
 	if len(params) == 0 {
 		return out, nil
 	}
-	// Claims without an owner limit that share pool, time and lease run
-	// as one statement per group (one round trip for any number of
-	// workers); owner-limited claims run one by one, in input order.
-	type groupKey struct {
-		pool  string
-		now   time.Time
-		lease time.Duration
-	}
-	var (
-		order  []groupKey
-		groups = map[groupKey][]int{}
-	)
-	for i, p := range params {
-		if p.OwnerLimit > 0 {
-			continue
-		}
-		k := groupKey{p.Pool, p.Now, p.LeaseDuration}
-		if _, ok := groups[k]; !ok {
-			order = append(order, k)
-		}
-		groups[k] = append(groups[k], i)
-	}
-	single := len(order) == 1 && len(groups[order[0]]) == len(params)
+	plan := planClaims(params)
 	err := retryDeadlock(ctx, func() error {
-		if len(params) == 1 && single {
+		if len(params) == 1 && plan.single {
 			clear(out)
 			ts, err := s.claimUnlimited(ctx, s.pool, params[0], false)
 			out[0] = ts
 			return err
 		}
-		if single {
+		if plan.single {
 			// One statement is its own transaction: no BEGIN and COMMIT
 			// round trips.
 			clear(out)
-			if err := claimGroup(ctx, s.pool, params, groups[order[0]], out); err != nil {
-				return fmt.Errorf("claim in pool %q: %w", order[0].pool, err)
+			if err := claimGroup(ctx, s.pool, params, plan.groups[plan.order[0]], out); err != nil {
+				return fmt.Errorf("claim in pool %q: %w", plan.order[0].pool, err)
 			}
 			return nil
 		}
 		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			clear(out)
-			for _, k := range order {
-				if err := claimGroup(ctx, tx, params, groups[k], out); err != nil {
-					return fmt.Errorf("claim in pool %q: %w", k.pool, err)
-				}
-			}
-			for i, p := range params {
-				if p.OwnerLimit == 0 {
-					continue
-				}
-				ts, err := s.claimOwnerLimited(ctx, tx, p)
-				if errors.Is(err, core.ErrNotFound) {
-					ts, err = nil, nil
-				}
-				if err != nil {
-					return fmt.Errorf("claim for worker %s: %w", p.WorkerID, err)
-				}
-				out[i] = ts
-			}
-			return nil
+			return s.claimInTx(ctx, tx, params, plan, out)
 		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("claim tasks for %d claims: %w", len(params), err)
 	}
+	sortClaims(out)
+	return out, nil
+}
+
+// checkClaims validates every claim of a TaskClaim call.
+func checkClaims(params []*store.TaskClaimParams) error {
+	for i, p := range params {
+		if p.Max < 1 || p.Max > MaxClaim {
+			return core.Invalid(fmt.Sprintf("claims[%d].max", i), "must be between 1 and %d, got %d", MaxClaim, p.Max)
+		}
+		if p.LeaseDuration <= 0 {
+			return core.Invalid(fmt.Sprintf("claims[%d].lease_duration", i), "must be positive, got %s", p.LeaseDuration)
+		}
+	}
+	return nil
+}
+
+// claimKey is what the claims of one group statement share.
+type claimKey struct {
+	pool  string
+	now   time.Time
+	lease time.Duration
+}
+
+// claimPlan groups the claims of a call: claims without an owner limit
+// that share pool, time and lease run as one statement per group (one
+// round trip for any number of workers); owner-limited claims run one by
+// one, in input order.
+type claimPlan struct {
+	order  []claimKey
+	groups map[claimKey][]int
+	// single is whether every claim is in the one group.
+	single bool
+}
+
+func planClaims(params []*store.TaskClaimParams) claimPlan {
+	p := claimPlan{groups: map[claimKey][]int{}}
+	for i, c := range params {
+		if c.OwnerLimit > 0 {
+			continue
+		}
+		k := claimKey{c.Pool, c.Now, c.LeaseDuration}
+		if _, ok := p.groups[k]; !ok {
+			p.order = append(p.order, k)
+		}
+		p.groups[k] = append(p.groups[k], i)
+	}
+	p.single = len(p.order) == 1 && len(p.groups[p.order[0]]) == len(params)
+	return p
+}
+
+// claimInTx runs the claims of params inside tx: the groups' statements,
+// then the owner-limited claims, which see what the groups granted.
+func (s *Store) claimInTx(ctx context.Context, tx pgx.Tx, params []*store.TaskClaimParams, plan claimPlan, out [][]*core.Task) error {
+	for _, k := range plan.order {
+		if err := claimGroup(ctx, tx, params, plan.groups[k], out); err != nil {
+			return fmt.Errorf("claim in pool %q: %w", k.pool, err)
+		}
+	}
+	for i, p := range params {
+		if p.OwnerLimit == 0 {
+			continue
+		}
+		ts, err := s.claimOwnerLimited(ctx, tx, p)
+		if errors.Is(err, core.ErrNotFound) {
+			ts, err = nil, nil
+		}
+		if err != nil {
+			return fmt.Errorf("claim for worker %s: %w", p.WorkerID, err)
+		}
+		out[i] = ts
+	}
+	return nil
+}
+
+// sortClaims puts every claim's tasks in claim order (an empty slice for
+// a claim that got nothing).
+func sortClaims(out [][]*core.Task) {
 	for i := range out {
 		if out[i] == nil {
 			out[i] = []*core.Task{}
 		}
 		slices.SortFunc(out[i], claimOrder)
 	}
-	return out, nil
 }
 
 // claimGroup claims, in one statement, for the items idx of params (same

@@ -26,6 +26,42 @@ func (s *Store) TaskClaim(ctx context.Context, params []*store.TaskClaimParams) 
 	if len(params) == 0 {
 		return out, nil
 	}
+	err := s.inTx(ctx, "claim tasks", func(tx *sql.Tx) error { return s.claimAllTx(ctx, tx, params, out) })
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// TaskCompleteClaim runs the completions, then the claims, in one
+// transaction; see store.Store.
+func (s *Store) TaskCompleteClaim(ctx context.Context, complete []*store.TaskCompleteParams, claims []*store.TaskClaimParams) ([][]core.Lease, [][]*core.Task, error) {
+	for i, p := range claims {
+		if err := checkClaim(p); err != nil {
+			return nil, nil, fmt.Errorf("claim batch item %d: %w", i, err)
+		}
+	}
+	lost := make([][]core.Lease, len(complete))
+	out := make([][]*core.Task, len(claims))
+	err := s.inTx(ctx, "complete and claim tasks", func(tx *sql.Tx) error {
+		for i, p := range complete {
+			l, err := s.completeTx(ctx, tx, p)
+			if err != nil {
+				return fmt.Errorf("complete batch item %d: %w", i, err)
+			}
+			lost[i] = l
+		}
+		return s.claimAllTx(ctx, tx, claims, out)
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return lost, out, nil
+}
+
+// claimAllTx runs the claims of params inside tx, out[i] receiving the
+// tasks of params[i].
+func (s *Store) claimAllTx(ctx context.Context, tx *sql.Tx, params []*store.TaskClaimParams, out [][]*core.Task) error {
 	// A claim without owner limit that got fewer than Max tasks emptied its
 	// pool (at its Now): later items of that pool and time would find
 	// nothing in this same transaction, so they are not queried. This keeps
@@ -34,29 +70,23 @@ func (s *Store) TaskClaim(ctx context.Context, params []*store.TaskClaimParams) 
 		pool string
 		now  time.Time
 	}
-	err := s.inTx(ctx, "claim tasks", func(tx *sql.Tx) error {
-		exhausted := map[poolAt]bool{}
-		for i, p := range params {
-			key := poolAt{p.Pool, p.Now}
-			if p.OwnerLimit == 0 && exhausted[key] {
-				out[i] = []*core.Task{}
-				continue
-			}
-			ts, eligible, err := s.claimTx(ctx, tx, p)
-			if err != nil {
-				return fmt.Errorf("claim batch item %d: %w", i, err)
-			}
-			out[i] = ts
-			if p.OwnerLimit == 0 && eligible && len(ts) < p.Max {
-				exhausted[key] = true
-			}
+	exhausted := map[poolAt]bool{}
+	for i, p := range params {
+		key := poolAt{p.Pool, p.Now}
+		if p.OwnerLimit == 0 && exhausted[key] {
+			out[i] = []*core.Task{}
+			continue
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
+		ts, eligible, err := s.claimTx(ctx, tx, p)
+		if err != nil {
+			return fmt.Errorf("claim batch item %d: %w", i, err)
+		}
+		out[i] = ts
+		if p.OwnerLimit == 0 && eligible && len(ts) < p.Max {
+			exhausted[key] = true
+		}
 	}
-	return out, nil
+	return nil
 }
 
 // checkClaim validates the parameters of one claim.

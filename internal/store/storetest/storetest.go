@@ -36,7 +36,7 @@ type suiteCase struct {
 }
 
 func allCases() []suiteCase {
-	return slices.Concat(taskCases(), claimCases(), batchCases(), lifecycleCases(), workerCases(), miscCases(), txCases(), reportingCases(), reportingEventCases(), outputCases(), webhookCases(), maintenanceCases())
+	return slices.Concat(taskCases(), claimCases(), batchCases(), completeClaimCases(), lifecycleCases(), workerCases(), miscCases(), txCases(), reportingCases(), reportingEventCases(), outputCases(), webhookCases(), maintenanceCases())
 }
 
 // Run runs every backend conformance check as a PascalCase subtest, in
