@@ -9,6 +9,7 @@ import (
 
 	"github.com/droverhq/drover/internal/api/wire"
 	"github.com/droverhq/drover/internal/core"
+	"github.com/droverhq/drover/internal/queue"
 	"github.com/droverhq/drover/internal/store"
 	"github.com/google/uuid"
 )
@@ -86,6 +87,13 @@ func (s *Server) completeItems(ctx context.Context, id uuid.UUID, req []wire.Com
 	if err != nil {
 		return nil, err
 	}
+	return s.completeVerified(ctx, id, plain, verified, lost)
+}
+
+// completeVerified is completeItems after verifyBatchOutputs: the plain
+// items commit (group-committed with other completions), then the verified
+// ones with their outputs.
+func (s *Server) completeVerified(ctx context.Context, id uuid.UUID, plain []wire.CompleteItem, verified []verifiedItem, lost []core.Lease) ([]core.Lease, error) {
 	items := make([]store.TaskCompletion, len(plain))
 	for i, it := range plain {
 		items[i] = store.TaskCompletion{Lease: core.Lease{TaskID: it.TaskID, Token: it.LeaseToken}, Result: it.Result}
@@ -97,7 +105,8 @@ func (s *Server) completeItems(ctx context.Context, id uuid.UUID, req []wire.Com
 		}
 		lost = append(lost, l...)
 	}
-	if lost, err = s.recordBatchOutputs(ctx, id, verified, lost); err != nil {
+	lost, err := s.recordBatchOutputs(ctx, id, verified, lost)
+	if err != nil {
 		return nil, err
 	}
 	if lost == nil {
@@ -121,4 +130,32 @@ func renameItemsField(err error, list string) error {
 	renamed := *ce
 	renamed.Field = list + rest
 	return &renamed
+}
+
+// carryOrComplete handles the completions a claim carries. When every item
+// is plain (no outputs to verify or record) it returns them checked, for
+// the claim's own dispatcher pass to commit with its claim. Otherwise it
+// completes them at once as completeItems does and returns their outcome.
+// Errors are completeItems' (they name items[i]).
+func (s *Server) carryOrComplete(ctx context.Context, id uuid.UUID, items []wire.CompleteItem) ([]store.TaskCompletion, *wire.CompleteBatchResponse, error) {
+	plain, verified, lost, err := s.verifyBatchOutputs(ctx, id, items)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(verified) > 0 || len(lost) > 0 {
+		lost, err := s.completeVerified(ctx, id, plain, verified, lost)
+		if err != nil {
+			return nil, nil, err
+		}
+		return nil, &wire.CompleteBatchResponse{Lost: lost}, nil
+	}
+	carry := make([]store.TaskCompletion, len(plain))
+	for i, it := range plain {
+		carry[i] = store.TaskCompletion{Lease: core.Lease{TaskID: it.TaskID, Token: it.LeaseToken}, Result: it.Result}
+	}
+	checked, err := queue.CheckCompletions(carry)
+	if err != nil {
+		return nil, nil, fmt.Errorf("complete %d tasks of worker %s: %w", len(carry), id, err)
+	}
+	return checked, nil, nil
 }

@@ -39,6 +39,7 @@ type Queue interface {
 	Heartbeat(ctx context.Context, workerID uuid.UUID, hb queue.HeartbeatInfo) (queue.HeartbeatReply, error)
 	Claim(ctx context.Context, workerID uuid.UUID, max int) ([]*core.Task, error)
 	ClaimMany(ctx context.Context, reqs []queue.ClaimRequest) ([][]*core.Task, error)
+	ClaimCompleteMany(ctx context.Context, reqs []queue.ClaimRequest) ([][]core.Lease, [][]*core.Task, error)
 	Release(ctx context.Context, workerID uuid.UUID, leases []core.Lease) (int, error)
 	Complete(ctx context.Context, workerID uuid.UUID, lease core.Lease, result json.RawMessage) error
 	CompleteMany(ctx context.Context, workerID uuid.UUID, items []store.TaskCompletion) ([]core.Lease, error)

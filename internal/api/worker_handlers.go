@@ -11,6 +11,7 @@ import (
 	"github.com/droverhq/drover/internal/api/wire"
 	"github.com/droverhq/drover/internal/core"
 	"github.com/droverhq/drover/internal/queue"
+	"github.com/droverhq/drover/internal/store"
 	"github.com/google/uuid"
 )
 
@@ -238,26 +239,45 @@ func (s *Server) handleTaskClaim(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	// Completions carried by the claim commit first (group-committed with
-	// every other completion, durable before the claim runs), so the slots
-	// they free are claimable in this same request. A stale lease is that
-	// item's outcome and does not stop the claim; any other failure
-	// answers the error, and nothing is claimed.
+	// Completions carried by the claim commit first, so the slots they free
+	// are claimable in this same request. Plain ones (no outputs to
+	// verify) ride with the claim into the dispatcher's pass, which
+	// commits them in the transaction of its claims; the others commit on
+	// their own first. A stale lease is that item's outcome and does not
+	// stop the claim; any other failure answers the error, and nothing is
+	// claimed.
 	var completed *wire.CompleteBatchResponse
+	var carry []store.TaskCompletion
 	if len(req.Complete) > 0 {
-		lost, err := s.completeItems(r.Context(), id, req.Complete)
+		carry, completed, err = s.carryOrComplete(r.Context(), id, req.Complete)
 		if err != nil {
 			s.writeError(w, r, renameItemsField(err, "complete"))
 			return
 		}
-		completed = &wire.CompleteBatchResponse{Lost: lost}
 	}
 	// Every claim goes through the dispatcher, which serves all the claims
 	// that arrive together with one store transaction.
-	tasks, err := s.claims.Claim(r.Context(), id, req.Max, wait, s.stopping)
+	tasks, carried, err := s.claims.ClaimComplete(r.Context(), id, req.Max, wait, s.stopping, carry)
 	if err != nil {
 		s.writeError(w, r, fmt.Errorf("claim for worker %s: %w", id, err))
 		return
+	}
+	if len(carry) > 0 {
+		if carried == nil {
+			// No pass took the claim (the agent went away, or its wait or
+			// the server ended first): complete as a batched completion
+			// does, even for an agent that left, as when the completions
+			// committed before the claim.
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+			lost, err := s.completeItems(ctx, id, req.Complete)
+			cancel()
+			if err != nil {
+				s.writeError(w, r, renameItemsField(err, "complete"))
+				return
+			}
+			carried = &queue.Carried{Lost: lost}
+		}
+		completed = &wire.CompleteBatchResponse{Lost: carried.Lost}
 	}
 	if r.Context().Err() != nil && len(tasks) > 0 {
 		// The agent went away (a drain cut its long poll short) while these

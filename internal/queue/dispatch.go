@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/droverhq/drover/internal/core"
+	"github.com/droverhq/drover/internal/store"
 	"github.com/google/uuid"
 )
 
@@ -22,6 +23,7 @@ const maxClaimBatch = 512
 type Claimer interface {
 	Claim(ctx context.Context, workerID uuid.UUID, max int) ([]*core.Task, error)
 	ClaimMany(ctx context.Context, reqs []ClaimRequest) ([][]*core.Task, error)
+	ClaimCompleteMany(ctx context.Context, reqs []ClaimRequest) ([][]core.Lease, [][]*core.Task, error)
 	Notify() <-chan struct{}
 }
 
@@ -48,6 +50,11 @@ type Gauge interface {
 // arriving claim. Claimers are served in arrival order (parked ones first,
 // they waited longer), so a burst of notifications costs one store call per
 // pass instead of one per waiting agent.
+//
+// A claim may carry its worker's completions (ClaimComplete): the pass
+// that first takes it commits them in the transaction of its claims
+// (ClaimCompleteMany), so a one-slot agent's task waits for one pass, not
+// for a completion flush and then a pass.
 //
 // A claim is in one of three states, guarded by mu: waiting (in the list),
 // taken (the dispatcher is claiming for it; the claimer must wait for the
@@ -94,6 +101,18 @@ type claimWaiter struct {
 	// dispatcher held it; the dispatcher then answers it instead of parking
 	// it again.
 	abandoned bool
+	// complete are the carried completions not committed yet; carried is
+	// their outcome once a pass committed them (written by the dispatcher
+	// while it holds the claim, read by the claimer once answered or
+	// while it is waiting).
+	complete []store.TaskCompletion
+	carried  *Carried
+}
+
+// Carried is the outcome of the completions a claim carried: Lost holds
+// their stale leases (nothing changed for those; never nil).
+type Carried struct {
+	Lost []core.Lease
 }
 
 type claimResult struct {
@@ -211,9 +230,17 @@ func (d *ClaimDispatcher) serve(ctx context.Context, full bool) {
 	}
 	for start := 0; start < len(live); start += maxClaimBatch {
 		chunk := live[start:min(start+maxClaimBatch, len(live))]
-		results := d.claimChunk(ctx, chunk)
+		results, lost := d.claimChunk(ctx, chunk)
 		for i, w := range chunk {
 			r := results[i]
+			if r.err == nil && len(w.complete) > 0 {
+				// Committed: later passes claim only.
+				w.complete = nil
+				w.carried = &Carried{Lost: lost[i]}
+				if w.carried.Lost == nil {
+					w.carried.Lost = []core.Lease{}
+				}
+			}
 			switch {
 			case r.err != nil && ctx.Err() != nil:
 				// Shutting down: answer with nothing rather than an error.
@@ -254,25 +281,30 @@ func (d *ClaimDispatcher) serve(ctx context.Context, full bool) {
 	d.parked.Add(float64(parkedNow - released))
 }
 
-// claimChunk claims for every waiter of chunk with one ClaimMany call. If
-// that call fails as a whole, each waiter is claimed for on its own so it
-// gets its own error (an unknown worker must not fail the others).
-func (d *ClaimDispatcher) claimChunk(ctx context.Context, chunk []*claimWaiter) []claimResult {
-	out := make([]claimResult, len(chunk))
+// claimChunk claims for every waiter of chunk with one ClaimMany call (one
+// ClaimCompleteMany when some carry completions; lost[i] are then the
+// stale leases of chunk[i]'s completions). If that call fails as a whole,
+// each waiter is claimed for on its own so it gets its own error (an
+// unknown worker must not fail the others).
+func (d *ClaimDispatcher) claimChunk(ctx context.Context, chunk []*claimWaiter) (out []claimResult, lost [][]core.Lease) {
+	out = make([]claimResult, len(chunk))
 	reqs := make([]ClaimRequest, len(chunk))
 	for i, w := range chunk {
-		reqs[i] = ClaimRequest{WorkerID: w.workerID, Max: w.max}
+		reqs[i] = ClaimRequest{WorkerID: w.workerID, Max: w.max, Complete: w.complete}
 	}
 	start := time.Now() // wall time, for the latency metric only
-	got, err := d.q.ClaimMany(ctx, reqs)
+	lost, got, err := d.claimMany(ctx, reqs)
+	if lost == nil {
+		lost = make([][]core.Lease, len(chunk))
+	}
 	if d.latency != nil {
 		d.latency.Observe(time.Since(start).Seconds())
 	}
-	if err == nil && len(got) == len(chunk) {
+	if err == nil && len(got) == len(chunk) && len(lost) == len(chunk) {
 		for i := range chunk {
 			out[i] = claimResult{tasks: got[i]}
 		}
-		return out
+		return out, lost
 	}
 	if err == nil {
 		err = fmt.Errorf("claim for %d workers: got %d results", len(chunk), len(got))
@@ -285,13 +317,37 @@ func (d *ClaimDispatcher) claimChunk(ctx context.Context, chunk []*claimWaiter) 
 		for i := range out {
 			out[i] = claimResult{err: err}
 		}
-		return out
+		return out, lost
 	}
 	for i, w := range chunk {
-		ts, err := d.q.Claim(ctx, w.workerID, w.max)
-		out[i] = claimResult{tasks: ts, err: err}
+		if len(w.complete) == 0 {
+			ts, err := d.q.Claim(ctx, w.workerID, w.max)
+			out[i] = claimResult{tasks: ts, err: err}
+			continue
+		}
+		l, got, err := d.q.ClaimCompleteMany(ctx, reqs[i:i+1])
+		if err == nil && (len(got) != 1 || len(l) != 1) {
+			err = fmt.Errorf("claim for worker %s: got %d results", w.workerID, len(got))
+		}
+		if err != nil {
+			out[i] = claimResult{err: err}
+			continue
+		}
+		out[i], lost[i] = claimResult{tasks: got[0]}, l[0]
 	}
-	return out
+	return out, lost
+}
+
+// claimMany claims for reqs with ClaimMany, or with ClaimCompleteMany when
+// some carry completions (lost is nil otherwise).
+func (d *ClaimDispatcher) claimMany(ctx context.Context, reqs []ClaimRequest) (lost [][]core.Lease, tasks [][]*core.Task, err error) {
+	for _, r := range reqs {
+		if len(r.Complete) > 0 {
+			return d.q.ClaimCompleteMany(ctx, reqs)
+		}
+	}
+	tasks, err = d.q.ClaimMany(ctx, reqs)
+	return nil, tasks, err
 }
 
 func (d *ClaimDispatcher) finish(w *claimWaiter, r claimResult) {
@@ -309,7 +365,22 @@ func (d *ClaimDispatcher) finish(w *claimWaiter, r claimResult) {
 // the first attempt gets nothing and wait > 0 the claim parks until tasks
 // are handed to it, wait elapses, ctx ends or stop closes.
 func (d *ClaimDispatcher) Claim(ctx context.Context, workerID uuid.UUID, max int, wait time.Duration, stop <-chan struct{}) ([]*core.Task, error) {
+	tasks, _, err := d.ClaimComplete(ctx, workerID, max, wait, stop, nil)
+	return tasks, err
+}
+
+// ClaimComplete is Claim for a claim that carries the worker's completions
+// (checked by CheckCompletions): the pass that first takes the claim
+// commits them in the same transaction as the claims it serves, before
+// them. carried is their outcome, or nil when no pass committed them (the
+// claimer went away, its wait ended or the dispatcher stopped before its
+// first pass, or the pass failed with err): the caller then completes
+// them itself, unless err says the pass failed.
+func (d *ClaimDispatcher) ClaimComplete(ctx context.Context, workerID uuid.UUID, max int, wait time.Duration, stop <-chan struct{}, complete []store.TaskCompletion) (tasks []*core.Task, carried *Carried, err error) {
 	w := &claimWaiter{ctx: ctx, workerID: workerID, max: max, parkable: wait > 0, fresh: true, result: make(chan claimResult, 1)}
+	if len(complete) > 0 {
+		w.complete = complete
+	}
 	d.mu.Lock()
 	d.seq++
 	w.seq = d.seq
@@ -324,7 +395,7 @@ func (d *ClaimDispatcher) Claim(ctx context.Context, workerID uuid.UUID, max int
 	}
 	select {
 	case r := <-w.result:
-		return r.tasks, r.err
+		return r.tasks, w.carried, r.err
 	case <-timeout:
 	case <-ctx.Done():
 	case <-stop:
@@ -343,7 +414,7 @@ func (d *ClaimDispatcher) Claim(ctx context.Context, workerID uuid.UUID, max int
 		if wasParked {
 			d.parked.Dec()
 		}
-		return nil, nil
+		return nil, w.carried, nil
 	}
 	// The dispatcher is claiming for us right now: take what it gets (it
 	// answers at once with nothing if it gets nothing).
@@ -354,5 +425,5 @@ func (d *ClaimDispatcher) Claim(ctx context.Context, workerID uuid.UUID, max int
 		d.logger.WarnContext(context.WithoutCancel(ctx), "claimed tasks for a claimer that went away; their leases will expire and be requeued",
 			slog.String("worker_id", workerID.String()), slog.Int("tasks", len(r.tasks)))
 	}
-	return r.tasks, r.err
+	return r.tasks, w.carried, r.err
 }

@@ -32,10 +32,14 @@ const (
 	MaxProgressMessageBytes = 4096
 )
 
-// ClaimRequest is one item of ClaimMany.
+// ClaimRequest is one item of ClaimMany and ClaimCompleteMany.
 type ClaimRequest struct {
 	WorkerID uuid.UUID
 	Max      int
+	// Complete holds completions of the worker's held tasks that the claim
+	// carries (checked by CheckCompletions); only ClaimCompleteMany reads
+	// it.
+	Complete []store.TaskCompletion
 }
 
 // New returns a queue over st. Zero fields of cfg take their defaults (see
@@ -353,17 +357,9 @@ func (s *Service) ClaimMany(ctx context.Context, reqs []ClaimRequest) ([][]*core
 	if len(reqs) == 0 {
 		return [][]*core.Task{}, nil
 	}
-	now := s.clock.Now()
-	params := make([]*store.TaskClaimParams, len(reqs))
-	for i, r := range reqs {
-		pool, err := s.workerPool(ctx, r.WorkerID)
-		if err != nil {
-			return nil, fmt.Errorf("claim tasks: %w", err)
-		}
-		params[i] = &store.TaskClaimParams{
-			Now: now, WorkerID: r.WorkerID, Pool: pool, Max: r.Max,
-			LeaseDuration: s.cfg.LeaseDuration, OwnerLimit: s.cfg.OwnerLimit,
-		}
+	params, err := s.claimParams(ctx, reqs)
+	if err != nil {
+		return nil, err
 	}
 	out, err := s.st.TaskClaim(ctx, params)
 	if err != nil {
@@ -426,20 +422,9 @@ func (s *Service) Complete(ctx context.Context, workerID uuid.UUID, lease core.L
 // concurrent callers are group-committed: one TaskCompleteBatch serves
 // every call that arrived while the previous one ran (see complete.go).
 func (s *Service) CompleteMany(ctx context.Context, workerID uuid.UUID, items []store.TaskCompletion) ([]core.Lease, error) {
-	if len(items) > MaxClaim {
-		return nil, core.Invalid("items", "has %s items; the limit is %s", commas(len(items)), commas(MaxClaim))
-	}
-	checked := make([]store.TaskCompletion, len(items))
-	for i, it := range items {
-		field := "result"
-		if len(items) > 1 {
-			field = fmt.Sprintf("items[%d].result", i)
-		}
-		res, err := checkJSONObject(field, it.Result, core.MaxResultBytes)
-		if err != nil {
-			return nil, err
-		}
-		checked[i] = store.TaskCompletion{Lease: it.Lease, Result: res}
+	checked, err := CheckCompletions(items)
+	if err != nil {
+		return nil, err
 	}
 	if len(checked) == 0 {
 		return nil, nil
