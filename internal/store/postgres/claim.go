@@ -12,6 +12,7 @@ import (
 	"github.com/droverhq/drover/internal/store"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // MaxClaim is the largest Max a single TaskClaim accepts.
@@ -169,12 +170,12 @@ func sortClaims(out [][]*core.Task) {
 // before, so no other scan of the queue is added.
 func claimGroup(ctx context.Context, tx querier, params []*store.TaskClaimParams, idx []int, out [][]*core.Task) error {
 	p0 := params[idx[0]]
-	workers := make([]string, len(idx))
+	workers := make([]pgtype.UUID, len(idx))
 	maxes := make([]int32, len(idx))
 	ords := make([]int32, len(idx))
 	slots := 0
 	for j, i := range idx {
-		workers[j] = params[i].WorkerID.String()
+		workers[j] = pgUUID(params[i].WorkerID)
 		maxes[j] = int32(params[i].Max)
 		ords[j] = int32(i)
 		slots += params[i].Max
