@@ -1,10 +1,10 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"crypto/md5"
 	"crypto/sha256"
-	"encoding"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -38,8 +38,10 @@ const uploadTries = 6
 // URLs the server grants, in one pass per file: each file is hashed
 // (SHA-256, and MD5 per PUT when the target asks, so that a bucket's
 // server can check the store's ETags instead of reading the objects
-// back) while it streams from disk to the store, so it is read once,
-// and nothing is held in memory beyond a copy buffer per file in flight.
+// back) from the same bytes it sends, so it is read once. A file of up to
+// 1 MiB is read whole into a pooled buffer, hashed and sent from it; a
+// larger one is hashed while it streams from disk to the store. Nothing
+// is held in memory beyond one such buffer per file in flight.
 type Uploader struct {
 	API      OutputAPI
 	WorkerID uuid.UUID
@@ -204,86 +206,114 @@ func (u *Uploader) Upload(ctx context.Context, lease wire.Lease, dir string, req
 	return manifest, nil
 }
 
-// uploadOne uploads one file — a single PUT, or its parts, each retried
-// on its own so a broken connection resends one part, not the file — and
-// sets f.SHA256 from the bytes that were sent.
+// uploadOne uploads one file — in one PUT, or in parts, each retried on
+// its own so a broken connection resends one part, not the file — and
+// sets f.SHA256 (and the MD5s the target asks for) from the bytes sent.
 func (u *Uploader) uploadOne(ctx context.Context, lease wire.Lease, f *localOutput, tg wire.UploadTarget, prog *uploadProgress) error {
 	fh, err := os.Open(f.path)
 	if err != nil {
 		return fmt.Errorf("open output %q: %w", f.Name, err)
 	}
 	defer fh.Close()
-	h := sha256.New()
-	// put sends n bytes at off, adds them to h and returns the store's
-	// ETag and, when the target asks for it, the MD5 of the bytes (the
-	// same pass). Each try hashes into its own copy of h's state at the
-	// start of the part: a failed try's body may still be read by the
-	// transport after it returns, so it must not touch the hash that the
-	// next try continues.
-	put := func(url string, off, n int64) (etag, sum string, err error) {
-		start, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	switch {
+	case len(tg.PartURLs) > 0:
+		return u.uploadParts(ctx, lease, fh, f, tg, prog)
+	case f.Size <= smallFileMax:
+		return u.uploadSmall(ctx, fh, f, tg, prog)
+	}
+	return u.uploadStream(ctx, fh, f, tg, prog)
+}
+
+// uploadStream uploads a file in one PUT that hashes the bytes as the
+// transport reads them from the file. Each try hashes afresh into its
+// own reader: a failed try's body may still be read by the transport
+// after it returns.
+func (u *Uploader) uploadStream(ctx context.Context, fh *os.File, f *localOutput, tg wire.UploadTarget, prog *uploadProgress) error {
+	var sent *hashingReader
+	_, err := withRetry(ctx, u, "upload "+f.Name, func(ctx context.Context) (string, error) {
+		body := &hashingReader{r: io.NewSectionReader(fh, 0, f.Size), h: sha256.New(), prog: prog}
+		if tg.MD5 {
+			body.m = md5.New()
+		}
+		etag, err := u.API.PutObject(ctx, tg.URL, tg.Headers, body, f.Size)
 		if err != nil {
-			return "", "", fmt.Errorf("hash output %q: %w", f.Name, err)
+			prog.add(-body.n.Load()) // resent from the start
+			return "", err
 		}
-		var m hash.Hash
-		etag, err = withRetry(ctx, u, "upload "+f.Name, func(ctx context.Context) (string, error) {
-			th := sha256.New()
-			if err := th.(encoding.BinaryUnmarshaler).UnmarshalBinary(start); err != nil {
-				return "", fmt.Errorf("hash output %q: %w", f.Name, err)
-			}
-			body := &hashingReader{r: io.NewSectionReader(fh, off, n), h: th, prog: prog}
-			if tg.MD5 {
-				body.m = md5.New()
-			}
-			etag, err := u.API.PutObject(ctx, url, tg.Headers, body, n)
-			if err != nil {
-				prog.add(-body.n.Load()) // resent from the start of the part
-				return "", err
-			}
-			if got := body.n.Load(); got != n {
-				return "", attemptErr("output %q: %d bytes read for a part of %d (the file changed while uploading)", f.Name, got, n)
-			}
-			h, m = th, body.m
-			return etag, nil
-		})
-		if err == nil && m != nil {
-			sum = hex.EncodeToString(m.Sum(nil))
+		if got := body.n.Load(); got != f.Size {
+			return "", attemptErr("output %q: %d bytes read of %d (the file changed while uploading)", f.Name, got, f.Size)
 		}
-		return etag, sum, err
-	}
-	if len(tg.PartURLs) == 0 {
-		_, sum, err := put(tg.URL, 0, f.Size)
-		if err != nil {
-			return wrapUpload(f.Name, err)
-		}
-		f.SHA256, f.MD5 = hex.EncodeToString(h.Sum(nil)), sum
-		return nil
-	}
-	etags := make([]string, len(tg.PartURLs))
-	var parts []string
-	if tg.MD5 {
-		parts = make([]string, len(tg.PartURLs))
-	}
-	for i, url := range tg.PartURLs {
-		off := int64(i) * tg.PartSize
-		n := min(tg.PartSize, f.Size-off)
-		etag, sum, err := put(url, off, n)
-		if err != nil {
-			return wrapUpload(f.Name, err)
-		}
-		etags[i] = etag
-		if parts != nil {
-			parts[i] = sum
-		}
-	}
-	f.PartMD5 = parts
-	_, err = withRetry(ctx, u, "finish upload "+f.Name, func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, u.API.CompleteMultipart(ctx, u.WorkerID, lease, f.Name, tg.UploadID, etags)
+		sent = body
+		return etag, nil
 	})
 	if err != nil {
 		return wrapUpload(f.Name, err)
 	}
-	f.SHA256 = hex.EncodeToString(h.Sum(nil))
+	f.SHA256 = hex.EncodeToString(sent.h.Sum(nil))
+	if sent.m != nil {
+		f.MD5 = hex.EncodeToString(sent.m.Sum(nil))
+	}
+	return nil
+}
+
+// smallFileMax is the largest file that uploadSmall sends: read whole
+// into a pooled buffer, hashed, then written to the connection in one
+// piece (one read and one send instead of a read, a hash and a socket
+// write per 32 KiB), and sent again from the buffer if a try fails. At
+// most Parallel such buffers are in use.
+const smallFileMax = 1 << 20
+
+// smallBufs pools uploadSmall's buffers by size class: 64 KiB, 128 KiB,
+// ... smallFileMax.
+var smallBufs [5]sync.Pool
+
+func smallBuf(size int64) (*[]byte, *sync.Pool) {
+	c := 0
+	for int64(64<<10)<<c < size {
+		c++
+	}
+	p := &smallBufs[c]
+	if b, ok := p.Get().(*[]byte); ok {
+		return b, p
+	}
+	b := make([]byte, 64<<10<<c)
+	return &b, p
+}
+
+// uploadSmall uploads a file of at most smallFileMax bytes in one PUT:
+// the bytes hashed (SHA-256, and MD5 when the target asks) are the bytes
+// sent, from one read of the file.
+func (u *Uploader) uploadSmall(ctx context.Context, fh *os.File, f *localOutput, tg wire.UploadTarget, prog *uploadProgress) error {
+	buf, pool := smallBuf(f.Size)
+	b := (*buf)[:f.Size]
+	if _, err := io.ReadFull(fh, b); err != nil {
+		pool.Put(buf)
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return attemptErr("output %q: fewer than %d bytes read (the file changed while uploading)", f.Name, f.Size)
+		}
+		return fmt.Errorf("read output %q: %w", f.Name, err)
+	}
+	sum := sha256.Sum256(b)
+	f.SHA256 = hex.EncodeToString(sum[:])
+	if tg.MD5 {
+		m := md5.Sum(b)
+		f.MD5 = hex.EncodeToString(m[:])
+	}
+	failed := false
+	_, err := withRetry(ctx, u, "upload "+f.Name, func(ctx context.Context) (string, error) {
+		etag, err := u.API.PutObject(ctx, tg.URL, tg.Headers, bytes.NewReader(b), f.Size)
+		failed = failed || err != nil
+		return etag, err
+	})
+	// A failed try's body may still be read by the transport after it
+	// returns: its buffer is left to the garbage collector.
+	if !failed {
+		pool.Put(buf)
+	}
+	if err != nil {
+		return wrapUpload(f.Name, err)
+	}
+	prog.add(f.Size)
 	return nil
 }
 

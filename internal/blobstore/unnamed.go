@@ -39,11 +39,21 @@ func unnamedOK(dir string) bool {
 	return os.Remove(probe) == nil
 }
 
-// localPath returns the file of key in the embedded store, where it is
-// the key itself; false for keys that fileblob would escape or refuse,
-// which go through fileblob's writer.
+// localPath returns the file of key in the embedded store when Put
+// writes it as an unnamed file; false otherwise (keys then go through
+// fileblob's writer).
 func (s *Store) localPath(key string) (string, bool) {
-	if !s.unnamed || key == "" || !filepath.IsLocal(key) || strings.Contains(key, "__") ||
+	if !s.unnamed {
+		return "", false
+	}
+	return s.plainPath(key)
+}
+
+// plainPath returns the file of key in the embedded store, where it is
+// the key itself; false for other stores and for keys that fileblob
+// would escape or refuse.
+func (s *Store) plainPath(key string) (string, bool) {
+	if !s.embedded || key == "" || !filepath.IsLocal(key) || strings.Contains(key, "__") ||
 		strings.Contains(key, "//") || strings.HasSuffix(key, "/") || strings.HasSuffix(key, ".attrs") ||
 		strings.ContainsFunc(key, func(r rune) bool { return r < 32 || r == '\\' }) {
 		return "", false
@@ -65,9 +75,7 @@ func putUnnamed(ctx context.Context, path string, r io.Reader, limit int64) (int
 	}
 	defer f.Close() // an unlinked file vanishes here
 	h := sha256.New()
-	buf := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(buf)
-	n, err := io.CopyBuffer(io.MultiWriter(f, h), io.LimitReader(r, limit+1), *buf)
+	n, err := copyHashed(f, h, io.LimitReader(r, limit+1))
 	if err == nil && n > limit {
 		err = fmt.Errorf("more than %d bytes", limit)
 	}

@@ -25,19 +25,41 @@ func (s *Store) TaskCompleteOutputs(ctx context.Context, params *store.TaskCompl
 			if len(lost[0]) > 0 {
 				return core.ErrLeaseLost
 			}
-			for _, o := range params.Outputs {
-				if _, err := tx.Exec(ctx, `INSERT INTO task_outputs
-					(task_id, name, attempt, size, sha256, content_type, blob_key, created_at, expires_at)
-					VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-					o.TaskID, o.Name, o.Attempt, o.Size, o.SHA256, o.ContentType, o.BlobKey, o.CreatedAt, o.ExpiresAt); err != nil {
-					return fmt.Errorf("record output %q of task %s: %w", o.Name, o.TaskID, err)
-				}
-			}
-			return nil
+			return insertOutputs(ctx, tx, params.Outputs)
 		})
 	})
 	if err != nil {
 		return fmt.Errorf("complete task %s with %d outputs: %w", params.Completion.Lease.TaskID, len(params.Outputs), err)
+	}
+	return nil
+}
+
+// insertOutputs records outputs in one statement (one round trip, not
+// one per output).
+func insertOutputs(ctx context.Context, tx pgx.Tx, outs []*core.Output) error {
+	if len(outs) == 0 {
+		return nil
+	}
+	var (
+		tasks    = make([]uuid.UUID, len(outs))
+		names    = make([]string, len(outs))
+		attempts = make([]int32, len(outs))
+		sizes    = make([]int64, len(outs))
+		sums     = make([]string, len(outs))
+		types    = make([]string, len(outs))
+		keys     = make([]string, len(outs))
+		created  = make([]time.Time, len(outs))
+		expires  = make([]time.Time, len(outs))
+	)
+	for i, o := range outs {
+		tasks[i], names[i], attempts[i], sizes[i] = o.TaskID, o.Name, int32(o.Attempt), o.Size
+		sums[i], types[i], keys[i], created[i], expires[i] = o.SHA256, o.ContentType, o.BlobKey, o.CreatedAt, o.ExpiresAt
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO task_outputs (`+outputCols+`)
+		SELECT * FROM unnest($1::uuid[], $2::text[], $3::integer[], $4::bigint[], $5::text[], $6::text[], $7::text[],
+			$8::timestamptz[], $9::timestamptz[])`,
+		tasks, names, attempts, sizes, sums, types, keys, created, expires); err != nil {
+		return fmt.Errorf("record %d outputs of task %s: %w", len(outs), outs[0].TaskID, err)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/droverhq/drover/internal/core"
@@ -24,17 +25,32 @@ func (s *Store) TaskCompleteOutputs(ctx context.Context, params *store.TaskCompl
 		if len(lost) > 0 {
 			return core.ErrLeaseLost
 		}
-		for _, o := range params.Outputs {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO task_outputs
-				(task_id, name, attempt, size, sha256, content_type, blob_key, created_at, expires_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				o.TaskID.String(), o.Name, o.Attempt, o.Size, o.SHA256, o.ContentType, o.BlobKey,
-				micros(o.CreatedAt), micros(o.ExpiresAt)); err != nil {
-				return fmt.Errorf("record output %q of task %s: %w", o.Name, o.TaskID, err)
-			}
-		}
-		return nil
+		return insertOutputs(ctx, tx, params.Outputs)
 	})
+}
+
+// outputsPerInsert is how many outputs one INSERT records (9 parameters
+// each, under SQLite's 999-parameter limit of older builds).
+const outputsPerInsert = 100
+
+// insertOutputs records outputs in statements of up to outputsPerInsert
+// rows (one statement per output cost a parse and a step each).
+func insertOutputs(ctx context.Context, tx *sql.Tx, outs []*core.Output) error {
+	for len(outs) > 0 {
+		n := min(len(outs), outputsPerInsert)
+		args := make([]any, 0, 9*n)
+		for _, o := range outs[:n] {
+			args = append(args, o.TaskID.String(), o.Name, o.Attempt, o.Size, o.SHA256, o.ContentType, o.BlobKey,
+				micros(o.CreatedAt), micros(o.ExpiresAt))
+		}
+		q := `INSERT INTO task_outputs (` + outputCols + `) VALUES ` +
+			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?), ", n), ", ")
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("record %d outputs of task %s: %w", n, outs[0].TaskID, err)
+		}
+		outs = outs[n:]
+	}
+	return nil
 }
 
 const outputCols = `task_id, name, attempt, size, sha256, content_type, blob_key, created_at, expires_at`

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 func outputCases() []suiteCase {
 	return []suiteCase{
 		{name: "OutputsRecordedWithCompletion", fn: testOutputsRecordedWithCompletion},
+		{name: "ManyOutputsRecorded", fn: testManyOutputsRecorded},
 	}
 }
 
@@ -69,4 +71,38 @@ func testOutputsRecordedWithCompletion(t *testing.T, s store.Store) {
 	got, err = s.OutputList(ctx, task.ID)
 	noErr(t, "OutputList", err)
 	eq(t, "outputs after delete", len(got), 1)
+}
+
+// testManyOutputsRecorded: a completion records every one of many
+// outputs (more than one insert statement's worth) with its fields.
+func testManyOutputsRecorded(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	w := InsertWorker(t, s, core.DefaultPool, core.WorkerReady)
+	InsertTasks(t, s, NewTask())
+	task := Claim(t, s, w, At(time.Second), 1, 0)[0]
+	const n = 250
+	outs := make([]*core.Output, n)
+	for i := range outs {
+		name := fmt.Sprintf("f%03d.bin", i)
+		outs[i] = &core.Output{
+			TaskID: task.ID, Name: name, Attempt: task.Attempt, Size: int64(i), SHA256: fmt.Sprintf("%064x", i),
+			ContentType: "application/octet-stream", BlobKey: "tasks/" + task.ID.String() + "/" + name,
+			CreatedAt: At(2 * time.Second), ExpiresAt: At(time.Duration(i+1) * time.Hour),
+		}
+	}
+	noErr(t, "TaskCompleteOutputs", s.TaskCompleteOutputs(ctx, &store.TaskCompleteOutputsParams{
+		Now: At(2 * time.Second), WorkerID: w.ID, Completion: store.TaskCompletion{Lease: LeaseOf(t, task)}, Outputs: outs,
+	}))
+	got, err := s.OutputList(ctx, task.ID)
+	noErr(t, "OutputList", err)
+	eq(t, "outputs", len(got), n)
+	for i, o := range got {
+		want := outs[i]
+		if o.TaskID != want.TaskID || o.Name != want.Name || o.Attempt != want.Attempt || o.Size != want.Size ||
+			o.SHA256 != want.SHA256 || o.ContentType != want.ContentType || o.BlobKey != want.BlobKey {
+			t.Fatalf("output %d = %+v, want %+v", i, o, want)
+		}
+		timeEq(t, "created", o.CreatedAt, want.CreatedAt)
+		timeEq(t, "expires", o.ExpiresAt, want.ExpiresAt)
+	}
 }
