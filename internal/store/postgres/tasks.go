@@ -176,7 +176,7 @@ func (s *Store) insertTasks(ctx context.Context, tx pgx.Tx, params *store.TaskIn
 		depTask, depDep []uuid.UUID
 		ownerSet        = map[string]bool{}
 		ownerList       []string
-		copyRows        [][]any
+		copyRows        []*core.Task
 		cbTasks         []uuid.UUID
 		cbURLs          []string
 	)
@@ -230,23 +230,11 @@ func (s *Store) insertTasks(ctx context.Context, tx pgx.Tx, params *store.TaskIn
 			cbTasks = append(cbTasks, t.ID)
 			cbURLs = append(cbURLs, params.CallbackURLs[i])
 		}
-		var key *string
-		if t.IdempotencyKey != "" {
-			key = &t.IdempotencyKey
-		}
-		// Ids go to COPY as [16]byte: pgx writes those in binary, while a
-		// uuid.UUID would go through its driver.Valuer text form.
-		depBytes := make([][16]byte, len(deps))
-		for j, d := range deps {
-			depBytes[j] = d
-		}
-		copyRows = append(copyRows, []any{[16]byte(t.ID), t.Type, string(t.Params), t.Owner, int32(t.Priority), t.Pool,
-			depBytes, int32(t.MaxAttempts), int32(t.MaxLost), t.Timeout.Milliseconds(), key, "queued",
-			int32(pending), t.CreatedAt, t.RunAfter, t.UpdatedAt})
+		copyRows = append(copyRows, t)
 		byID[t.ID] = t
 	}
 	if len(copyRows) > 0 {
-		_, err := tx.CopyFrom(ctx, pgx.Identifier{"tasks"}, insertTaskCols, pgx.CopyFromRows(copyRows))
+		_, err := copyTasks(ctx, tx, copyRows)
 		if err != nil {
 			var pgErr *pgconn.PgError
 			switch {
@@ -307,11 +295,6 @@ func (s *Store) insertTasks(ctx context.Context, tx pgx.Tx, params *store.TaskIn
 	}
 	return res, nil
 }
-
-// insertTaskCols are the columns TaskInsertMany copies, in row order.
-var insertTaskCols = []string{"id", "type", "params", "owner", "priority", "pool", "depends_on",
-	"max_attempts", "max_lost", "timeout_ms", "idempotency_key", "state", "deps_pending",
-	"created_at", "run_after", "updated_at"}
 
 // queuedTask is in as the row TaskInsertMany writes reads back: queued,
 // with its resolved dependencies, run fields cleared, times at the
