@@ -3,18 +3,108 @@ package postgres
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"math"
 	"strings"
 	"time"
 
 	"github.com/droverhq/drover/internal/core"
+	"github.com/droverhq/drover/internal/store"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
+// insertTx is TaskInsertMany's transaction on one pooled connection. Its
+// BEGIN and COMMIT ride on the round trips of other statements: BEGIN goes
+// in front of the COPY, in the same query message (or, when lookups come
+// first, is sent on its own), and COMMIT ends the batch that writes the
+// dependencies, owners and callbacks. A bulk submit so takes two round
+// trips instead of four. When an error leaves the transaction open,
+// rollback ends it (or Release closes the connection).
+type insertTx struct {
+	conn  *pgxpool.Conn
+	begun bool
+}
+
+// insertTasksTx runs insertTasks in an insertTx.
+func (s *Store) insertTasksTx(ctx context.Context, params *store.TaskInsertManyParams) (res []store.TaskInsertResult, err error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("acquire a connection: %w", err)
+	}
+	defer conn.Release()
+	tx := &insertTx{conn: conn}
+	defer func() {
+		if err != nil {
+			tx.rollback(ctx)
+		}
+	}()
+	return s.insertTasks(ctx, tx, params)
+}
+
+// begin sends BEGIN unless the transaction is open.
+func (tx *insertTx) begin(ctx context.Context) error {
+	if tx.begun {
+		return nil
+	}
+	if _, err := tx.conn.Exec(ctx, "BEGIN"); err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	tx.begun = true
+	return nil
+}
+
+// query runs a query in the transaction, opening it first if need be.
+func (tx *insertTx) query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if err := tx.begin(ctx); err != nil {
+		return nil, err
+	}
+	return tx.conn.Query(ctx, sql, args...)
+}
+
+// commit runs batch and then COMMIT in one round trip. A transaction that
+// failed answers COMMIT with ROLLBACK: that is an error too.
+func (tx *insertTx) commit(ctx context.Context, batch *pgx.Batch) error {
+	if err := tx.begin(ctx); err != nil {
+		return err
+	}
+	n := batch.Len()
+	batch.Queue("COMMIT")
+	br := tx.conn.SendBatch(ctx, batch)
+	for range n {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return err
+		}
+	}
+	tag, err := br.Exec()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	if tag.String() != "COMMIT" {
+		return fmt.Errorf("commit: the transaction ended with %q", tag)
+	}
+	tx.begun = false
+	return nil
+}
+
+// rollback ends a transaction an error left open. If it cannot, the
+// connection is not idle and Release closes it.
+func (tx *insertTx) rollback(ctx context.Context) {
+	if tx.conn.Conn().PgConn().TxStatus() == 'I' {
+		return
+	}
+	_, _ = tx.conn.Exec(ctx, "ROLLBACK")
+}
+
 // copyTasks writes rows into tasks with one COPY … FROM STDIN in binary
-// format and returns how many were written.
+// format, opening the transaction in the same message if need be, and
+// returns how many were written.
 //
 // The stream is encoded here, straight from the tasks, instead of through
 // pgx.Tx.CopyFrom: that one boxes every value of every row into an
@@ -22,8 +112,13 @@ import (
 // connection through an io.Pipe and a second goroutine. Encoding the rows
 // ourselves costs a fraction of that; the rows are encoded lazily, a chunk
 // per Read, so the server inserts one chunk while the next is encoded.
-func copyTasks(ctx context.Context, tx pgx.Tx, rows []*core.Task) (int64, error) {
-	tag, err := tx.Conn().PgConn().CopyFrom(ctx, &taskCopyReader{rows: rows}, copyTasksSQL)
+func (tx *insertTx) copyTasks(ctx context.Context, rows []*core.Task) (int64, error) {
+	sql := copyTasksSQL
+	if !tx.begun {
+		sql = "BEGIN; " + sql
+		tx.begun = true // or failed, which rollback handles alike
+	}
+	tag, err := tx.conn.Conn().PgConn().CopyFrom(ctx, &taskCopyReader{rows: rows}, sql)
 	if err != nil {
 		return 0, err
 	}

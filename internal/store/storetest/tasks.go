@@ -21,6 +21,8 @@ func taskCases() []suiteCase {
 		{name: "TaskGetNotFound", fn: testTaskGetNotFound},
 		{name: "TaskInsertIdempotencyKey", fn: testTaskInsertIdempotencyKey},
 		{name: "TaskInsertManyReadsBack", fn: testTaskInsertManyReadsBack},
+		{name: "TaskInsertDuplicateID", fn: testTaskInsertDuplicateID},
+		{name: "TaskInsertIdempotencyKeyRace", fn: testTaskInsertIdempotencyKeyRace},
 		{name: "TaskInsertUnknownDependency", fn: testTaskInsertUnknownDependency},
 		{name: "TaskInsertBatchOneBadWritesNothing", rule: testTaskInsertBatchOneBad},
 		{name: "TaskInsertDependencyOnFinalTask", rule: testTaskInsertDependencyOnFinalTask},
@@ -191,6 +193,48 @@ func testTaskInsertManyReadsBack(t *testing.T, s store.Store) {
 		eq(t, fmt.Sprintf("tasks[%d].DepsPending", i), got.DepsPending, pending)
 		eq(t, fmt.Sprintf("tasks[%d].DepsPending read back", i), Get(t, s, in.ID).DepsPending, pending)
 	}
+}
+
+// A batch holding the id of an existing task is rejected naming that
+// task's id, writes nothing, and leaves the store working.
+func testTaskInsertDuplicateID(t *testing.T, s store.Store) {
+	old := InsertTasks(t, s, NewTask())[0]
+	fresh, dup := NewTask(), NewTask(func(task *core.Task) { task.ID = old.ID; task.Type = "other" })
+	_, err := s.TaskInsertMany(t.Context(), &store.TaskInsertManyParams{Now: Base, Tasks: []*core.Task{fresh, dup}})
+	invalid(t, "TaskInsertMany(duplicate id)", err, "tasks[1].id")
+	_, err = s.TaskGet(t.Context(), fresh.ID)
+	isErr(t, "TaskGet(first of rejected batch)", err, core.ErrNotFound)
+	eq(t, "existing task's type", Get(t, s, old.ID).Type, "render")
+	for range 3 { // every pooled connection is usable again
+		InsertTasks(t, s, NewTask())
+	}
+	eq(t, "total tasks", totalTasks(t, s), 4)
+}
+
+// Concurrent batches with the same owner and idempotency key insert one
+// task: every caller gets that task back, whichever batch inserted it.
+func testTaskInsertIdempotencyKeyRace(t *testing.T, s store.Store) {
+	const callers = 8
+	got := make([]uuid.UUID, callers)
+	errs := make(chan error, callers)
+	for i := range callers {
+		go func() {
+			other := NewTask(Owner(fmt.Sprintf("other-%d", i)))
+			keyed := NewTask(Owner("alice"), func(task *core.Task) { task.IdempotencyKey = "race" })
+			res, err := s.TaskInsertMany(t.Context(), &store.TaskInsertManyParams{Now: Base, Tasks: []*core.Task{other, keyed}})
+			if err == nil {
+				got[i] = res[1].Task.ID
+			}
+			errs <- err
+		}()
+	}
+	for range callers {
+		noErr(t, "TaskInsertMany(same key, concurrently)", <-errs)
+	}
+	for i := range got {
+		eq(t, fmt.Sprintf("caller %d's task", i), got[i], got[0])
+	}
+	eq(t, "total tasks", totalTasks(t, s), callers+1)
 }
 
 func testTaskInsertUnknownDependency(t *testing.T, s store.Store) {
