@@ -27,11 +27,9 @@ func (s *Store) TaskInsertMany(ctx context.Context, params *store.TaskInsertMany
 	for range 3 {
 		var res []store.TaskInsertResult
 		err := retryDeadlock(ctx, func() error {
-			return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-				var err error
-				res, err = s.insertTasks(ctx, tx, params)
-				return err
-			})
+			var err error
+			res, err = s.insertTasksTx(ctx, params)
+			return err
 		})
 		if errors.Is(err, errRetryInsert) {
 			continue
@@ -49,7 +47,7 @@ func (s *Store) TaskInsertMany(ctx context.Context, params *store.TaskInsertMany
 
 type idemKey struct{ owner, key string }
 
-func (s *Store) insertTasks(ctx context.Context, tx pgx.Tx, params *store.TaskInsertManyParams) ([]store.TaskInsertResult, error) {
+func (s *Store) insertTasks(ctx context.Context, tx *insertTx, params *store.TaskInsertManyParams) ([]store.TaskInsertResult, error) {
 	tasks := params.Tasks
 	n := len(tasks)
 	field := func(i int, f string) string {
@@ -79,7 +77,7 @@ func (s *Store) insertTasks(ctx context.Context, tx pgx.Tx, params *store.TaskIn
 		keyKeys = append(keyKeys, t.IdempotencyKey)
 	}
 	if len(keyOwners) > 0 {
-		rows, err := tx.Query(ctx, `SELECT t.id, t.owner, t.idempotency_key
+		rows, err := tx.query(ctx, `SELECT t.id, t.owner, t.idempotency_key
 			FROM tasks t JOIN unnest($1::text[], $2::text[]) AS k(owner, key)
 			  ON t.owner = k.owner AND t.idempotency_key = k.key`, keyOwners, keyKeys)
 		if err != nil {
@@ -148,7 +146,7 @@ func (s *Store) insertTasks(ctx context.Context, tx pgx.Tx, params *store.TaskIn
 	}
 	depState := map[uuid.UUID]core.TaskState{}
 	if len(external) > 0 {
-		rows, err := tx.Query(ctx, `SELECT id, state FROM tasks WHERE id = ANY($1::uuid[]) ORDER BY id FOR SHARE`, uuidStrings(external))
+		rows, err := tx.query(ctx, `SELECT id, state FROM tasks WHERE id = ANY($1::uuid[]) ORDER BY id FOR SHARE`, uuidStrings(external))
 		if err != nil {
 			return nil, fmt.Errorf("look up dependencies: %w", err)
 		}
@@ -176,7 +174,7 @@ func (s *Store) insertTasks(ctx context.Context, tx pgx.Tx, params *store.TaskIn
 		depTask, depDep []uuid.UUID
 		ownerSet        = map[string]bool{}
 		ownerList       []string
-		copyRows        [][]any
+		copyRows        []*core.Task
 		cbTasks         []uuid.UUID
 		cbURLs          []string
 	)
@@ -230,23 +228,11 @@ func (s *Store) insertTasks(ctx context.Context, tx pgx.Tx, params *store.TaskIn
 			cbTasks = append(cbTasks, t.ID)
 			cbURLs = append(cbURLs, params.CallbackURLs[i])
 		}
-		var key *string
-		if t.IdempotencyKey != "" {
-			key = &t.IdempotencyKey
-		}
-		// Ids go to COPY as [16]byte: pgx writes those in binary, while a
-		// uuid.UUID would go through its driver.Valuer text form.
-		depBytes := make([][16]byte, len(deps))
-		for j, d := range deps {
-			depBytes[j] = d
-		}
-		copyRows = append(copyRows, []any{[16]byte(t.ID), t.Type, string(t.Params), t.Owner, int32(t.Priority), t.Pool,
-			depBytes, int32(t.MaxAttempts), int32(t.MaxLost), t.Timeout.Milliseconds(), key, "queued",
-			int32(pending), t.CreatedAt, t.RunAfter, t.UpdatedAt})
+		copyRows = append(copyRows, t)
 		byID[t.ID] = t
 	}
 	if len(copyRows) > 0 {
-		_, err := tx.CopyFrom(ctx, pgx.Identifier{"tasks"}, insertTaskCols, pgx.CopyFromRows(copyRows))
+		_, err := tx.copyTasks(ctx, copyRows)
 		if err != nil {
 			var pgErr *pgconn.PgError
 			switch {
@@ -260,23 +246,6 @@ func (s *Store) insertTasks(ctx context.Context, tx pgx.Tx, params *store.TaskIn
 			return nil, fmt.Errorf("insert tasks: %w", err)
 		}
 	}
-	// Dependencies, owners and callbacks: one round trip.
-	if len(ownerList) > 0 {
-		batch := &pgx.Batch{}
-		if len(depTask) > 0 {
-			batch.Queue(`INSERT INTO task_deps (task_id, dep_id)
-				SELECT * FROM unnest($1::uuid[], $2::uuid[]) ON CONFLICT DO NOTHING`, depTask, depDep)
-		}
-		batch.Queue(`INSERT INTO owners (owner) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, ownerList)
-		if len(cbTasks) > 0 {
-			batch.Queue(`INSERT INTO webhook_callbacks (task_id, url)
-				SELECT * FROM unnest($1::uuid[], $2::text[]) ON CONFLICT (task_id) DO NOTHING`, cbTasks, cbURLs)
-		}
-		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
-			return nil, fmt.Errorf("insert dependencies, owners and callbacks: %w", err)
-		}
-	}
-
 	// 4. Read back the existing tasks the caller gets (idempotency hits).
 	var missing []string
 	for i := range finalID {
@@ -285,7 +254,7 @@ func (s *Store) insertTasks(ctx context.Context, tx pgx.Tx, params *store.TaskIn
 		}
 	}
 	if len(missing) > 0 {
-		rows, err := tx.Query(ctx, `SELECT `+taskCols+` FROM tasks WHERE id = ANY($1::uuid[])`, missing)
+		rows, err := tx.query(ctx, `SELECT `+taskCols+` FROM tasks WHERE id = ANY($1::uuid[])`, missing)
 		if err != nil {
 			return nil, fmt.Errorf("read existing tasks: %w", err)
 		}
@@ -297,6 +266,23 @@ func (s *Store) insertTasks(ctx context.Context, tx pgx.Tx, params *store.TaskIn
 			byID[t.ID] = t
 		}
 	}
+	// 5. Dependencies, owners and callbacks, then COMMIT: one round trip.
+	batch := &pgx.Batch{}
+	if len(depTask) > 0 {
+		batch.Queue(`INSERT INTO task_deps (task_id, dep_id)
+			SELECT * FROM unnest($1::uuid[], $2::uuid[]) ON CONFLICT DO NOTHING`, depTask, depDep)
+	}
+	if len(ownerList) > 0 {
+		batch.Queue(`INSERT INTO owners (owner) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, ownerList)
+	}
+	if len(cbTasks) > 0 {
+		batch.Queue(`INSERT INTO webhook_callbacks (task_id, url)
+			SELECT * FROM unnest($1::uuid[], $2::text[]) ON CONFLICT (task_id) DO NOTHING`, cbTasks, cbURLs)
+	}
+	if err := tx.commit(ctx, batch); err != nil {
+		return nil, fmt.Errorf("insert dependencies, owners and callbacks: %w", err)
+	}
+
 	res := make([]store.TaskInsertResult, n)
 	for i := range tasks {
 		t := byID[finalID[i]]
@@ -307,11 +293,6 @@ func (s *Store) insertTasks(ctx context.Context, tx pgx.Tx, params *store.TaskIn
 	}
 	return res, nil
 }
-
-// insertTaskCols are the columns TaskInsertMany copies, in row order.
-var insertTaskCols = []string{"id", "type", "params", "owner", "priority", "pool", "depends_on",
-	"max_attempts", "max_lost", "timeout_ms", "idempotency_key", "state", "deps_pending",
-	"created_at", "run_after", "updated_at"}
 
 // queuedTask is in as the row TaskInsertMany writes reads back: queued,
 // with its resolved dependencies, run fields cleared, times at the

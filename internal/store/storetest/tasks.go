@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,6 +20,9 @@ func taskCases() []suiteCase {
 		{name: "TaskInsertAndGet", fn: testTaskInsertAndGet},
 		{name: "TaskGetNotFound", fn: testTaskGetNotFound},
 		{name: "TaskInsertIdempotencyKey", fn: testTaskInsertIdempotencyKey},
+		{name: "TaskInsertManyReadsBack", fn: testTaskInsertManyReadsBack},
+		{name: "TaskInsertDuplicateID", fn: testTaskInsertDuplicateID},
+		{name: "TaskInsertIdempotencyKeyRace", fn: testTaskInsertIdempotencyKeyRace},
 		{name: "TaskInsertUnknownDependency", fn: testTaskInsertUnknownDependency},
 		{name: "TaskInsertBatchOneBadWritesNothing", rule: testTaskInsertBatchOneBad},
 		{name: "TaskInsertDependencyOnFinalTask", rule: testTaskInsertDependencyOnFinalTask},
@@ -123,6 +127,114 @@ func testTaskInsertIdempotencyKey(t *testing.T, s store.Store) {
 	eq(t, "b.Existing", res[1].Existing, true)
 	eq(t, "b.Task.ID", res[1].Task.ID, a.ID)
 	eq(t, "total tasks", totalTasks(t, s), 5)
+}
+
+// A batch of 300 varied tasks (one with 200 KB of params, larger than a
+// bulk write's chunk; non-ASCII text; negative priorities; some keys;
+// dependencies on an existing task and on earlier batch tasks; times with
+// nanoseconds and before 2000 and 1970) comes back from TaskInsertMany
+// exactly as TaskGet then reads it.
+func testTaskInsertManyReadsBack(t *testing.T, s store.Store) {
+	existing := InsertTasks(t, s, NewTask())[0]
+	big := json.RawMessage(`{"blob":"` + strings.Repeat("x", 200<<10) + `"}`)
+	tasks := make([]*core.Task, 300)
+	for i := range tasks {
+		tasks[i] = NewTask(func(task *core.Task) {
+			task.Type = fmt.Sprintf("type-%d-é", i%7)
+			task.Params = json.RawMessage(fmt.Sprintf(`{"i":%d,"s":"ü ✓"}`, i))
+			task.Owner = fmt.Sprintf("owner-%d-ø", i%5)
+			task.Pool = fmt.Sprintf("pool-%d", i%3)
+			task.Priority = i%11 - 5
+			task.MaxAttempts, task.MaxLost = 1+i%4, i%3
+			task.Timeout = time.Duration(i+1) * 1500 * time.Millisecond
+			created := Base.Add(time.Duration(i)*time.Second + 123456789*time.Nanosecond)
+			task.CreatedAt, task.RunAfter, task.UpdatedAt = created, created.Add(time.Minute), created
+		})
+		switch {
+		case i == 42:
+			tasks[i].Params = big
+		case i == 43:
+			tasks[i].RunAfter = time.Date(1999, 12, 31, 23, 59, 59, 999999999, time.UTC)
+		case i == 44:
+			tasks[i].RunAfter = time.Date(1969, 7, 20, 20, 17, 40, 1000, time.UTC)
+		}
+		if i%4 == 0 {
+			tasks[i].IdempotencyKey = fmt.Sprintf("key-%d", i)
+		}
+		if i%3 == 0 && i > 0 {
+			tasks[i].DependsOn = []uuid.UUID{tasks[i-1].ID, existing.ID, tasks[i/2].ID}
+		}
+	}
+	res, err := s.TaskInsertMany(t.Context(), &store.TaskInsertManyParams{Now: Base, Tasks: tasks})
+	noErr(t, "TaskInsertMany", err)
+	eq(t, "len(results)", len(res), len(tasks))
+	for i, r := range res {
+		in, got := tasks[i], r.Task
+		eq(t, fmt.Sprintf("tasks[%d].Existing", i), r.Existing, false)
+		for _, task := range []*core.Task{got, Get(t, s, in.ID)} {
+			what := func(f string) string { return fmt.Sprintf("tasks[%d].%s", i, f) }
+			eq(t, what("ID"), task.ID, in.ID)
+			eq(t, what("Type"), task.Type, in.Type)
+			jsonEq(t, what("Params"), task.Params, string(in.Params))
+			eq(t, what("Owner"), task.Owner, in.Owner)
+			eq(t, what("Pool"), task.Pool, in.Pool)
+			eq(t, what("Priority"), task.Priority, in.Priority)
+			eq(t, what("MaxAttempts"), task.MaxAttempts, in.MaxAttempts)
+			eq(t, what("MaxLost"), task.MaxLost, in.MaxLost)
+			eq(t, what("Timeout"), task.Timeout, in.Timeout)
+			eq(t, what("IdempotencyKey"), task.IdempotencyKey, in.IdempotencyKey)
+			eq(t, what("State"), task.State, core.TaskQueued)
+			sameIDs(t, what("DependsOn"), task.DependsOn, in.DependsOn)
+			timeEq(t, what("CreatedAt"), task.CreatedAt, in.CreatedAt.Truncate(time.Microsecond))
+			timeEq(t, what("RunAfter"), task.RunAfter, in.RunAfter.Truncate(time.Microsecond))
+			timeEq(t, what("UpdatedAt"), task.UpdatedAt, in.UpdatedAt.Truncate(time.Microsecond))
+		}
+		pending := len(in.DependsOn) // all distinct, all queued
+		eq(t, fmt.Sprintf("tasks[%d].DepsPending", i), got.DepsPending, pending)
+		eq(t, fmt.Sprintf("tasks[%d].DepsPending read back", i), Get(t, s, in.ID).DepsPending, pending)
+	}
+}
+
+// A batch holding the id of an existing task is rejected naming that
+// task's id, writes nothing, and leaves the store working.
+func testTaskInsertDuplicateID(t *testing.T, s store.Store) {
+	old := InsertTasks(t, s, NewTask())[0]
+	fresh, dup := NewTask(), NewTask(func(task *core.Task) { task.ID = old.ID; task.Type = "other" })
+	_, err := s.TaskInsertMany(t.Context(), &store.TaskInsertManyParams{Now: Base, Tasks: []*core.Task{fresh, dup}})
+	invalid(t, "TaskInsertMany(duplicate id)", err, "tasks[1].id")
+	_, err = s.TaskGet(t.Context(), fresh.ID)
+	isErr(t, "TaskGet(first of rejected batch)", err, core.ErrNotFound)
+	eq(t, "existing task's type", Get(t, s, old.ID).Type, "render")
+	for range 3 { // every pooled connection is usable again
+		InsertTasks(t, s, NewTask())
+	}
+	eq(t, "total tasks", totalTasks(t, s), 4)
+}
+
+// Concurrent batches with the same owner and idempotency key insert one
+// task: every caller gets that task back, whichever batch inserted it.
+func testTaskInsertIdempotencyKeyRace(t *testing.T, s store.Store) {
+	const callers = 8
+	got := make([]uuid.UUID, callers)
+	errs := make(chan error, callers)
+	for i := range callers {
+		go func() {
+			other := NewTask(Owner(fmt.Sprintf("other-%d", i)))
+			keyed := NewTask(Owner("alice"), func(task *core.Task) { task.IdempotencyKey = "race" })
+			res, err := s.TaskInsertMany(t.Context(), &store.TaskInsertManyParams{Now: Base, Tasks: []*core.Task{other, keyed}})
+			if err == nil {
+				got[i] = res[1].Task.ID
+			}
+			errs <- err
+		}()
+	}
+	for range callers {
+		noErr(t, "TaskInsertMany(same key, concurrently)", <-errs)
+	}
+	for i := range got {
+		eq(t, fmt.Sprintf("caller %d's task", i), got[i], got[0])
+	}
+	eq(t, "total tasks", totalTasks(t, s), callers+1)
 }
 
 func testTaskInsertUnknownDependency(t *testing.T, s store.Store) {
