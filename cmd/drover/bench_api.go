@@ -34,6 +34,7 @@ pool bench-api-<random>, so no other task is touched (the rows stay).`,
 		cfg.Batch, _ = f.GetInt("batch")
 		cfg.HeartbeatFor, _ = f.GetDuration("heartbeat-for")
 		cfg.HeartbeatInFlight, _ = f.GetInt("heartbeat-inflight")
+		cfg.MemProfile, _ = f.GetString("memprofile")
 		st, done, err := openBenchStore(cmd, "api", url)
 		if err != nil {
 			return err
@@ -58,5 +59,6 @@ func init() {
 	f.Duration("heartbeat-for", 0, "length of the heartbeat phase (default 5s)")
 	f.Int("heartbeat-inflight", 8, "heartbeat loops per agent (a heartbeat waits for its group commit, so capacity needs many in flight)")
 	f.String("cpuprofile", "", "write a CPU profile of the benchmark process to this file")
+	f.String("memprofile", "", "write the process's cumulative allocation profile to PREFIX.load, .claim, .heartbeat and .start at the end of each phase; diff one phase against the one before (go tool pprof -sample_index=alloc_space -base PREFIX.load PREFIX.claim)")
 	benchCmd.AddCommand(benchAPICmd)
 }

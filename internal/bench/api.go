@@ -10,6 +10,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"runtime"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,6 +53,12 @@ type APIConfig struct {
 	Pool string
 	// Logger receives the server's logs (default: discarded).
 	Logger *slog.Logger
+	// MemProfile, when set, is the prefix of the allocation profiles
+	// written at the end of each phase (MemProfile+".load", ".claim",
+	// ".heartbeat", ".start"): each is cumulative, so one phase's
+	// allocations are its profile with the previous one as the base
+	// (go tool pprof -sample_index=alloc_space -base p.load p.claim).
+	MemProfile string
 }
 
 // APIResult is what one run measured.
@@ -73,6 +82,9 @@ type APIResult struct {
 	// CPUPerTask is this process's CPU time (client and server halves,
 	// SQLite included; not PostgreSQL's) per task of the phase.
 	CPUPerTask time.Duration
+	// AllocPerTask is this process's heap allocation (client and server
+	// halves) per task of the claim+complete phase.
+	AllocPerTask allocs
 	// Heartbeats in the heartbeat phase, each agent holding one lease and
 	// beating back to back.
 	Heartbeats       int
@@ -84,6 +96,55 @@ type APIResult struct {
 	// parked (long-polling) idle agent has the task in hand.
 	Samples                      int
 	StartP50, StartP99, StartMax time.Duration
+	// AllocPerSample is this process's heap allocation per submit→start
+	// sample (the submit, the pass over the parked claims it wakes, the
+	// started agent's completion and its next claim).
+	AllocPerSample allocs
+}
+
+// allocs is an amount of heap allocation: bytes and objects.
+type allocs struct {
+	Bytes, Objects float64
+}
+
+func (a allocs) String() string {
+	return fmt.Sprintf("%.1f KB in %.0f objects", a.Bytes/1000, a.Objects)
+}
+
+// allocMeter reads the process's cumulative heap allocation.
+type allocMeter struct{ bytes, objects uint64 }
+
+func readAllocs() allocMeter {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return allocMeter{bytes: m.TotalAlloc, objects: m.Mallocs}
+}
+
+// per returns the allocation since m divided over n.
+func (m allocMeter) per(n int) allocs {
+	now := readAllocs()
+	return allocs{Bytes: float64(now.bytes-m.bytes) / float64(n), Objects: float64(now.objects-m.objects) / float64(n)}
+}
+
+// writeMemProfile writes the cumulative allocation profile to
+// prefix+"."+phase when prefix is set.
+func writeMemProfile(prefix, phase string) error {
+	if prefix == "" {
+		return nil
+	}
+	path := prefix + "." + phase
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("bench api: memory profile: %w", err)
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("bench api: write memory profile %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("bench api: write memory profile %s: %w", path, err)
+	}
+	return nil
 }
 
 // Print writes the result as a short report.
@@ -92,11 +153,12 @@ func (r *APIResult) Print(w io.Writer) {
 	fmt.Fprintf(w, "submit:        %.0f tasks/s (batches of %d)\n", r.SubmitPerSec, wire.MaxBatchTasks)
 	fmt.Fprintf(w, "claim+complete: %.0f tasks/s (batch %d, completions carried by the next claim) in %s; claim p50 %s p99 %s; carrying claim p50 %s p99 %s\n",
 		r.TasksPerSec, r.Batch, r.Elapsed.Round(time.Millisecond), fmtDur(r.ClaimP50), fmtDur(r.ClaimP99), fmtDur(r.CompleteP50), fmtDur(r.CompleteP99))
-	fmt.Fprintf(w, "               process CPU %.0fµs per task (client and server; not the PostgreSQL server's)\n", float64(r.CPUPerTask)/float64(time.Microsecond))
+	fmt.Fprintf(w, "               process CPU %.0fµs per task (client and server; not the PostgreSQL server's); allocated %s per task\n", float64(r.CPUPerTask)/float64(time.Microsecond), r.AllocPerTask)
 	fmt.Fprintf(w, "heartbeats:    %.0f/s (%d from %d loops, each holding a lease), p50 %s p99 %s\n",
 		r.HeartbeatsPerSec, r.Heartbeats, r.HeartbeatLoops, fmtDur(r.HeartbeatP50), fmtDur(r.HeartbeatP99))
 	fmt.Fprintf(w, "submit→start:  p50 %s p99 %s max %s over %d samples (idle agents long-polling)\n",
 		fmtDur(r.StartP50), fmtDur(r.StartP99), fmtDur(r.StartMax), r.Samples)
+	fmt.Fprintf(w, "               allocated %s per sample (client and server)\n", r.AllocPerSample)
 	fmt.Fprintf(w, "verified:      every task succeeded exactly once\n")
 }
 
@@ -231,12 +293,15 @@ func RunAPI(ctx context.Context, st store.Store, cfg APIConfig) (*APIResult, err
 		return nil, err
 	}
 
+	if err := writeMemProfile(cfg.MemProfile, "load"); err != nil {
+		return nil, err
+	}
 	var done atomic.Int64
 	var lastDone atomic.Int64
 	claimLat := make([][]time.Duration, cfg.Agents)
 	completeLat := make([][]time.Duration, cfg.Agents)
 	g, gctx := errgroup.WithContext(ctx)
-	start, cpu0 := time.Now(), processCPU()
+	start, cpu0, mem0 := time.Now(), processCPU(), readAllocs()
 	var claimed atomic.Int64
 	for i, a := range agents {
 		g.Go(func() error {
@@ -289,6 +354,10 @@ func RunAPI(ctx context.Context, st store.Store, cfg APIConfig) (*APIResult, err
 	}
 	res.Elapsed = time.Duration(lastDone.Load())
 	res.CPUPerTask = (processCPU() - cpu0) / time.Duration(cfg.Tasks)
+	res.AllocPerTask = mem0.per(cfg.Tasks)
+	if err := writeMemProfile(cfg.MemProfile, "claim"); err != nil {
+		return nil, err
+	}
 	res.TasksPerSec = float64(cfg.Tasks) / res.Elapsed.Seconds()
 	res.ClaimP50, res.ClaimP99 = percentile(flatten(claimLat), 50), percentile(flatten(claimLat), 99)
 	res.CompleteP50, res.CompleteP99 = percentile(flatten(completeLat), 50), percentile(flatten(completeLat), 99)
@@ -358,6 +427,10 @@ func RunAPI(ctx context.Context, st store.Store, cfg APIConfig) (*APIResult, err
 		seen[hold[i].ID]++
 	}
 
+	if err := writeMemProfile(cfg.MemProfile, "heartbeat"); err != nil {
+		return nil, err
+	}
+
 	// Phase 3: every agent parks in a long-poll claim; submit one task at a
 	// time and time it until an agent has it.
 	type started struct {
@@ -390,6 +463,7 @@ func RunAPI(ctx context.Context, st store.Store, cfg APIConfig) (*APIResult, err
 	// Let the agents park before the first sample.
 	waitParked(lctx, srv, cfg.Agents)
 	lat := make([]time.Duration, 0, cfg.Samples)
+	mem0 = readAllocs()
 	var sampleErr error
 	for range cfg.Samples {
 		s0 := time.Now()
@@ -415,6 +489,10 @@ func RunAPI(ctx context.Context, st store.Store, cfg APIConfig) (*APIResult, err
 	}
 	// Wait for the last completion to land before stopping the agents.
 	waitParked(lctx, srv, cfg.Agents)
+	res.AllocPerSample = mem0.per(max(len(lat), 1))
+	if err := writeMemProfile(cfg.MemProfile, "start"); err != nil && sampleErr == nil {
+		sampleErr = err
+	}
 	lcancel()
 	if err := g.Wait(); err != nil && sampleErr == nil {
 		sampleErr = err
