@@ -36,12 +36,14 @@ func CheckCompletions(items []store.TaskCompletion) ([]store.TaskCompletion, err
 func (s *Service) claimParams(ctx context.Context, reqs []ClaimRequest) ([]*store.TaskClaimParams, error) {
 	now := s.clock.Now()
 	params := make([]*store.TaskClaimParams, len(reqs))
+	vals := make([]store.TaskClaimParams, len(reqs)) // one allocation, not one per claim
 	for i, r := range reqs {
 		pool, err := s.workerPool(ctx, r.WorkerID)
 		if err != nil {
 			return nil, fmt.Errorf("claim tasks: %w", err)
 		}
-		params[i] = &store.TaskClaimParams{
+		params[i] = &vals[i]
+		vals[i] = store.TaskClaimParams{
 			Now: now, WorkerID: r.WorkerID, Pool: pool, Max: r.Max,
 			LeaseDuration: s.cfg.LeaseDuration, OwnerLimit: s.cfg.OwnerLimit,
 		}

@@ -70,8 +70,17 @@ type ClaimDispatcher struct {
 
 	mu      sync.Mutex
 	waiters []*claimWaiter // in arrival order
+	spare   []*claimWaiter // a previous waiters array, reused by the next pass (guarded by mu)
 	seq     uint64         // arrival counter
 	kick    chan struct{}
+
+	// Scratch of the passes, reused from pass to pass so that a pass over
+	// hundreds of parked claims allocates next to nothing of its own
+	// (only the goroutine running Run touches them).
+	batch, live, keep []*claimWaiter
+	reqs              []ClaimRequest
+	results           []claimResult
+	lost              [][]core.Lease
 }
 
 type waiterState int
@@ -201,7 +210,7 @@ func (d *ClaimDispatcher) releaseAll() {
 // pass only the fresh ones.
 func (d *ClaimDispatcher) serve(ctx context.Context, full bool) {
 	d.mu.Lock()
-	var batch, rest []*claimWaiter
+	batch, rest := d.batch[:0], d.spare[:0]
 	for _, w := range d.waiters {
 		if full || w.fresh {
 			w.state = taken
@@ -210,14 +219,24 @@ func (d *ClaimDispatcher) serve(ctx context.Context, full bool) {
 			rest = append(rest, w)
 		}
 	}
-	d.waiters = rest
+	clear(d.waiters)
+	d.waiters, d.spare = rest, d.waiters[:0]
 	d.mu.Unlock()
+	d.batch = batch
+	defer func() {
+		// Drop the references the scratch holds until the next pass.
+		clear(d.batch)
+		clear(d.live)
+		clear(d.keep)
+		clear(d.results)
+		clear(d.lost)
+	}()
 	if len(batch) == 0 {
 		return
 	}
 
-	var keep []*claimWaiter
-	live := batch[:0:0]
+	keep, live := d.keep[:0], d.live[:0]
+	defer func() { d.keep, d.live = keep, live }()
 	for _, w := range batch {
 		switch {
 		case ctx.Err() != nil:
@@ -286,16 +305,19 @@ func (d *ClaimDispatcher) serve(ctx context.Context, full bool) {
 // stale leases of chunk[i]'s completions). If that call fails as a whole,
 // each waiter is claimed for on its own so it gets its own error (an
 // unknown worker must not fail the others).
+//
+// out and lost are the dispatcher's scratch: valid until the next call.
 func (d *ClaimDispatcher) claimChunk(ctx context.Context, chunk []*claimWaiter) (out []claimResult, lost [][]core.Lease) {
-	out = make([]claimResult, len(chunk))
-	reqs := make([]ClaimRequest, len(chunk))
+	out = scratch(&d.results, len(chunk))
+	reqs := scratch(&d.reqs, len(chunk))
+	defer clear(reqs) // the completions are not the scratch's to keep
 	for i, w := range chunk {
 		reqs[i] = ClaimRequest{WorkerID: w.workerID, Max: w.max, Complete: w.complete}
 	}
 	start := time.Now() // wall time, for the latency metric only
 	lost, got, err := d.claimMany(ctx, reqs)
 	if lost == nil {
-		lost = make([][]core.Lease, len(chunk))
+		lost = scratch(&d.lost, len(chunk))
 	}
 	if d.latency != nil {
 		d.latency.Observe(time.Since(start).Seconds())
@@ -336,6 +358,16 @@ func (d *ClaimDispatcher) claimChunk(ctx context.Context, chunk []*claimWaiter) 
 		out[i], lost[i] = claimResult{tasks: got[0]}, l[0]
 	}
 	return out, lost
+}
+
+// scratch returns (*buf)[:n] zeroed, growing *buf when it is too short.
+func scratch[T any](buf *[]T, n int) []T {
+	if cap(*buf) < n {
+		*buf = make([]T, n)
+	}
+	s := (*buf)[:n]
+	clear(s)
+	return s
 }
 
 // claimMany claims for reqs with ClaimMany, or with ClaimCompleteMany when

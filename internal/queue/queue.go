@@ -392,7 +392,7 @@ func (s *Service) Release(ctx context.Context, workerID uuid.UUID, leases []core
 // workerPool returns the pool of a worker, from cache when possible.
 func (s *Service) workerPool(ctx context.Context, workerID uuid.UUID) (string, error) {
 	if p, ok := s.pools.Load(workerID); ok {
-		return p.(string), nil
+		return p, nil
 	}
 	w, err := s.st.WorkerGet(ctx, workerID)
 	if err != nil {

@@ -158,7 +158,7 @@ type Service struct {
 
 	// pools caches each worker's pool (it never changes) so a claim costs
 	// one query, not two.
-	pools sync.Map // uuid.UUID → string
+	pools poolCache
 
 	// mu guards the group-commit state below.
 	mu        sync.Mutex
@@ -177,3 +177,29 @@ type Service struct {
 }
 
 var _ = uuid.Nil
+
+// poolCache maps worker IDs to their pools. A typed map, unlike a
+// sync.Map, looks a UUID up without boxing it (an allocation per claim of
+// every pass over the parked claims).
+type poolCache struct {
+	mu sync.RWMutex
+	m  map[uuid.UUID]string
+}
+
+// Load returns the cached pool of worker id.
+func (c *poolCache) Load(id uuid.UUID) (string, bool) {
+	c.mu.RLock()
+	p, ok := c.m[id]
+	c.mu.RUnlock()
+	return p, ok
+}
+
+// Store caches pool as worker id's pool.
+func (c *poolCache) Store(id uuid.UUID, pool string) {
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = make(map[uuid.UUID]string)
+	}
+	c.m[id] = pool
+	c.mu.Unlock()
+}

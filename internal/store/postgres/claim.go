@@ -112,6 +112,10 @@ func planClaims(params []*store.TaskClaimParams) claimPlan {
 		k := claimKey{c.Pool, c.Now, c.LeaseDuration}
 		if _, ok := p.groups[k]; !ok {
 			p.order = append(p.order, k)
+			if len(p.order) == 1 {
+				// Most calls are one group: size it for every claim.
+				p.groups[k] = make([]int, 0, len(params)-i)
+			}
 		}
 		p.groups[k] = append(p.groups[k], i)
 	}
@@ -172,22 +176,23 @@ func claimGroup(ctx context.Context, tx querier, params []*store.TaskClaimParams
 	p0 := params[idx[0]]
 	workers := make([]pgtype.UUID, len(idx))
 	maxes := make([]int32, len(idx))
-	ords := make([]int32, len(idx))
 	slots := 0
 	for j, i := range idx {
 		workers[j] = pgUUID(params[i].WorkerID)
 		maxes[j] = int32(params[i].Max)
-		ords[j] = int32(i)
 		slots += params[i].Max
 	}
+	// Positional arguments, not pgx.NamedArgs: named ones have the query
+	// text rewritten on every call. ord is the item's 1-based position in
+	// idx (WITH ORDINALITY), so no array of positions is encoded.
 	rows, err := tx.Query(ctx, `WITH req AS (
-			SELECT * FROM unnest(@workers::uuid[], @maxes::int[], @ords::int[]) AS r(worker, max, ord)
+			SELECT * FROM unnest($1::uuid[], $2::int[]) WITH ORDINALITY AS r(worker, max, ord)
 		), picked AS (
 			SELECT c.id, row_number() OVER (ORDER BY c.priority DESC, c.created_at, c.id) AS rn FROM (
 				SELECT id, priority, created_at FROM tasks
-				WHERE state = 'queued' AND pool = @pool AND run_after <= @now AND deps_pending = 0
+				WHERE state = 'queued' AND pool = $4 AND run_after <= $5 AND deps_pending = 0
 				ORDER BY priority DESC, created_at, id
-				LIMIT @slots
+				LIMIT $3
 				FOR UPDATE SKIP LOCKED
 			) c
 		), ok AS (
@@ -203,25 +208,27 @@ func claimGroup(ctx context.Context, tx querier, params []*store.TaskClaimParams
 			SELECT p.id, s.worker, s.ord FROM picked p JOIN slots s ON s.rn = p.rn
 		)
 		UPDATE tasks t SET state = 'running', attempt = t.attempt + 1, worker_id = g.worker,
-			lease_token = gen_random_uuid(), lease_expires_at = @expires, started_at = @now,
-			updated_at = @now, progress = NULL, progress_msg = ''
+			lease_token = gen_random_uuid(), lease_expires_at = $6, started_at = $5,
+			updated_at = $5, progress = NULL, progress_msg = ''
 		FROM grant_ g
 		WHERE t.id = g.id AND t.id = ANY(ARRAY(SELECT id FROM grant_))
-		RETURNING `+taskColsT+`, g.ord`, pgx.NamedArgs{
-		"workers": workers, "maxes": maxes, "ords": ords, "slots": slots, "pool": p0.Pool, "now": p0.Now,
-		"expires": p0.Now.Add(p0.LeaseDuration),
-	})
+		RETURNING `+taskColsT+`, g.ord`,
+		workers, maxes, slots, p0.Pool, p0.Now, p0.Now.Add(p0.LeaseDuration))
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var ord int32
+		var ord int64
 		t, err := scanTask(ordRow{rows, &ord})
 		if err != nil {
 			return err
 		}
-		out[ord] = append(out[ord], t)
+		if ord < 1 || ord > int64(len(idx)) {
+			return fmt.Errorf("claim: row for item %d of %d", ord, len(idx))
+		}
+		i := idx[ord-1]
+		out[i] = append(out[i], t)
 	}
 	return rows.Err()
 }
@@ -229,7 +236,7 @@ func claimGroup(ctx context.Context, tx querier, params []*store.TaskClaimParams
 // ordRow scans a task row followed by one extra column into ord.
 type ordRow struct {
 	rows pgx.Rows
-	ord  *int32
+	ord  *int64
 }
 
 func (r ordRow) Scan(dest ...any) error { return r.rows.Scan(append(dest, r.ord)...) }
