@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"sync"
 
 	"github.com/droverhq/drover/internal/api/wire"
 	"github.com/droverhq/drover/internal/core"
@@ -80,12 +81,27 @@ type jsonAppender interface {
 	AppendJSON(b []byte) ([]byte, error)
 }
 
+// replyBufs recycles the buffers the hot replies are encoded into
+// (*[]byte): Write copies the reply out, so a request allocates none.
+var replyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// maxPooledReply is the largest buffer kept for reuse: a rare huge reply
+// (a batch submit's) is not held on to.
+const maxPooledReply = 64 << 10
+
 // writeJSON writes v with status.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	var b []byte
 	var err error
 	if a, ok := v.(jsonAppender); ok {
-		b, err = a.AppendJSON(make([]byte, 0, 1024))
+		buf := replyBufs.Get().(*[]byte)
+		defer func() {
+			if cap(b) <= maxPooledReply {
+				*buf = b[:0]
+				replyBufs.Put(buf)
+			}
+		}()
+		b, err = a.AppendJSON((*buf)[:0])
 	} else {
 		b, err = json.Marshal(v)
 	}
@@ -96,7 +112,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	b = append(b, '\n')
+	_, _ = w.Write(b)
 }
 
 func errorsAsCore(err error) (*core.Error, bool) {

@@ -31,24 +31,48 @@ func CheckCompletions(items []store.TaskCompletion) ([]store.TaskCompletion, err
 	return checked, nil
 }
 
+// claimParamsBuf holds the store parameters of one claim call. A pass over
+// hundreds of parked claims would otherwise allocate them anew each time
+// (tens of KB a pass); the buffers go back to Service.claimBufs once the
+// store call returned (a store keeps no parameter past its call).
+type claimParamsBuf struct {
+	params []*store.TaskClaimParams
+	vals   []store.TaskClaimParams
+}
+
 // claimParams resolves the pool of each claim's worker (from cache when
-// possible) and returns the store's parameters, all at one Now.
-func (s *Service) claimParams(ctx context.Context, reqs []ClaimRequest) ([]*store.TaskClaimParams, error) {
+// possible) and returns the store's parameters, all at one Now, in a
+// buffer to hand back with putClaimParams once the store call returned.
+func (s *Service) claimParams(ctx context.Context, reqs []ClaimRequest) (*claimParamsBuf, error) {
 	now := s.clock.Now()
-	params := make([]*store.TaskClaimParams, len(reqs))
-	vals := make([]store.TaskClaimParams, len(reqs)) // one allocation, not one per claim
+	b, _ := s.claimBufs.Get().(*claimParamsBuf)
+	if b == nil {
+		b = &claimParamsBuf{}
+	}
+	if cap(b.vals) < len(reqs) {
+		b.vals = make([]store.TaskClaimParams, len(reqs))
+		b.params = make([]*store.TaskClaimParams, len(reqs))
+	}
+	b.vals, b.params = b.vals[:len(reqs)], b.params[:len(reqs)]
 	for i, r := range reqs {
 		pool, err := s.workerPool(ctx, r.WorkerID)
 		if err != nil {
+			s.putClaimParams(b)
 			return nil, fmt.Errorf("claim tasks: %w", err)
 		}
-		params[i] = &vals[i]
-		vals[i] = store.TaskClaimParams{
+		b.vals[i] = store.TaskClaimParams{
 			Now: now, WorkerID: r.WorkerID, Pool: pool, Max: r.Max,
 			LeaseDuration: s.cfg.LeaseDuration, OwnerLimit: s.cfg.OwnerLimit,
 		}
+		b.params[i] = &b.vals[i]
 	}
-	return params, nil
+	return b, nil
+}
+
+// putClaimParams hands b back for later claim calls.
+func (s *Service) putClaimParams(b *claimParamsBuf) {
+	clear(b.params)
+	s.claimBufs.Put(b)
 }
 
 // ClaimCompleteMany is ClaimMany for claims that carry their workers'
@@ -65,10 +89,12 @@ func (s *Service) ClaimCompleteMany(ctx context.Context, reqs []ClaimRequest) (l
 			return nil, nil, core.Invalid(fmt.Sprintf("claims[%d].max", i), "must be between 1 and %d", MaxClaim)
 		}
 	}
-	params, err := s.claimParams(ctx, reqs)
+	buf, err := s.claimParams(ctx, reqs)
 	if err != nil {
 		return nil, nil, err
 	}
+	defer s.putClaimParams(buf)
+	params := buf.params
 	var (
 		complete []*store.TaskCompleteParams
 		of       []int // index into reqs of each complete

@@ -357,11 +357,12 @@ func (s *Service) ClaimMany(ctx context.Context, reqs []ClaimRequest) ([][]*core
 	if len(reqs) == 0 {
 		return [][]*core.Task{}, nil
 	}
-	params, err := s.claimParams(ctx, reqs)
+	buf, err := s.claimParams(ctx, reqs)
 	if err != nil {
 		return nil, err
 	}
-	out, err := s.st.TaskClaim(ctx, params)
+	defer s.putClaimParams(buf)
+	out, err := s.st.TaskClaim(ctx, buf.params)
 	if err != nil {
 		return nil, fmt.Errorf("claim tasks for %d workers: %w", len(reqs), err)
 	}

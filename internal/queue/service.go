@@ -159,6 +159,9 @@ type Service struct {
 	// pools caches each worker's pool (it never changes) so a claim costs
 	// one query, not two.
 	pools poolCache
+	// claimBufs recycles the store parameters of claim calls
+	// (*claimParamsBuf).
+	claimBufs sync.Pool
 
 	// mu guards the group-commit state below.
 	mu        sync.Mutex

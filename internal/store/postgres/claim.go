@@ -12,7 +12,6 @@ import (
 	"github.com/droverhq/drover/internal/store"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // MaxClaim is the largest Max a single TaskClaim accepts.
@@ -174,19 +173,39 @@ func sortClaims(out [][]*core.Task) {
 // before, so no other scan of the queue is added.
 func claimGroup(ctx context.Context, tx querier, params []*store.TaskClaimParams, idx []int, out [][]*core.Task) error {
 	p0 := params[idx[0]]
-	workers := make([]pgtype.UUID, len(idx))
-	maxes := make([]int32, len(idx))
+	// The workers go out as one bytea of their 16-byte IDs, and Max as one
+	// number when every item has the same (the usual case; an int[] of
+	// them otherwise): a pass over hundreds of parked claims then encodes
+	// one flat value instead of arrays element by element, each grown
+	// from pgx's small buffers. ord is the item's 1-based position in idx.
+	// Positional arguments, not pgx.NamedArgs: named ones have the query
+	// text rewritten on every call.
+	workers := make([]byte, 0, 16*len(idx))
+	uniform := true
 	slots := 0
-	for j, i := range idx {
-		workers[j] = pgUUID(params[i].WorkerID)
-		maxes[j] = int32(params[i].Max)
+	for _, i := range idx {
+		workers = append(workers, params[i].WorkerID[:]...)
+		uniform = uniform && params[i].Max == p0.Max
 		slots += params[i].Max
 	}
-	// Positional arguments, not pgx.NamedArgs: named ones have the query
-	// text rewritten on every call. ord is the item's 1-based position in
-	// idx (WITH ORDINALITY), so no array of positions is encoded.
+	var maxOne *int32
+	var maxes []int32
+	if uniform {
+		m := int32(p0.Max)
+		maxOne = &m
+	} else {
+		maxes = make([]int32, len(idx))
+		for j, i := range idx {
+			maxes[j] = int32(params[i].Max)
+		}
+	}
+	// The bytea is the last argument: pgx encodes the arguments one after
+	// the other into one buffer, and the small ones then fit in its first
+	// allocation.
 	rows, err := tx.Query(ctx, `WITH req AS (
-			SELECT * FROM unnest($1::uuid[], $2::int[]) WITH ORDINALITY AS r(worker, max, ord)
+			SELECT encode(substring($7::bytea FROM k*16 - 15 FOR 16), 'hex')::uuid AS worker,
+				coalesce($1::int, ($2::int[])[k]) AS max, k AS ord
+			FROM generate_series(1, length($7::bytea) / 16) AS k
 		), picked AS (
 			SELECT c.id, row_number() OVER (ORDER BY c.priority DESC, c.created_at, c.id) AS rn FROM (
 				SELECT id, priority, created_at FROM tasks
@@ -213,7 +232,7 @@ func claimGroup(ctx context.Context, tx querier, params []*store.TaskClaimParams
 		FROM grant_ g
 		WHERE t.id = g.id AND t.id = ANY(ARRAY(SELECT id FROM grant_))
 		RETURNING `+taskColsT+`, g.ord`,
-		workers, maxes, slots, p0.Pool, p0.Now, p0.Now.Add(p0.LeaseDuration))
+		maxOne, maxes, slots, p0.Pool, p0.Now, p0.Now.Add(p0.LeaseDuration), workers)
 	if err != nil {
 		return err
 	}
