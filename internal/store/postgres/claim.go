@@ -237,9 +237,10 @@ func claimGroup(ctx context.Context, tx querier, params []*store.TaskClaimParams
 		return err
 	}
 	defer rows.Close()
+	var ord int64
+	r := ordRow{rows: rows, ord: &ord}
 	for rows.Next() {
-		var ord int64
-		t, err := scanTask(ordRow{rows, &ord})
+		t, err := scanTask(&r)
 		if err != nil {
 			return err
 		}
@@ -252,13 +253,18 @@ func claimGroup(ctx context.Context, tx querier, params []*store.TaskClaimParams
 	return rows.Err()
 }
 
-// ordRow scans a task row followed by one extra column into ord.
+// ordRow scans a task row followed by one extra column into ord; dest
+// and ord are gathered in buf, reused from row to row.
 type ordRow struct {
 	rows pgx.Rows
 	ord  *int64
+	buf  []any
 }
 
-func (r ordRow) Scan(dest ...any) error { return r.rows.Scan(append(dest, r.ord)...) }
+func (r *ordRow) Scan(dest ...any) error {
+	r.buf = append(append(r.buf[:0], dest...), r.ord)
+	return r.rows.Scan(r.buf...)
+}
 
 // claimOrder is the claim order: priority descending, then created_at, then
 // id (byte order, which is also the order of the canonical string).

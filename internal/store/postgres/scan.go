@@ -7,6 +7,7 @@ import (
 	"github.com/droverhq/drover/internal/core"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // taskCols is the column list every task query selects, in scanTask order.
@@ -43,14 +44,27 @@ func scanTask(row pgx.Row) (*core.Task, error) {
 		idemKey   *string
 		timeoutMS int64
 		state     string
+		// The UUIDs scan into pgtype.UUID: a uuid.UUID destination goes
+		// through its sql.Scanner, which formats each value as text and
+		// parses it back (two allocations per column per row).
+		id, worker, lease pgtype.UUID
 	)
-	err := row.Scan(&t.ID, &t.Type, &params, &t.Owner, &t.Priority, &t.Pool, &t.DependsOn,
+	err := row.Scan(&id, &t.Type, &params, &t.Owner, &t.Priority, &t.Pool, &t.DependsOn,
 		&t.MaxAttempts, &t.MaxLost, &timeoutMS, &idemKey, &state, &t.Attempt, &t.Failures,
-		&t.Lost, &t.DepsPending, &t.WorkerID, &t.LeaseToken, &t.LeaseExpiresAt, &result,
+		&t.Lost, &t.DepsPending, &worker, &lease, &t.LeaseExpiresAt, &result,
 		&t.Error, &t.Progress, &t.ProgressMsg, &t.CreatedAt, &t.RunAfter, &t.StartedAt,
 		&t.FinishedAt, &t.UpdatedAt)
 	if err != nil {
 		return nil, err
+	}
+	t.ID = id.Bytes
+	if worker.Valid {
+		w := uuid.UUID(worker.Bytes)
+		t.WorkerID = &w
+	}
+	if lease.Valid {
+		l := uuid.UUID(lease.Bytes)
+		t.LeaseToken = &l
 	}
 	t.Params = json.RawMessage(params)
 	if result != nil {
