@@ -49,8 +49,15 @@ func (f *fleet) start(r *replica) error {
 	}
 	defer logf.Close()
 	fmt.Fprintf(logf, "=== start %d at %s\n", r.starts, time.Now().UTC().Format(time.RFC3339Nano))
+	// The replica's agents and their handlers inherit TMPDIR: an agent
+	// the run SIGKILLs mid-task leaves its output directory there, inside
+	// the run's directory, instead of in the machine's /tmp.
+	tmp := filepath.Join(filepath.Dir(r.conf), "tmp")
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return fmt.Errorf("replica %d: temp dir: %w", r.idx, err)
+	}
 	cmd := exec.Command(f.bin, "serve", "--config", r.conf)
-	cmd.Env = append(os.Environ(), "DROVER_OPERATOR_TOKEN="+f.token)
+	cmd.Env = append(os.Environ(), "DROVER_OPERATOR_TOKEN="+f.token, "TMPDIR="+tmp)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Files a replica writes next to itself (generated keys) stay in
 	// the run's directory.
