@@ -21,6 +21,9 @@ type carryServer struct {
 	// hold makes a claim that carries completions wait until it is cut
 	// short, recording nothing.
 	hold bool
+	// answered, if set, receives the id of every carried completion once
+	// the claim carrying it has returned (its outcome is then settled).
+	answered chan uuid.UUID
 }
 
 func (c *carryServer) ClaimComplete(ctx context.Context, id uuid.UUID, max int, wait time.Duration, items []wire.CompleteItem) ([]wire.ClaimedTask, []wire.Lease, error) {
@@ -45,6 +48,11 @@ func (c *carryServer) ClaimComplete(ctx context.Context, id uuid.UUID, max int, 
 		c.carried <- it
 	}
 	tasks, err := c.Claim(ctx, id, max, wait)
+	if c.answered != nil {
+		for _, it := range items {
+			c.answered <- it.TaskID
+		}
+	}
 	return tasks, lost, err
 }
 
@@ -54,7 +62,8 @@ func (c *carryServer) ClaimComplete(ctx context.Context, id uuid.UUID, max int, 
 func TestAgentCarriesCompletionOnClaim(t *testing.T) {
 	f := newFakeServer()
 	first, second, third := task("echo", `{"n":1}`), task("echo", `{"n":2}`), task("echo", `{"n":3}`)
-	c := &carryServer{fakeServer: f, carried: make(chan wire.CompleteItem, 10), stale: map[uuid.UUID]bool{second.ID: true}}
+	c := &carryServer{fakeServer: f, carried: make(chan wire.CompleteItem, 10), stale: map[uuid.UUID]bool{second.ID: true},
+		answered: make(chan uuid.UUID, 10)}
 	a, done := startCarryAgent(t, c)
 	for _, want := range []wire.ClaimedTask{first, second, third} {
 		f.claims <- want
@@ -69,13 +78,14 @@ func TestAgentCarriesCompletionOnClaim(t *testing.T) {
 	}
 	// The last claim long-polls (fakeServer: 100 ms) before the third
 	// task's report ends; a drain cutting it short would send that
-	// completion again on its own (its outcome unknown), so wait.
-	deadline := time.Now().Add(20 * time.Second)
-	for a.Running() > 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the last carried task never finished")
+	// completion again on its own (its outcome unknown), so wait until
+	// the claim carrying it has returned.
+	for id := uuid.Nil; id != third.ID; {
+		select {
+		case id = <-c.answered:
+		case <-time.After(20 * time.Second):
+			t.Fatal("the claim carrying the last task never returned")
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 	a.Drain()
 	if err := <-done; err != nil {

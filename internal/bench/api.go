@@ -301,7 +301,7 @@ func RunAPI(ctx context.Context, st store.Store, cfg APIConfig) (*APIResult, err
 	claimLat := make([][]time.Duration, cfg.Agents)
 	completeLat := make([][]time.Duration, cfg.Agents)
 	g, gctx := errgroup.WithContext(ctx)
-	start, cpu0, mem0 := time.Now(), processCPU(), readAllocs()
+	start, cpu0, mem0 := time.Now(), ProcessCPU(), readAllocs()
 	var claimed atomic.Int64
 	for i, a := range agents {
 		g.Go(func() error {
@@ -353,7 +353,7 @@ func RunAPI(ctx context.Context, st store.Store, cfg APIConfig) (*APIResult, err
 		return nil, fmt.Errorf("bench api: claim+complete: %w", err)
 	}
 	res.Elapsed = time.Duration(lastDone.Load())
-	res.CPUPerTask = (processCPU() - cpu0) / time.Duration(cfg.Tasks)
+	res.CPUPerTask = (ProcessCPU() - cpu0) / time.Duration(cfg.Tasks)
 	res.AllocPerTask = mem0.per(cfg.Tasks)
 	if err := writeMemProfile(cfg.MemProfile, "claim"); err != nil {
 		return nil, err

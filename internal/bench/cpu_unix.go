@@ -7,10 +7,10 @@ import (
 	"time"
 )
 
-// processCPU returns the CPU time (user + system) this process has used:
+// ProcessCPU returns the CPU time (user + system) this process has used:
 // on a busy machine it tells the work of an in-process store (SQLite)
 // from the time spent waiting for a core.
-func processCPU() time.Duration {
+func ProcessCPU() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0

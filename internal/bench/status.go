@@ -343,13 +343,13 @@ func statusTime(ctx context.Context, st store.Store, cfg StatusConfig, res *Stat
 	var whyTask, whyWorker, whyPool, cpu []time.Duration
 	for range cfg.Builds {
 		var rep *status.Report
-		cpu0 := processCPU()
+		cpu0 := ProcessCPU()
 		d, err := time1(func() (err error) { rep, err = status.Build(ctx, st, ocfg, now); return err })
 		if err != nil {
 			return nil, fmt.Errorf("bench status: build: %w", err)
 		}
 		res.Builds = append(res.Builds, d)
-		cpu = append(cpu, processCPU()-cpu0)
+		cpu = append(cpu, ProcessCPU()-cpu0)
 		res.Verdict = rep.Verdict
 		for _, c := range []struct {
 			kind status.WhyKind

@@ -249,7 +249,7 @@ func RunTick(ctx context.Context, st store.Store, cfg TickConfig) (*TickResult, 
 	var cpu0 time.Duration
 	for i := 0; i <= cfg.Ticks; i++ {
 		if i == 1 {
-			cpu0 = processCPU()
+			cpu0 = ProcessCPU()
 		}
 		if i == 1 && cfg.TickProfile != nil {
 			if err := pprof.StartCPUProfile(cfg.TickProfile); err != nil {
@@ -273,7 +273,7 @@ func RunTick(ctx context.Context, st store.Store, cfg TickConfig) (*TickResult, 
 		res.Ticks = append(res.Ticks, d)
 		res.StoreCalls = int(counting.calls.Load())
 	}
-	if cpu := processCPU(); cpu0 > 0 {
+	if cpu := ProcessCPU(); cpu0 > 0 {
 		res.TickCPU = (cpu - cpu0) / time.Duration(cfg.Ticks)
 	}
 	if cfg.TickProfile != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/droverhq/drover/internal/agent"
 	"github.com/droverhq/drover/internal/api/wire"
+	"github.com/droverhq/drover/internal/bench"
 	"github.com/droverhq/drover/internal/client"
 	"github.com/droverhq/drover/internal/outputsvc"
 	"github.com/johannesboyne/gofakes3"
@@ -168,7 +169,7 @@ func BenchmarkUpload(b *testing.B) {
 				up := &agent.Uploader{API: agent.NewClientOutputAPI(w.c), WorkerID: w.id}
 				b.SetBytes(total)
 				var peak uint64
-				cpu := processCPU()
+				cpu := bench.ProcessCPU()
 				for b.Loop() {
 					b.StopTimer() // not part of an upload
 					e.submit(b, e.op, "bench", `{}`, 1)
@@ -185,7 +186,7 @@ func BenchmarkUpload(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				reportCPU(b, processCPU()-cpu)
+				reportCPU(b, bench.ProcessCPU()-cpu)
 				b.ReportMetric(float64(len(files))*float64(b.N)/b.Elapsed().Seconds(), "files/s")
 				b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
 			})
@@ -199,7 +200,7 @@ func BenchmarkUpload(b *testing.B) {
 func plainPuts(b *testing.B, c *client.Client, prefix string, files []string, total int64) {
 	b.SetBytes(total)
 	iter := 0
-	cpu := processCPU()
+	cpu := bench.ProcessCPU()
 	for b.Loop() {
 		iter++
 		dir := prefix + strconv.Itoa(iter) + "/"
@@ -214,7 +215,7 @@ func plainPuts(b *testing.B, c *client.Client, prefix string, files []string, to
 			return err
 		})
 	}
-	reportCPU(b, processCPU()-cpu)
+	reportCPU(b, bench.ProcessCPU()-cpu)
 	b.ReportMetric(float64(len(files))*float64(b.N)/b.Elapsed().Seconds(), "files/s")
 }
 
