@@ -97,19 +97,14 @@ func (d *taskDecoder) num() ([]byte, error) {
 	case j < len(d.b) && d.b[j] == '0':
 		j++
 	case j < len(d.b) && d.b[j] >= '1' && d.b[j] <= '9':
-		for j < len(d.b) && d.b[j] >= '0' && d.b[j] <= '9' {
-			j++
-		}
+		j = d.digits(j)
 	default:
 		return nil, errSlowPath
 	}
 	if j < len(d.b) && d.b[j] == '.' {
 		j++
 		k := j
-		for j < len(d.b) && d.b[j] >= '0' && d.b[j] <= '9' {
-			j++
-		}
-		if j == k {
+		if j = d.digits(j); j == k {
 			return nil, errSlowPath
 		}
 	}
@@ -119,15 +114,21 @@ func (d *taskDecoder) num() ([]byte, error) {
 			j++
 		}
 		k := j
-		for j < len(d.b) && d.b[j] >= '0' && d.b[j] <= '9' {
-			j++
-		}
-		if j == k {
+		if j = d.digits(j); j == k {
 			return nil, errSlowPath
 		}
 	}
 	d.i = j
 	return d.b[start:j], nil
+}
+
+// digits returns the index of the first byte at or after j that is not
+// an ASCII digit.
+func (d *taskDecoder) digits(j int) int {
+	for j < len(d.b) && d.b[j] >= '0' && d.b[j] <= '9' {
+		j++
+	}
+	return j
 }
 
 func (d *taskDecoder) integer() (int, error) {
