@@ -6,8 +6,11 @@ import (
 	"crypto/md5"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -15,6 +18,7 @@ import (
 	"testing"
 
 	"github.com/droverhq/drover/internal/api/wire"
+	"github.com/droverhq/drover/internal/client"
 	"github.com/google/uuid"
 )
 
@@ -130,5 +134,94 @@ func TestUploaderRetriesAndHashes(t *testing.T) {
 		if !bytes.Equal(whole, b) {
 			t.Error("parts.bin: the stored parts are not the file")
 		}
+	}
+}
+
+// crcStore is an embedded store as the agent sees it: its targets ask for
+// a CRC32C, it checks the header against the bytes it received, and it
+// answers with their SHA-256 as the ETag. The first PUT of every URL
+// arrives with one byte flipped (corrupted in transit): it answers that
+// with the server's error naming the header, and stores nothing.
+type crcStore struct {
+	flakyStore
+	headers map[string]map[string]string // the last PUT's, per URL
+}
+
+func (s *crcStore) UploadURLs(_ context.Context, _ uuid.UUID, _ wire.Lease, files []wire.UploadFile) ([]wire.UploadTarget, error) {
+	out := make([]wire.UploadTarget, len(files))
+	for i, f := range files {
+		out[i] = wire.UploadTarget{Name: f.Name, URL: f.Name, Headers: map[string]string{"Content-Type": f.ContentType}, Checksum: wire.ChecksumCRC32C}
+	}
+	return out, nil
+}
+
+func (s *crcStore) PutObject(_ context.Context, url string, h map[string]string, body io.Reader, size int64) (string, error) {
+	b, err := io.ReadAll(body)
+	if err != nil || int64(len(b)) != size {
+		return "", errors.New("short body")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tries[url]++
+	s.headers[url] = h
+	if s.tries[url] == 1 && len(b) > 0 {
+		b = append([]byte(nil), b...)
+		b[len(b)/2] ^= 1
+	}
+	if got, ok := h[wire.ChecksumHeader]; ok {
+		var c [4]byte
+		binary.BigEndian.PutUint32(c[:], crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
+		if got != base64.StdEncoding.EncodeToString(c[:]) {
+			return "", &client.Error{Status: 400, Code: "invalid", Field: wire.ChecksumHeader, Message: "corrupted in transit"}
+		}
+	}
+	s.objects[url] = b
+	sum := sha256.Sum256(b)
+	return `"` + hexOf(sum[:]) + `"`, nil
+}
+
+// TestUploaderCRC32CToEmbeddedStore: for a target that asks for a
+// CRC32C, a small file is sent with the header and its manifest entry
+// carries the SHA-256 the store answered with; a try corrupted on the way
+// is refused and sent again; a streamed file is hashed here and sent
+// without the header (its CRC32C is not known before the body), and a
+// try whose stored SHA-256 is not the file's is sent again too.
+func TestUploaderCRC32CToEmbeddedStore(t *testing.T) {
+	dir := t.TempDir()
+	sizes := map[string]int64{"small.bin": 100 << 10, "empty.bin": 0, "stream.bin": smallFileMax + 1}
+	data := map[string][]byte{}
+	for name, n := range sizes {
+		b := make([]byte, n)
+		_, _ = rand.Read(b)
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		data[name] = b
+	}
+	st := &crcStore{flakyStore: flakyStore{tries: map[string]int{}, objects: map[string][]byte{}}, headers: map[string]map[string]string{}}
+	u := &Uploader{API: st, WorkerID: uuid.New(), Parallel: 2, Wait: func(context.Context, int) bool { return true }}
+	manifest, err := u.Upload(t.Context(), wire.Lease{TaskID: uuid.New(), Token: uuid.New()}, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(manifest) != len(sizes) {
+		t.Fatalf("manifest has %d entries, want %d", len(manifest), len(sizes))
+	}
+	for _, e := range manifest {
+		b := data[e.Name]
+		sum := sha256.Sum256(b)
+		if e.SHA256 != hexOf(sum[:]) || !bytes.Equal(st.objects[e.Name], b) {
+			t.Errorf("%s: SHA-256 %s, want %x; stored %d bytes of %d", e.Name, e.SHA256, sum, len(st.objects[e.Name]), len(b))
+		}
+		_, sent := st.headers[e.Name][wire.ChecksumHeader]
+		if want := e.Name != "stream.bin"; sent != want {
+			t.Errorf("%s: CRC32C header sent %v, want %v", e.Name, sent, want)
+		}
+		if e.Size > 0 && st.tries[e.Name] != 2 {
+			t.Errorf("%s: %d tries, want 2 (the corrupted one, then the file again)", e.Name, st.tries[e.Name])
+		}
+	}
+	if _, ok := st.headers["small.bin"]["Content-Type"]; !ok {
+		t.Error("small.bin: the target's Content-Type header was not sent with the CRC32C")
 	}
 }

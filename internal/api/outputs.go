@@ -12,6 +12,7 @@ import (
 	"github.com/droverhq/drover/internal/api/wire"
 	"github.com/droverhq/drover/internal/core"
 	"github.com/droverhq/drover/internal/outputs"
+	"github.com/droverhq/drover/internal/outputsvc"
 	"github.com/google/uuid"
 )
 
@@ -98,10 +99,17 @@ func (s *Server) handleBlobPut(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Content-Length") == "" {
 		cl = -1
 	}
-	if err := s.cfg.Outputs.Accept(r.Context(), r.PathValue("token"), r.Header.Get("Content-Type"), cl, r.Body); err != nil {
+	sum, err := s.cfg.Outputs.Accept(r.Context(), outputsvc.Upload{
+		Token: r.PathValue("token"), ContentType: r.Header.Get("Content-Type"), ContentLength: cl,
+		CRC32C: r.Header.Get(wire.ChecksumHeader), Body: r.Body,
+	})
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	// The SHA-256 of the stored bytes, which an uploader that sent their
+	// CRC32C reports in its manifest (wire.UploadTarget.Checksum).
+	w.Header().Set("ETag", `"`+sum+`"`)
 	writeJSON(w, http.StatusOK, wire.OK{OK: true})
 }
 

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"hash/crc32"
 	"io"
 	"net/http"
 	"net/url"
@@ -126,22 +127,57 @@ func (s *Store) DownloadURL(ctx context.Context, key string, expiry time.Duratio
 // written to the object in few, large writes.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
-// copyHashed copies r to w and into h through a pooled copy buffer and
-// returns the number of bytes copied. Each read is written as it comes:
-// filling the buffer first (one 1 MiB write instead of several smaller
-// ones) cost several times the kernel time per byte written on ext4.
-func copyHashed(w io.Writer, h hash.Hash, r io.Reader) (int64, error) {
-	buf := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(buf)
-	return io.CopyBuffer(io.MultiWriter(w, h), r, *buf)
+// Written is what Put wrote: the number of bytes and their checksums,
+// computed as the bytes were written (the object is never read back).
+type Written struct {
+	N      int64
+	SHA256 string // hex
+	CRC32C uint32 // Castagnoli
 }
 
-// Put streams r into key with the given content type and returns the
-// number of bytes written and their SHA-256, computed as the bytes are
-// written (the object is never read back). If r yields more than limit
-// bytes the write is aborted. The object only appears once complete; it
-// is not fsynced (see docs/outputs.md, "Durability").
-func (s *Store) Put(ctx context.Context, key, contentType string, r io.Reader, limit int64) (int64, string, error) {
+// castagnoli is the CRC32C table (the CPU's CRC32 instruction where it
+// has one).
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// CRC32C returns the CRC32C of b.
+func CRC32C(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+
+// NewCRC32C returns a CRC32C hash.
+func NewCRC32C() hash.Hash32 { return crc32.New(castagnoli) }
+
+// summer computes both of Written's checksums of what is written to it.
+type summer struct {
+	sha hash.Hash
+	crc uint32
+}
+
+func (s *summer) Write(p []byte) (int, error) {
+	s.sha.Write(p)
+	s.crc = crc32.Update(s.crc, castagnoli, p)
+	return len(p), nil
+}
+
+// copySummed copies at most limit bytes of r to w through a pooled copy
+// buffer and returns what it wrote (an error once r has more). Each read
+// is written as it comes: filling the buffer first (one 1 MiB write
+// instead of several smaller ones) cost several times the kernel time
+// per byte written on ext4.
+func copySummed(w io.Writer, r io.Reader, limit int64) (Written, error) {
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	sm := &summer{sha: sha256.New()}
+	n, err := io.CopyBuffer(io.MultiWriter(w, sm), io.LimitReader(r, limit+1), *buf)
+	if err == nil && n > limit {
+		err = fmt.Errorf("more than %d bytes", limit)
+	}
+	return Written{N: n, SHA256: hex.EncodeToString(sm.sha.Sum(nil)), CRC32C: sm.crc}, err
+}
+
+// Put streams r into key with the given content type and returns what it
+// wrote. If r yields more than limit bytes the write is aborted. The
+// object only appears once complete; it is not fsynced (see
+// docs/outputs.md, "Durability").
+func (s *Store) Put(ctx context.Context, key, contentType string, r io.Reader, limit int64) (Written, error) {
 	if p, ok := s.localPath(key); ok {
 		return putUnnamed(ctx, p, r, limit)
 	}
@@ -149,22 +185,18 @@ func (s *Store) Put(ctx context.Context, key, contentType string, r io.Reader, l
 	defer cancel()
 	w, err := s.bucket.NewWriter(wctx, key, &blob.WriterOptions{ContentType: contentType, BufferSize: 8 << 20})
 	if err != nil {
-		return 0, "", fmt.Errorf("open %s for writing: %w", key, err)
+		return Written{}, fmt.Errorf("open %s for writing: %w", key, err)
 	}
-	h := sha256.New()
-	n, err := copyHashed(w, h, io.LimitReader(r, limit+1))
-	if err == nil && n > limit {
-		err = fmt.Errorf("more than %d bytes", limit)
-	}
+	wr, err := copySummed(w, r, limit)
 	if err != nil {
 		cancel() // abort: the object is not created
 		_ = w.Close()
-		return n, "", fmt.Errorf("write %s: %w", key, err)
+		return wr, fmt.Errorf("write %s: %w", key, err)
 	}
 	if err := w.Close(); err != nil {
-		return n, "", fmt.Errorf("write %s: %w", key, err)
+		return wr, fmt.Errorf("write %s: %w", key, err)
 	}
-	return n, hex.EncodeToString(h.Sum(nil)), nil
+	return wr, nil
 }
 
 // Attrs is what the store knows about an object.

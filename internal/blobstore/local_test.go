@@ -19,7 +19,7 @@ func TestEmbeddedStatAndDeleteExcept(t *testing.T) {
 	defer s.Close()
 	keys := []string{"tasks/T/L1/a.txt", "tasks/T/L1/b.txt", "tasks/T/L2/a.txt", "tasks/T/L3/odd__name", "tasks/U/L1/a.txt"}
 	for _, k := range keys {
-		if _, _, err := s.Put(t.Context(), k, "text/plain", strings.NewReader(k), 100); err != nil {
+		if _, err := s.Put(t.Context(), k, "text/plain", strings.NewReader(k), 100); err != nil {
 			t.Fatalf("put %s: %v", k, err)
 		}
 	}

@@ -2,8 +2,6 @@ package blobstore
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -62,7 +60,7 @@ func (s *Store) plainPath(key string) (string, bool) {
 }
 
 // putUnnamed is Put into an unnamed file linked at path once complete.
-func putUnnamed(ctx context.Context, path string, r io.Reader, limit int64) (int64, string, error) {
+func putUnnamed(ctx context.Context, path string, r io.Reader, limit int64) (Written, error) {
 	dir := filepath.Dir(path)
 	f, err := createUnnamed(dir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -71,34 +69,30 @@ func putUnnamed(ctx context.Context, path string, r io.Reader, limit int64) (int
 		}
 	}
 	if err != nil {
-		return 0, "", fmt.Errorf("create %s: %w", path, err)
+		return Written{}, fmt.Errorf("create %s: %w", path, err)
 	}
 	defer f.Close() // an unlinked file vanishes here
-	h := sha256.New()
-	n, err := copyHashed(f, h, io.LimitReader(r, limit+1))
-	if err == nil && n > limit {
-		err = fmt.Errorf("more than %d bytes", limit)
-	}
+	wr, err := copySummed(f, r, limit)
 	if err == nil {
 		err = ctx.Err()
 	}
 	if err != nil {
-		return n, "", fmt.Errorf("write %s: %w", path, err)
+		return wr, fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := linkUnnamed(f, path); err != nil {
 		if !errors.Is(err, os.ErrExist) {
-			return n, "", fmt.Errorf("write %s: %w", path, err)
+			return wr, fmt.Errorf("write %s: %w", path, err)
 		}
 		// A second upload of the key (a retry whose first answer was
 		// lost) replaces the object, as fileblob's rename would.
 		tmp := path + "." + strconv.FormatInt(time.Now().UnixNano(), 16) + ".tmp"
 		if err := linkUnnamed(f, tmp); err != nil {
-			return n, "", fmt.Errorf("write %s: %w", path, err)
+			return wr, fmt.Errorf("write %s: %w", path, err)
 		}
 		if err := os.Rename(tmp, path); err != nil {
 			_ = os.Remove(tmp)
-			return n, "", fmt.Errorf("write %s: %w", path, err)
+			return wr, fmt.Errorf("write %s: %w", path, err)
 		}
 	}
-	return n, hex.EncodeToString(h.Sum(nil)), nil
+	return wr, nil
 }

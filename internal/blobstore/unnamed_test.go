@@ -40,13 +40,13 @@ func TestEmbeddedPut(t *testing.T) {
 
 func testEmbeddedPut(t *testing.T, s *Store, dir string) {
 	put := func(ctx context.Context, key, body string, limit int64) error {
-		n, sum, err := s.Put(ctx, key, "text/plain", strings.NewReader(body), limit)
+		wr, err := s.Put(ctx, key, "text/plain", strings.NewReader(body), limit)
 		if err != nil {
 			return err
 		}
 		h := sha256.Sum256([]byte(body))
-		if n != int64(len(body)) || sum != hex.EncodeToString(h[:]) {
-			t.Fatalf("Put(%s) = %d, %s; want %d, %x", key, n, sum, len(body), h)
+		if wr.N != int64(len(body)) || wr.SHA256 != hex.EncodeToString(h[:]) || wr.CRC32C != CRC32C([]byte(body)) {
+			t.Fatalf("Put(%s) = %+v; want %d, %x, CRC32C %08x", key, wr, len(body), h, CRC32C([]byte(body)))
 		}
 		return nil
 	}

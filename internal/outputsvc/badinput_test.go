@@ -5,7 +5,14 @@ package outputsvc_test
 // and the limit, with nothing recorded.
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"hash/crc32"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -160,4 +167,63 @@ func TestLyingContentTypeHeader(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestEmbeddedUploadCRC32C: the embedded store's targets ask for a
+// CRC32C; a body whose CRC32C is not the header's (corrupted in transit)
+// and a header that is not a CRC32C are refused naming the header, and
+// nothing is stored (the completion then finds no object); the right one
+// is stored and answered with the SHA-256 of the stored bytes.
+func TestEmbeddedUploadCRC32C(t *testing.T) {
+	e := newEnv(t, filepath.Join(t.TempDir(), "outputs"), nil)
+	w := e.addWorker(t)
+	task := e.submit(t, e.op, "render", `{}`, 1)
+	lease := e.claim(t, w)
+	body := []byte("the bytes the handler wrote")
+	tgs, err := w.c.UploadURLs(t.Context(), w.id, lease, []wire.UploadFile{{Name: "a.txt", Size: int64(len(body)), ContentType: "text/plain"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tgs[0].Checksum != wire.ChecksumCRC32C {
+		t.Fatalf("target asks for checksum %q, want %q", tgs[0].Checksum, wire.ChecksumCRC32C)
+	}
+	crcOf := func(b []byte) string {
+		var c [4]byte
+		binary.BigEndian.PutUint32(c[:], crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
+		return base64.StdEncoding.EncodeToString(c[:])
+	}
+	send := func(crc string, b []byte) (string, error) {
+		h := map[string]string{"Content-Type": "text/plain", wire.ChecksumHeader: crc}
+		return w.c.PutObject(t.Context(), tgs[0].URL, h, bytes.NewReader(b), int64(len(b)))
+	}
+	corrupted := bytes.Clone(body)
+	corrupted[3] ^= 0x20
+	for crc, want := range map[string]string{
+		crcOf(body): "corrupted in transit", // the header is the file's; the bytes are not
+		"not-base64!": "is not a base64 CRC32C",
+		"AAAAAAAA":    "is not a base64 CRC32C", // six bytes
+	} {
+		_, err := send(crc, corrupted)
+		var ce *client.Error
+		if !errors.As(err, &ce) || ce.Status != http.StatusBadRequest || ce.Field != wire.ChecksumHeader || !strings.Contains(ce.Message, want) || !strings.Contains(ce.Message, `"a.txt"`) {
+			t.Errorf("CRC32C %q: %v, want 400 on %s naming a.txt and %q", crc, err, wire.ChecksumHeader, want)
+		}
+	}
+	sum := sha256.Sum256(body)
+	manifest := []wire.OutputEntry{{Name: "a.txt", Size: int64(len(body)), SHA256: hex.EncodeToString(sum[:]), ContentType: "text/plain"}}
+	err = w.c.CompleteOutputs(t.Context(), w.id, lease, nil, manifest)
+	if client.StatusOf(err) != http.StatusBadRequest || !strings.Contains(err.Error(), "was not uploaded") {
+		t.Fatalf("complete after refused uploads: %v, want 400: was not uploaded", err)
+	}
+	etag, err := send(crcOf(body), body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if etag != `"`+hex.EncodeToString(sum[:])+`"` {
+		t.Fatalf("ETag %s, want the quoted SHA-256 %x", etag, sum)
+	}
+	if err := w.c.CompleteOutputs(t.Context(), w.id, lease, nil, manifest); err != nil {
+		t.Fatal(err)
+	}
+	e.waitState(t, task.ID, core.TaskSucceeded)
 }

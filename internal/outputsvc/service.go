@@ -13,9 +13,12 @@ package outputsvc
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -220,6 +223,7 @@ func (s *Service) Grant(ctx context.Context, workerID uuid.UUID, lease core.Leas
 				Size: f.Size, ContentType: f.ContentType, Expires: exp.Unix(),
 			})
 			t.Headers = map[string]string{"Content-Type": f.ContentType}
+			t.Checksum = wire.ChecksumCRC32C
 		case s.cfg.Blob.Multipart() && f.Size > s.cfg.PartSize:
 			mu, err := s.cfg.Blob.StartMultipart(ctx, key, f.ContentType, f.Size, s.cfg.PartSize, s.cfg.URLExpiry)
 			if err != nil {
@@ -291,47 +295,75 @@ var (
 	errExpiredURL = core.Errorf(core.EFORBIDDEN, "upload URL expired")
 )
 
-// Accept stores the body of a PUT to a signed embedded-store URL. The
-// grant must be valid and unexpired, its lease still held, the
-// Content-Type the one it was signed for, and the body exactly its size.
-func (s *Service) Accept(ctx context.Context, token, contentType string, contentLength int64, body interface{ Read([]byte) (int, error) }) error {
+// Upload is a PUT to a signed embedded-store URL.
+type Upload struct {
+	Token       string // the signed token of the URL
+	ContentType string
+	// ContentLength is the request's Content-Length, -1 when it sent none.
+	ContentLength int64
+	// CRC32C is the wire.ChecksumHeader header ("" when not sent): the
+	// base64 of the big-endian CRC32C of the body.
+	CRC32C string
+	Body   io.Reader
+}
+
+// Accept stores the body of a PUT to a signed embedded-store URL and
+// returns the SHA-256 (hex) of the stored bytes. The grant must be valid
+// and unexpired, its lease still held, the Content-Type the one it was
+// signed for, the body exactly its size, and its CRC32C, when sent, the
+// one of the bytes received; otherwise nothing is stored.
+func (s *Service) Accept(ctx context.Context, u Upload) (string, error) {
 	if !s.cfg.Blob.Embedded() {
-		return core.Errorf(core.ENOTFOUND, "this server's output store takes uploads directly")
+		return "", core.Errorf(core.ENOTFOUND, "this server's output store takes uploads directly")
 	}
-	g, err := s.cfg.Signer.Verify(token, s.cfg.Clock.Now())
+	g, err := s.cfg.Signer.Verify(u.Token, s.cfg.Clock.Now())
 	switch {
 	case errors.Is(err, outputs.ErrExpired):
-		return errExpiredURL
+		return "", errExpiredURL
 	case err != nil:
-		return errSignature
+		return "", errSignature
 	case g.Method != http.MethodPut:
-		return core.Errorf(core.EFORBIDDEN, "this URL does not allow uploads")
+		return "", core.Errorf(core.EFORBIDDEN, "this URL does not allow uploads")
 	}
 	taskID, err1 := uuid.Parse(g.Task)
 	tok, err2 := uuid.Parse(g.Lease)
 	if err1 != nil || err2 != nil {
-		return errSignature
+		return "", errSignature
 	}
 	name := g.Key[strings.LastIndexByte(g.Key, '/')+1:]
 	if err := s.checkHeld(ctx, core.Lease{TaskID: taskID, Token: tok}, time.Unix(g.Expires, 0)); err != nil {
-		return fmt.Errorf("upload output %q of task %s: %w", name, taskID, err)
+		return "", fmt.Errorf("upload output %q of task %s: %w", name, taskID, err)
 	}
-	if contentType != g.ContentType {
-		return core.Invalid("Content-Type", "output %q: Content-Type %q is not the %q the upload URL was granted for", name, contentType, g.ContentType)
+	if u.ContentType != g.ContentType {
+		return "", core.Invalid("Content-Type", "output %q: Content-Type %q is not the %q the upload URL was granted for", name, u.ContentType, g.ContentType)
 	}
-	if contentLength >= 0 && contentLength != g.Size {
-		return core.Invalid("Content-Length", "output %q: %d bytes sent; the upload URL was granted for exactly %d", name, contentLength, g.Size)
+	if u.ContentLength >= 0 && u.ContentLength != g.Size {
+		return "", core.Invalid("Content-Length", "output %q: %d bytes sent; the upload URL was granted for exactly %d", name, u.ContentLength, g.Size)
 	}
-	n, sum, err := s.cfg.Blob.Put(ctx, g.Key, contentType, readerFunc(body.Read), g.Size)
+	var wantCRC uint32
+	if u.CRC32C != "" {
+		b, err := base64.StdEncoding.DecodeString(u.CRC32C)
+		if err != nil || len(b) != 4 {
+			return "", core.Invalid(wire.ChecksumHeader, "output %q: %q is not a base64 CRC32C (4 bytes, big-endian)", name, u.CRC32C)
+		}
+		wantCRC = binary.BigEndian.Uint32(b)
+	}
+	wr, err := s.cfg.Blob.Put(ctx, g.Key, u.ContentType, readerFunc(u.Body.Read), g.Size)
 	if err != nil {
-		return core.Invalid("body", "output %q: %s; the upload URL was granted for exactly %d bytes", name, err.Error(), g.Size)
+		return "", core.Invalid("body", "output %q: %s; the upload URL was granted for exactly %d bytes", name, err.Error(), g.Size)
 	}
-	if n != g.Size {
+	if wr.N != g.Size || (u.CRC32C != "" && wr.CRC32C != wantCRC) {
 		_ = s.cfg.Blob.Delete(context.WithoutCancel(ctx), g.Key)
-		return core.Invalid("body", "output %q: %d bytes received; the upload URL was granted for exactly %d", name, n, g.Size)
+		s.mu.Lock()
+		delete(s.hashes, g.Key) // an earlier try's bytes are gone too
+		s.mu.Unlock()
+		if wr.N != g.Size {
+			return "", core.Invalid("body", "output %q: %d bytes received; the upload URL was granted for exactly %d", name, wr.N, g.Size)
+		}
+		return "", core.Invalid(wire.ChecksumHeader, "output %q: the %d bytes received have CRC32C %08x; the uploader sent %08x (corrupted in transit); nothing was stored", name, wr.N, wr.CRC32C, wantCRC)
 	}
-	s.remember(g.Key, uploaded{size: n, sum: sum, ct: contentType})
-	return nil
+	s.remember(g.Key, uploaded{size: wr.N, sum: wr.SHA256, ct: u.ContentType})
+	return wr.SHA256, nil
 }
 
 // checkHeld is heldTask for an upload, cached until the URL expires: the

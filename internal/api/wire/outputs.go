@@ -56,9 +56,25 @@ type UploadTarget struct {
 	PartURLs []string          `json:"part_urls,omitempty"`
 	// MD5 asks the uploader to report the MD5 of the file (of each part
 	// for a multipart target) in the manifest (OutputEntry.MD5, PartMD5).
-	MD5       bool      `json:"md5,omitempty"`
+	MD5 bool `json:"md5,omitempty"`
+	// Checksum, when "crc32c" (ChecksumCRC32C), asks the uploader to send
+	// the CRC32C of the body in the ChecksumHeader header instead of
+	// hashing the file with SHA-256 itself: the server (the embedded
+	// store) checks the CRC32C of the bytes it received, refuses the
+	// upload when it differs, and answers with the SHA-256 of the stored
+	// bytes as the ETag (quoted hex), which the uploader reports in the
+	// manifest. An uploader that ignores it hashes as before.
+	Checksum  string    `json:"checksum,omitempty"`
 	ExpiresAt time.Time `json:"expires_at"`
 }
+
+// ChecksumCRC32C is UploadTarget.Checksum for a CRC32C (Castagnoli) of
+// the body, sent base64-encoded, big-endian, in ChecksumHeader, as S3's
+// x-amz-checksum-crc32c.
+const ChecksumCRC32C = "crc32c"
+
+// ChecksumHeader carries the CRC32C of an upload's body.
+const ChecksumHeader = "X-Drover-Checksum-Crc32c"
 
 // UploadURLsResponse answers POST /v1/tasks/{id}/outputs/uploads, one
 // target per file in request order.
