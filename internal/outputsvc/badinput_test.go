@@ -199,7 +199,7 @@ func TestEmbeddedUploadCRC32C(t *testing.T) {
 	corrupted := bytes.Clone(body)
 	corrupted[3] ^= 0x20
 	for crc, want := range map[string]string{
-		crcOf(body): "corrupted in transit", // the header is the file's; the bytes are not
+		crcOf(body):   "corrupted in transit", // the header is the file's; the bytes are not
 		"not-base64!": "is not a base64 CRC32C",
 		"AAAAAAAA":    "is not a base64 CRC32C", // six bytes
 	} {
