@@ -60,6 +60,10 @@ type Uploader struct {
 	// total (a retried transfer takes its bytes back).
 	Progress func(done, total int64)
 	Log      *slog.Logger
+
+	// noTrailer is set once a CRC32C trailer did not reach the server:
+	// the later files are hashed here.
+	noTrailer atomic.Bool
 }
 
 // errAttempt is an output problem that fails the attempt (retryable).
@@ -230,12 +234,32 @@ func (u *Uploader) uploadOne(ctx context.Context, lease wire.Lease, f *localOutp
 }
 
 // uploadStream uploads a file in one PUT that hashes the bytes as the
-// transport reads them from the file (a CRC32C header would have to be
-// known before the body). Each try hashes afresh into its own reader: a
-// failed try's body may still be read by the transport after it
-// returns. The embedded store's answer carries the SHA-256 of what it
-// stored, and a try whose bytes arrived changed is sent again.
+// transport reads them from the file. Each try hashes afresh into its
+// own reader: a failed try's body may still be read by the transport
+// after it returns. Where the target takes a CRC32C it goes in a trailer
+// (streamCRC32C) and the file is not hashed here with SHA-256.
 func (u *Uploader) uploadStream(ctx context.Context, fh *os.File, f *localOutput, tg wire.UploadTarget, prog *uploadProgress) error {
+	if tp, ok := u.API.(trailerPutter); ok && tg.Checksum == wire.ChecksumCRC32C && !u.noTrailer.Load() {
+		sum, err := u.streamCRC32C(ctx, tp, fh, f, tg, prog)
+		if err != nil || sum != "" {
+			f.SHA256 = sum
+			return err
+		}
+		// Stored, but no CRC32C was checked: the trailer did not reach
+		// the server (a proxy on the way drops trailers). Hash the file
+		// here instead, for this file and the rest (the completion
+		// compares the SHA-256 with what the server received).
+		u.noTrailer.Store(true)
+		if u.Log != nil {
+			u.Log.Warn("the server checked no CRC32C trailer (dropped on the way?); hashing outputs with SHA-256 here", "output", f.Name)
+		}
+		h := sha256.New()
+		if _, err := io.Copy(h, io.NewSectionReader(fh, 0, f.Size)); err != nil {
+			return fmt.Errorf("hash output %q: %w", f.Name, err)
+		}
+		f.SHA256 = hex.EncodeToString(h.Sum(nil))
+		return nil
+	}
 	var sent *hashingReader
 	_, err := withRetry(ctx, u, "upload "+f.Name, func(ctx context.Context) (string, error) {
 		body := &hashingReader{r: io.NewSectionReader(fh, 0, f.Size), h: sha256.New(), prog: prog}
@@ -250,13 +274,6 @@ func (u *Uploader) uploadStream(ctx context.Context, fh *os.File, f *localOutput
 		if got := body.n.Load(); got != f.Size {
 			return "", attemptErr("output %q: %d bytes read of %d (the file changed while uploading)", f.Name, got, f.Size)
 		}
-		if tg.Checksum == wire.ChecksumCRC32C {
-			// The embedded store answers with the SHA-256 of what it
-			// stored: other bytes arrived than were sent, so send again.
-			if got, sum := sha256ETag(etag), hex.EncodeToString(body.h.Sum(nil)); got != "" && got != sum {
-				return "", fmt.Errorf("upload %s: the server stored bytes with SHA-256 %s; %s were sent (corrupted in transit)", f.Name, got, sum)
-			}
-		}
 		sent = body
 		return etag, nil
 	})
@@ -268,6 +285,46 @@ func (u *Uploader) uploadStream(ctx context.Context, fh *os.File, f *localOutput
 		f.MD5 = hex.EncodeToString(sent.m.Sum(nil))
 	}
 	return nil
+}
+
+// trailerPutter is an OutputAPI that can send a trailer after a streamed
+// body (*client.Client can).
+type trailerPutter interface {
+	PutObjectTrailer(ctx context.Context, url string, headers map[string]string, body io.Reader, trailer string, value func() string) (string, error)
+}
+
+// streamCRC32C streams a file in one PUT with its CRC32C, computed as the
+// transport reads it, in a trailer, and returns the SHA-256 the server
+// answered with ("" when it checked no CRC32C). A try that the server
+// refuses as corrupted in transit is sent again.
+func (u *Uploader) streamCRC32C(ctx context.Context, tp trailerPutter, fh *os.File, f *localOutput, tg wire.UploadTarget, prog *uploadProgress) (string, error) {
+	sum, err := withRetry(ctx, u, "upload "+f.Name, func(ctx context.Context) (string, error) {
+		crc := crc32.New(castagnoli)
+		body := &hashingReader{r: io.NewSectionReader(fh, 0, f.Size), h: crc, prog: prog}
+		etag, err := tp.PutObjectTrailer(ctx, tg.URL, tg.Headers, body, wire.ChecksumHeader, func() string { return crcValue(crc.Sum32()) })
+		if err != nil {
+			prog.add(-body.n.Load()) // resent from the start
+			return "", resendCorrupted(f.Name, err)
+		}
+		if got := body.n.Load(); got != f.Size {
+			return "", attemptErr("output %q: %d bytes read of %d (the file changed while uploading)", f.Name, got, f.Size)
+		}
+		return sha256ETag(etag), nil
+	})
+	if err != nil {
+		return "", wrapUpload(f.Name, err)
+	}
+	return sum, nil
+}
+
+// resendCorrupted turns the server's refusal of a body whose CRC32C was
+// not the one sent (it stored nothing) into an error that is retried.
+func resendCorrupted(name string, err error) error {
+	var ce *client.Error
+	if errors.As(err, &ce) && ce.Field == wire.ChecksumHeader {
+		return fmt.Errorf("upload %s: %s", name, ce.Message)
+	}
+	return err
 }
 
 // smallFileMax is the largest file that uploadSmall sends: read whole
@@ -327,14 +384,16 @@ func (u *Uploader) uploadSmall(ctx context.Context, fh *os.File, f *localOutput,
 	etag, err := withRetry(ctx, u, "upload "+f.Name, func(ctx context.Context) (string, error) {
 		etag, err := u.API.PutObject(ctx, tg.URL, headers, bytes.NewReader(b), f.Size)
 		failed = failed || err != nil
-		var ce *client.Error
-		if errors.As(err, &ce) && ce.Field == wire.ChecksumHeader {
-			// The server received other bytes than were sent and stored
-			// nothing: send them again.
-			return "", fmt.Errorf("upload %s: %s", f.Name, ce.Message)
-		}
-		return etag, err
+		return etag, resendCorrupted(f.Name, err)
 	})
+	if err == nil && byServer {
+		if f.SHA256 = sha256ETag(etag); f.SHA256 == "" {
+			// Stored, but no CRC32C was checked (the header did not
+			// reach the server): hash here; the completion compares.
+			sum := sha256.Sum256(b)
+			f.SHA256 = hex.EncodeToString(sum[:])
+		}
+	}
 	// A failed try's body may still be read by the transport after it
 	// returns: its buffer is left to the garbage collector.
 	if !failed {
@@ -342,11 +401,6 @@ func (u *Uploader) uploadSmall(ctx context.Context, fh *os.File, f *localOutput,
 	}
 	if err != nil {
 		return wrapUpload(f.Name, err)
-	}
-	if byServer {
-		if f.SHA256 = sha256ETag(etag); f.SHA256 == "" {
-			return fmt.Errorf("upload output %q: the server checked its CRC32C but answered without the SHA-256 of the stored bytes (ETag %q)", f.Name, etag)
-		}
 	}
 	prog.add(f.Size)
 	return nil
@@ -360,10 +414,15 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 func withCRC32C(h map[string]string, crc uint32) map[string]string {
 	out := make(map[string]string, len(h)+1)
 	maps.Copy(out, h)
+	out[wire.ChecksumHeader] = crcValue(crc)
+	return out
+}
+
+// crcValue is a CRC32C as wire.ChecksumHeader carries it.
+func crcValue(crc uint32) string {
 	var b [4]byte
 	binary.BigEndian.PutUint32(b[:], crc)
-	out[wire.ChecksumHeader] = base64.StdEncoding.EncodeToString(b[:])
-	return out
+	return base64.StdEncoding.EncodeToString(b[:])
 }
 
 // sha256ETag returns the hex SHA-256 an embedded store's ETag carries

@@ -138,13 +138,21 @@ func TestUploaderRetriesAndHashes(t *testing.T) {
 }
 
 // crcStore is an embedded store as the agent sees it: its targets ask for
-// a CRC32C, it checks the header against the bytes it received, and it
-// answers with their SHA-256 as the ETag. The first PUT of every URL
-// arrives with one byte flipped (corrupted in transit): it answers that
-// with the server's error naming the header, and stores nothing.
+// a CRC32C, it checks the header (or, for a streamed body, the trailer)
+// against the bytes it received, and it answers a checked upload with
+// their SHA-256 as the ETag. The first PUT of every URL arrives with one
+// byte flipped (corrupted in transit): it answers that with the server's
+// error naming the header, and stores nothing. With dropTrailers it
+// never sees a trailer (a proxy on the way drops them).
 type crcStore struct {
 	flakyStore
-	headers map[string]map[string]string // the last PUT's, per URL
+	dropTrailers bool
+	crcs         map[string]string // the CRC32C the last PUT of a URL sent ("" for none)
+	trailered    map[string]bool
+}
+
+func newCRCStore() *crcStore {
+	return &crcStore{flakyStore: flakyStore{tries: map[string]int{}, objects: map[string][]byte{}}, crcs: map[string]string{}, trailered: map[string]bool{}}
 }
 
 func (s *crcStore) UploadURLs(_ context.Context, _ uuid.UUID, _ wire.Lease, files []wire.UploadFile) ([]wire.UploadTarget, error) {
@@ -156,24 +164,43 @@ func (s *crcStore) UploadURLs(_ context.Context, _ uuid.UUID, _ wire.Lease, file
 }
 
 func (s *crcStore) PutObject(_ context.Context, url string, h map[string]string, body io.Reader, size int64) (string, error) {
+	return s.receive(url, body, size, func() string { return h[wire.ChecksumHeader] })
+}
+
+func (s *crcStore) PutObjectTrailer(_ context.Context, url string, _ map[string]string, body io.Reader, _ string, value func() string) (string, error) {
+	s.mu.Lock()
+	s.trailered[url] = true
+	s.mu.Unlock()
+	return s.receive(url, body, -1, func() string {
+		if s.dropTrailers {
+			return ""
+		}
+		return value()
+	})
+}
+
+func (s *crcStore) receive(url string, body io.Reader, size int64, crc func() string) (string, error) {
 	b, err := io.ReadAll(body)
-	if err != nil || int64(len(b)) != size {
+	if err != nil || size >= 0 && int64(len(b)) != size {
 		return "", errors.New("short body")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.tries[url]++
-	s.headers[url] = h
 	if s.tries[url] == 1 && len(b) > 0 {
-		b = append([]byte(nil), b...)
+		b = bytes.Clone(b)
 		b[len(b)/2] ^= 1
 	}
-	if got, ok := h[wire.ChecksumHeader]; ok {
-		var c [4]byte
-		binary.BigEndian.PutUint32(c[:], crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
-		if got != base64.StdEncoding.EncodeToString(c[:]) {
-			return "", &client.Error{Status: 400, Code: "invalid", Field: wire.ChecksumHeader, Message: "corrupted in transit"}
-		}
+	got := crc()
+	s.crcs[url] = got
+	if got == "" {
+		s.objects[url] = b
+		return "", nil
+	}
+	var c [4]byte
+	binary.BigEndian.PutUint32(c[:], crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
+	if got != base64.StdEncoding.EncodeToString(c[:]) {
+		return "", &client.Error{Status: 400, Code: "invalid", Field: wire.ChecksumHeader, Message: "corrupted in transit"}
 	}
 	s.objects[url] = b
 	sum := sha256.Sum256(b)
@@ -181,14 +208,15 @@ func (s *crcStore) PutObject(_ context.Context, url string, h map[string]string,
 }
 
 // TestUploaderCRC32CToEmbeddedStore: for a target that asks for a
-// CRC32C, a small file is sent with the header and its manifest entry
-// carries the SHA-256 the store answered with; a try corrupted on the way
-// is refused and sent again; a streamed file is hashed here and sent
-// without the header (its CRC32C is not known before the body), and a
-// try whose stored SHA-256 is not the file's is sent again too.
+// CRC32C, a small file is sent with it in a header and a streamed one in
+// a trailer, and their manifest entries carry the SHA-256 the store
+// answered with; a try corrupted on the way is refused and sent again.
+// Where the trailer never arrives (dropped by a proxy), the store checks
+// nothing and answers without a SHA-256: the agent hashes the file
+// itself, and sends the later files without a trailer.
 func TestUploaderCRC32CToEmbeddedStore(t *testing.T) {
 	dir := t.TempDir()
-	sizes := map[string]int64{"small.bin": 100 << 10, "empty.bin": 0, "stream.bin": smallFileMax + 1}
+	sizes := map[string]int64{"small.bin": 100 << 10, "empty.bin": 0, "stream1.bin": smallFileMax + 1, "stream2.bin": 2*smallFileMax + 5}
 	data := map[string][]byte{}
 	for name, n := range sizes {
 		b := make([]byte, n)
@@ -198,30 +226,42 @@ func TestUploaderCRC32CToEmbeddedStore(t *testing.T) {
 		}
 		data[name] = b
 	}
-	st := &crcStore{flakyStore: flakyStore{tries: map[string]int{}, objects: map[string][]byte{}}, headers: map[string]map[string]string{}}
-	u := &Uploader{API: st, WorkerID: uuid.New(), Parallel: 2, Wait: func(context.Context, int) bool { return true }}
-	manifest, err := u.Upload(t.Context(), wire.Lease{TaskID: uuid.New(), Token: uuid.New()}, dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(manifest) != len(sizes) {
-		t.Fatalf("manifest has %d entries, want %d", len(manifest), len(sizes))
-	}
-	for _, e := range manifest {
-		b := data[e.Name]
-		sum := sha256.Sum256(b)
-		if e.SHA256 != hexOf(sum[:]) || !bytes.Equal(st.objects[e.Name], b) {
-			t.Errorf("%s: SHA-256 %s, want %x; stored %d bytes of %d", e.Name, e.SHA256, sum, len(st.objects[e.Name]), len(b))
+	for _, drop := range []bool{false, true} {
+		st := newCRCStore()
+		st.dropTrailers = drop
+		// One file at a time: the second stream comes after the first.
+		u := &Uploader{API: st, WorkerID: uuid.New(), Parallel: 1, Wait: func(context.Context, int) bool { return true }}
+		manifest, err := u.Upload(t.Context(), wire.Lease{TaskID: uuid.New(), Token: uuid.New()}, dir, nil)
+		if err != nil {
+			t.Fatal(err)
 		}
-		_, sent := st.headers[e.Name][wire.ChecksumHeader]
-		if want := e.Name != "stream.bin"; sent != want {
-			t.Errorf("%s: CRC32C header sent %v, want %v", e.Name, sent, want)
+		if len(manifest) != len(sizes) {
+			t.Fatalf("manifest has %d entries, want %d", len(manifest), len(sizes))
 		}
-		if e.Size > 0 && st.tries[e.Name] != 2 {
-			t.Errorf("%s: %d tries, want 2 (the corrupted one, then the file again)", e.Name, st.tries[e.Name])
+		for _, e := range manifest {
+			b := data[e.Name]
+			sum := sha256.Sum256(b)
+			if e.SHA256 != hexOf(sum[:]) {
+				t.Errorf("drop %v, %s: SHA-256 %s, want %x", drop, e.Name, e.SHA256, sum)
+			}
+			if e.Name == "empty.bin" {
+				continue
+			}
+			stream := e.Name != "small.bin"
+			if st.trailered[e.Name] != (stream && (!drop || e.Name == "stream1.bin")) {
+				t.Errorf("drop %v, %s: sent with a trailer: %v", drop, e.Name, st.trailered[e.Name])
+			}
+			if checked := !drop || !stream; checked {
+				// The corrupted try was refused and the file sent again.
+				if st.tries[e.Name] != 2 || !bytes.Equal(st.objects[e.Name], b) {
+					t.Errorf("drop %v, %s: %d tries, stored %d bytes of %d; want 2 tries and the file", drop, e.Name, st.tries[e.Name], len(st.objects[e.Name]), len(b))
+				}
+			} else if st.tries[e.Name] != 1 || bytes.Equal(st.objects[e.Name], b) {
+				// Nothing checked on the way: the corrupted bytes were
+				// stored, and only the manifest's SHA-256 (the file's)
+				// lets the completion refuse them.
+				t.Errorf("drop %v, %s: %d tries; want the one corrupted try stored", drop, e.Name, st.tries[e.Name])
+			}
 		}
-	}
-	if _, ok := st.headers["small.bin"]["Content-Type"]; !ok {
-		t.Error("small.bin: the target's Content-Type header was not sent with the CRC32C")
 	}
 }

@@ -101,15 +101,23 @@ func (s *Server) handleBlobPut(w http.ResponseWriter, r *http.Request) {
 	}
 	sum, err := s.cfg.Outputs.Accept(r.Context(), outputsvc.Upload{
 		Token: r.PathValue("token"), ContentType: r.Header.Get("Content-Type"), ContentLength: cl,
-		CRC32C: r.Header.Get(wire.ChecksumHeader), Body: r.Body,
+		CRC32C: func() string {
+			if v := r.Header.Get(wire.ChecksumHeader); v != "" {
+				return v
+			}
+			return r.Trailer.Get(wire.ChecksumHeader) // read once the body is
+		},
+		Body: r.Body,
 	})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	// The SHA-256 of the stored bytes, which an uploader that sent their
-	// CRC32C reports in its manifest (wire.UploadTarget.Checksum).
-	w.Header().Set("ETag", `"`+sum+`"`)
+	if sum != "" {
+		// The CRC32C was checked: the SHA-256 of the stored bytes, which
+		// the uploader reports in its manifest (wire.UploadTarget.Checksum).
+		w.Header().Set("ETag", `"`+sum+`"`)
+	}
 	writeJSON(w, http.StatusOK, wire.OK{OK: true})
 }
 

@@ -12,14 +12,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
-	"hash/crc32"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"gocloud.dev/blob"
@@ -121,56 +118,6 @@ func (s *Store) DownloadURL(ctx context.Context, key string, expiry time.Duratio
 		return "", fmt.Errorf("sign download of %s: %w", key, err)
 	}
 	return u, nil
-}
-
-// copyBufs are Put's copy buffers: large, so that a big upload is
-// written to the object in few, large writes.
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
-
-// Written is what Put wrote: the number of bytes and their checksums,
-// computed as the bytes were written (the object is never read back).
-type Written struct {
-	N      int64
-	SHA256 string // hex
-	CRC32C uint32 // Castagnoli
-}
-
-// castagnoli is the CRC32C table (the CPU's CRC32 instruction where it
-// has one).
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// CRC32C returns the CRC32C of b.
-func CRC32C(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
-
-// NewCRC32C returns a CRC32C hash.
-func NewCRC32C() hash.Hash32 { return crc32.New(castagnoli) }
-
-// summer computes both of Written's checksums of what is written to it.
-type summer struct {
-	sha hash.Hash
-	crc uint32
-}
-
-func (s *summer) Write(p []byte) (int, error) {
-	s.sha.Write(p)
-	s.crc = crc32.Update(s.crc, castagnoli, p)
-	return len(p), nil
-}
-
-// copySummed copies at most limit bytes of r to w through a pooled copy
-// buffer and returns what it wrote (an error once r has more). Each read
-// is written as it comes: filling the buffer first (one 1 MiB write
-// instead of several smaller ones) cost several times the kernel time
-// per byte written on ext4.
-func copySummed(w io.Writer, r io.Reader, limit int64) (Written, error) {
-	buf := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(buf)
-	sm := &summer{sha: sha256.New()}
-	n, err := io.CopyBuffer(io.MultiWriter(w, sm), io.LimitReader(r, limit+1), *buf)
-	if err == nil && n > limit {
-		err = fmt.Errorf("more than %d bytes", limit)
-	}
-	return Written{N: n, SHA256: hex.EncodeToString(sm.sha.Sum(nil)), CRC32C: sm.crc}, err
 }
 
 // Put streams r into key with the given content type and returns what it

@@ -61,6 +61,43 @@ func (c *Client) PutObject(ctx context.Context, rawURL string, headers map[strin
 	if size == 0 {
 		req.Body = http.NoBody
 	}
+	return c.put(req, headers)
+}
+
+// PutObjectTrailer is PutObject with one trailer after the body, whose
+// value is asked for once the body has been read to its end (a checksum
+// of the bytes sent). The body goes chunked: a trailer needs it, so no
+// Content-Length is sent.
+func (c *Client) PutObjectTrailer(ctx context.Context, rawURL string, headers map[string]string, body io.Reader, trailer string, value func() string) (string, error) {
+	tb := &trailerBody{r: body, value: value, name: http.CanonicalHeaderKey(trailer)}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.ResolveURL(rawURL), tb)
+	if err != nil {
+		return "", fmt.Errorf("upload: %w", err)
+	}
+	req.ContentLength = -1
+	req.Trailer = http.Header{tb.name: nil}
+	tb.req = req
+	return c.put(req, headers)
+}
+
+// trailerBody sets its request's trailer when its body ends: the
+// transport writes the trailer after reading the body to EOF.
+type trailerBody struct {
+	r     io.Reader
+	req   *http.Request
+	name  string
+	value func() string
+}
+
+func (t *trailerBody) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err == io.EOF {
+		t.req.Trailer.Set(t.name, t.value())
+	}
+	return n, err
+}
+
+func (c *Client) put(req *http.Request, headers map[string]string) (string, error) {
 	for k, v := range headers {
 		req.Header.Set(k, v)
 	}

@@ -172,8 +172,9 @@ func TestLyingContentTypeHeader(t *testing.T) {
 // TestEmbeddedUploadCRC32C: the embedded store's targets ask for a
 // CRC32C; a body whose CRC32C is not the header's (corrupted in transit)
 // and a header that is not a CRC32C are refused naming the header, and
-// nothing is stored (the completion then finds no object); the right one
-// is stored and answered with the SHA-256 of the stored bytes.
+// nothing is stored (the completion then finds no object); the right one,
+// in a header or in a trailer after a streamed body, is stored and
+// answered with the SHA-256 of the stored bytes.
 func TestEmbeddedUploadCRC32C(t *testing.T) {
 	e := newEnv(t, filepath.Join(t.TempDir(), "outputs"), nil)
 	w := e.addWorker(t)
@@ -215,7 +216,19 @@ func TestEmbeddedUploadCRC32C(t *testing.T) {
 	if client.StatusOf(err) != http.StatusBadRequest || !strings.Contains(err.Error(), "was not uploaded") {
 		t.Fatalf("complete after refused uploads: %v, want 400: was not uploaded", err)
 	}
-	etag, err := send(crcOf(body), body)
+	// A streamed body sends its CRC32C in a trailer, checked the same way.
+	trailer := func(crc string, b []byte) (string, error) {
+		return w.c.PutObjectTrailer(t.Context(), tgs[0].URL, map[string]string{"Content-Type": "text/plain"}, bytes.NewReader(b), wire.ChecksumHeader, func() string { return crc })
+	}
+	if _, err := trailer(crcOf(body), corrupted); client.StatusOf(err) != http.StatusBadRequest || !strings.Contains(err.Error(), "corrupted in transit") {
+		t.Fatalf("corrupted body with a CRC32C trailer: %v, want 400 corrupted in transit", err)
+	}
+	// Without a CRC32C the store checks nothing and answers without a
+	// SHA-256 (the uploader then hashes the file itself).
+	if etag, err := w.c.PutObject(t.Context(), tgs[0].URL, map[string]string{"Content-Type": "text/plain"}, bytes.NewReader(body), int64(len(body))); err != nil || etag != "" {
+		t.Fatalf("upload without a CRC32C: ETag %q, %v; want none", etag, err)
+	}
+	etag, err := trailer(crcOf(body), body)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -301,17 +301,21 @@ type Upload struct {
 	ContentType string
 	// ContentLength is the request's Content-Length, -1 when it sent none.
 	ContentLength int64
-	// CRC32C is the wire.ChecksumHeader header ("" when not sent): the
-	// base64 of the big-endian CRC32C of the body.
-	CRC32C string
+	// CRC32C returns the wire.ChecksumHeader header or trailer ("" when
+	// not sent): the base64 of the big-endian CRC32C of the body. It is
+	// called once the body has been read (a trailer comes after it).
+	CRC32C func() string
 	Body   io.Reader
 }
 
-// Accept stores the body of a PUT to a signed embedded-store URL and
-// returns the SHA-256 (hex) of the stored bytes. The grant must be valid
-// and unexpired, its lease still held, the Content-Type the one it was
-// signed for, the body exactly its size, and its CRC32C, when sent, the
-// one of the bytes received; otherwise nothing is stored.
+// Accept stores the body of a PUT to a signed embedded-store URL. The
+// grant must be valid and unexpired, its lease still held, the
+// Content-Type the one it was signed for, the body exactly its size, and
+// its CRC32C, when sent, the one of the bytes received; otherwise nothing
+// is stored. When it checked a CRC32C it returns the SHA-256 (hex) of the
+// stored bytes, which the uploader reports in its manifest instead of
+// hashing the file itself; "" when the uploader sent none (it hashed the
+// file, and the completion compares).
 func (s *Service) Accept(ctx context.Context, u Upload) (string, error) {
 	if !s.cfg.Blob.Embedded() {
 		return "", core.Errorf(core.ENOTFOUND, "this server's output store takes uploads directly")
@@ -340,30 +344,45 @@ func (s *Service) Accept(ctx context.Context, u Upload) (string, error) {
 	if u.ContentLength >= 0 && u.ContentLength != g.Size {
 		return "", core.Invalid("Content-Length", "output %q: %d bytes sent; the upload URL was granted for exactly %d", name, u.ContentLength, g.Size)
 	}
-	var wantCRC uint32
-	if u.CRC32C != "" {
-		b, err := base64.StdEncoding.DecodeString(u.CRC32C)
-		if err != nil || len(b) != 4 {
-			return "", core.Invalid(wire.ChecksumHeader, "output %q: %q is not a base64 CRC32C (4 bytes, big-endian)", name, u.CRC32C)
-		}
-		wantCRC = binary.BigEndian.Uint32(b)
-	}
 	wr, err := s.cfg.Blob.Put(ctx, g.Key, u.ContentType, readerFunc(u.Body.Read), g.Size)
 	if err != nil {
 		return "", core.Invalid("body", "output %q: %s; the upload URL was granted for exactly %d bytes", name, err.Error(), g.Size)
 	}
-	if wr.N != g.Size || (u.CRC32C != "" && wr.CRC32C != wantCRC) {
+	var crc string
+	if u.CRC32C != nil {
+		crc = u.CRC32C()
+	}
+	if err := checkReceived(name, wr, g.Size, crc); err != nil {
 		_ = s.cfg.Blob.Delete(context.WithoutCancel(ctx), g.Key)
 		s.mu.Lock()
 		delete(s.hashes, g.Key) // an earlier try's bytes are gone too
 		s.mu.Unlock()
-		if wr.N != g.Size {
-			return "", core.Invalid("body", "output %q: %d bytes received; the upload URL was granted for exactly %d", name, wr.N, g.Size)
-		}
-		return "", core.Invalid(wire.ChecksumHeader, "output %q: the %d bytes received have CRC32C %08x; the uploader sent %08x (corrupted in transit); nothing was stored", name, wr.N, wr.CRC32C, wantCRC)
+		return "", err
 	}
 	s.remember(g.Key, uploaded{size: wr.N, sum: wr.SHA256, ct: u.ContentType})
+	if crc == "" {
+		return "", nil
+	}
 	return wr.SHA256, nil
+}
+
+// checkReceived checks what Put wrote for a grant of size bytes against
+// the CRC32C the uploader sent ("" for none).
+func checkReceived(name string, wr blobstore.Written, size int64, crc string) error {
+	if wr.N != size {
+		return core.Invalid("body", "output %q: %d bytes received; the upload URL was granted for exactly %d", name, wr.N, size)
+	}
+	if crc == "" {
+		return nil
+	}
+	b, err := base64.StdEncoding.DecodeString(crc)
+	if err != nil || len(b) != 4 {
+		return core.Invalid(wire.ChecksumHeader, "output %q: %q is not a base64 CRC32C (4 bytes, big-endian); nothing was stored", name, crc)
+	}
+	if want := binary.BigEndian.Uint32(b); wr.CRC32C != want {
+		return core.Invalid(wire.ChecksumHeader, "output %q: the %d bytes received have CRC32C %08x; the uploader sent %08x (corrupted in transit); nothing was stored", name, wr.N, wr.CRC32C, want)
+	}
+	return nil
 }
 
 // checkHeld is heldTask for an upload, cached until the URL expires: the

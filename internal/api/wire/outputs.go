@@ -57,13 +57,15 @@ type UploadTarget struct {
 	// MD5 asks the uploader to report the MD5 of the file (of each part
 	// for a multipart target) in the manifest (OutputEntry.MD5, PartMD5).
 	MD5 bool `json:"md5,omitempty"`
-	// Checksum, when "crc32c" (ChecksumCRC32C), asks the uploader to send
-	// the CRC32C of the body in the ChecksumHeader header instead of
-	// hashing the file with SHA-256 itself: the server (the embedded
-	// store) checks the CRC32C of the bytes it received, refuses the
-	// upload when it differs, and answers with the SHA-256 of the stored
-	// bytes as the ETag (quoted hex), which the uploader reports in the
-	// manifest. An uploader that ignores it hashes as before.
+	// Checksum, when "crc32c" (ChecksumCRC32C), lets the uploader send
+	// the CRC32C of the body in the ChecksumHeader header (or trailer,
+	// for a body it streams) instead of hashing the file with SHA-256
+	// itself: the server (the embedded store) checks the CRC32C of the
+	// bytes it received, refuses the upload when it differs, and answers
+	// with the SHA-256 of the stored bytes as the ETag (quoted hex), which
+	// the uploader reports in the manifest. Without a checked CRC32C the
+	// answer has no ETag (a proxy may drop a trailer), and the uploader
+	// hashes the file itself, as one that ignores the field does.
 	Checksum  string    `json:"checksum,omitempty"`
 	ExpiresAt time.Time `json:"expires_at"`
 }
