@@ -190,19 +190,26 @@ func (u *Uploader) Upload(ctx context.Context, lease wire.Lease, dir string, req
 		errOnce  sync.Once
 		firstErr error
 	)
-	for i := range files {
+	bp, canBatch := u.API.(blobPoster)
+	for _, job := range planUploads(files, targets, canBatch) {
 		if ctx.Err() != nil {
 			break
 		}
 		wg.Add(1)
 		sem <- struct{}{}
-		go func(f *localOutput, tg wire.UploadTarget) {
+		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := u.uploadOne(ctx, lease, f, tg, prog); err != nil {
+			var err error
+			if len(job.files) == 1 {
+				err = u.uploadOne(ctx, lease, job.files[0], job.targets[0], prog)
+			} else {
+				err = u.uploadBatch(ctx, lease, bp, job, prog)
+			}
+			if err != nil {
 				errOnce.Do(func() { firstErr = err; cancel() })
 			}
-		}(&files[i], targets[i])
+		}()
 	}
 	wg.Wait()
 	if firstErr != nil {

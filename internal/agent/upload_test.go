@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/md5"
@@ -10,10 +11,12 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -263,5 +266,122 @@ func TestUploaderCRC32CToEmbeddedStore(t *testing.T) {
 				t.Errorf("drop %v, %s: %d tries; want the one corrupted try stored", drop, e.Name, st.tries[e.Name])
 			}
 		}
+	}
+}
+
+// batchStore is crcStore that also takes batches (POST /v1/blobs): it
+// parses the frames, refuses the frame of "bad.bin" as corrupted in
+// transit, and answers the frame of "gone.bin" as a stale lease.
+type batchStore struct {
+	*crcStore
+	batches [][]string // the files of each batch
+}
+
+func (s *batchStore) UploadURLs(ctx context.Context, w uuid.UUID, l wire.Lease, files []wire.UploadFile) ([]wire.UploadTarget, error) {
+	out, _ := s.crcStore.UploadURLs(ctx, w, l, files)
+	for i := range out {
+		out[i].URL, out[i].Batch = "/v1/blobs/tok-"+out[i].Name, true
+	}
+	return out, nil
+}
+
+func (s *batchStore) PostBlobs(_ context.Context, body io.Reader) ([]wire.BlobResult, error) {
+	br := bufio.NewReader(body)
+	var res []wire.BlobResult
+	var names []string
+	for {
+		n, err := binary.ReadUvarint(br)
+		if err == io.EOF {
+			break
+		}
+		tok := make([]byte, n)
+		_, _ = io.ReadFull(br, tok)
+		size, _ := binary.ReadUvarint(br)
+		var crc [4]byte
+		_, _ = io.ReadFull(br, crc[:])
+		b := make([]byte, size)
+		if _, err := io.ReadFull(br, b); err != nil {
+			return nil, err
+		}
+		name := strings.TrimPrefix(string(tok), "tok-")
+		names = append(names, name)
+		switch {
+		case name == "gone.bin":
+			res = append(res, wire.BlobResult{Status: 409, Error: &wire.ErrorDetail{Code: "conflict", Message: "lease lost"}})
+		case name == "bad.bin" || binary.BigEndian.Uint32(crc[:]) != crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)):
+			res = append(res, wire.BlobResult{Status: 400, Error: &wire.ErrorDetail{Code: "invalid", Field: wire.ChecksumHeader, Message: "corrupted in transit"}})
+		default:
+			s.mu.Lock()
+			s.objects["/v1/blobs/"+string(tok)] = b
+			s.mu.Unlock()
+			sum := sha256.Sum256(b)
+			res = append(res, wire.BlobResult{SHA256: hexOf(sum[:])})
+		}
+	}
+	s.mu.Lock()
+	s.batches = append(s.batches, names)
+	s.mu.Unlock()
+	return res, nil
+}
+
+// TestUploaderBatchesSmallFiles: small files to a store that offers
+// batches go several to a request, within the batch limits, and their
+// manifest entries carry the SHA-256 the store answered; a larger file
+// goes on its own; a frame refused as corrupted is sent again on its own
+// PUT; a frame refused as a stale lease fails the upload as one.
+func TestUploaderBatchesSmallFiles(t *testing.T) {
+	dir := t.TempDir()
+	data := map[string][]byte{}
+	write := func(name string, n int) {
+		b := make([]byte, n)
+		_, _ = rand.Read(b)
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		data[name] = b
+	}
+	for i := range 2*batchFiles + 3 {
+		write(fmt.Sprintf("t%03d.bin", i), 1000+i)
+	}
+	write("bad.bin", 500)
+	write("big.bin", smallFileMax+1)
+	st := &batchStore{crcStore: newCRCStore()}
+	u := &Uploader{API: st, WorkerID: uuid.New(), Parallel: 4, Wait: func(context.Context, int) bool { return true }}
+	manifest, err := u.Upload(t.Context(), wire.Lease{TaskID: uuid.New(), Token: uuid.New()}, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(manifest) != len(data) {
+		t.Fatalf("manifest has %d entries, want %d", len(manifest), len(data))
+	}
+	for _, e := range manifest {
+		sum := sha256.Sum256(data[e.Name])
+		if e.SHA256 != hexOf(sum[:]) {
+			t.Errorf("%s: SHA-256 %s, want %x", e.Name, e.SHA256, sum)
+		}
+	}
+	framed := 0
+	for _, b := range st.batches {
+		if len(b) > batchFiles {
+			t.Errorf("a batch of %d files; the limit is %d", len(b), batchFiles)
+		}
+		framed += len(b)
+		for _, n := range b {
+			if n == "big.bin" {
+				t.Error("big.bin went in a batch")
+			}
+		}
+	}
+	if framed != 2*batchFiles+4 || len(st.batches) < 3 {
+		t.Errorf("%d files in %d batches, want %d in at least 3", framed, len(st.batches), 2*batchFiles+4)
+	}
+	if !st.trailered["/v1/blobs/tok-big.bin"] || st.crcs["/v1/blobs/tok-bad.bin"] == "" {
+		t.Errorf("big.bin streamed with a trailer: %v; bad.bin resent on its own with its CRC32C: %q", st.trailered["/v1/blobs/tok-big.bin"], st.crcs["/v1/blobs/tok-bad.bin"])
+	}
+
+	write("gone.bin", 100)
+	_, err = u.Upload(t.Context(), wire.Lease{TaskID: uuid.New(), Token: uuid.New()}, dir, nil)
+	if !client.IsLeaseLost(err) {
+		t.Fatalf("a frame answered as a stale lease: %v, want a lost lease", err)
 	}
 }

@@ -51,7 +51,21 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		err = core.Errorf(core.EUNAVAILABLE, "request cancelled")
 		code = core.EUNAVAILABLE
 	}
-	status := StatusForCode(code)
+	status, detail := s.errorDetail(r, err, code)
+	if d, ok := retryAfterOf(err); ok && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", strconv.Itoa(max(int(math.Ceil(d.Seconds())), 1)))
+	}
+	if code == core.EUNAUTHORIZED {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="drover"`)
+	}
+	s.metrics.errors.WithLabelValues(code).Inc()
+	writeJSON(w, status, wire.ErrorBody{Error: detail})
+}
+
+// errorDetail is the status and body of err, whose code is code: an
+// internal error is logged with its detail and answered with a generic
+// message.
+func (s *Server) errorDetail(r *http.Request, err error, code string) (int, wire.ErrorDetail) {
 	detail := wire.ErrorDetail{Code: code, Message: core.ErrorMessage(err)}
 	if e, ok := errorsAsCore(err); ok {
 		detail.Field = e.Field
@@ -64,14 +78,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		detail.Message = "internal error"
 		detail.Field = ""
 	}
-	if d, ok := retryAfterOf(err); ok && w.Header().Get("Retry-After") == "" {
-		w.Header().Set("Retry-After", strconv.Itoa(max(int(math.Ceil(d.Seconds())), 1)))
-	}
-	if code == core.EUNAUTHORIZED {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="drover"`)
-	}
-	s.metrics.errors.WithLabelValues(code).Inc()
-	writeJSON(w, status, wire.ErrorBody{Error: detail})
+	return StatusForCode(code), detail
 }
 
 // jsonAppender is a body that writes its own JSON, the bytes json.Marshal

@@ -22,6 +22,7 @@ func (s *Server) outputRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/tasks/{id}/outputs/uploads", s.handleOutputUploads)
 	mux.HandleFunc("POST /v1/tasks/{id}/outputs/multipart", s.handleOutputMultipart)
 	mux.HandleFunc("PUT /v1/blobs/{token}", s.handleBlobPut)
+	mux.HandleFunc("POST /v1/blobs", s.handleBlobsPost)
 	mux.HandleFunc("GET /v1/tasks/{id}/outputs", s.handleOutputList)
 	mux.HandleFunc("GET /v1/tasks/{id}/outputs/{name}", s.handleOutputGet)
 }

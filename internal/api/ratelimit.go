@@ -45,7 +45,7 @@ func newRateLimiter(cfg RateLimits) *rateLimiter {
 
 // workerRoute reports whether path is one of the worker protocol's routes.
 func workerRoute(method, path string) bool {
-	if method == http.MethodPut && strings.HasPrefix(path, "/v1/blobs/") {
+	if method == http.MethodPut && strings.HasPrefix(path, "/v1/blobs/") || method == http.MethodPost && path == "/v1/blobs" {
 		return true
 	}
 	if method != http.MethodPost {

@@ -80,6 +80,36 @@ func (c *Client) PutObjectTrailer(ctx context.Context, rawURL string, headers ma
 	return c.put(req, headers)
 }
 
+// PostBlobs sends several small uploads to the embedded store in one
+// request: body is their frames (wire.BlobsContentType), each carrying
+// its own signed grant, so no bearer token is sent. It returns one result
+// per frame; an error means the request as a whole failed (nothing can
+// be told of the frames).
+func (c *Client) PostBlobs(ctx context.Context, body io.Reader) ([]wire.BlobResult, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v1/blobs", body)
+	if err != nil {
+		return nil, fmt.Errorf("upload: %w", err)
+	}
+	req.Header.Set("Content-Type", wire.BlobsContentType)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("upload: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("upload: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		return nil, uploadError(resp.StatusCode, b)
+	}
+	var out wire.BlobsResponse
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, fmt.Errorf("upload: decode the answer: %w", err)
+	}
+	return out.Results, nil
+}
+
 // trailerBody sets its request's trailer when its body ends: the
 // transport writes the trailer after reading the body to EOF.
 type trailerBody struct {
@@ -108,15 +138,21 @@ func (c *Client) put(req *http.Request, headers map[string]string) (string, erro
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		e := &Error{Status: resp.StatusCode, Op: "upload", Code: codeForStatus(resp.StatusCode), Message: strings.TrimSpace(string(b))}
-		var eb wire.ErrorBody
-		if json.Unmarshal(b, &eb) == nil && eb.Error.Code != "" {
-			e.Code, e.Message, e.Field = eb.Error.Code, eb.Error.Message, eb.Error.Field
-		}
-		return "", e
+		return "", uploadError(resp.StatusCode, b)
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return resp.Header.Get("ETag"), nil
+}
+
+// uploadError is the error of an upload answered with status and body b
+// (the server's error body, or a store's).
+func uploadError(status int, b []byte) *Error {
+	e := &Error{Status: status, Op: "upload", Code: codeForStatus(status), Message: strings.TrimSpace(string(b))}
+	var eb wire.ErrorBody
+	if json.Unmarshal(b, &eb) == nil && eb.Error.Code != "" {
+		e.Code, e.Message, e.Field = eb.Error.Code, eb.Error.Message, eb.Error.Field
+	}
+	return e
 }
 
 // Outputs returns the manifest of a task's recorded outputs.

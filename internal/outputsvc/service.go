@@ -224,6 +224,7 @@ func (s *Service) Grant(ctx context.Context, workerID uuid.UUID, lease core.Leas
 			})
 			t.Headers = map[string]string{"Content-Type": f.ContentType}
 			t.Checksum = wire.ChecksumCRC32C
+			t.Batch = f.Size <= wire.MaxBlobFrameSize
 		case s.cfg.Blob.Multipart() && f.Size > s.cfg.PartSize:
 			mu, err := s.cfg.Blob.StartMultipart(ctx, key, f.ContentType, f.Size, s.cfg.PartSize, s.cfg.URLExpiry)
 			if err != nil {
@@ -306,6 +307,10 @@ type Upload struct {
 	// called once the body has been read (a trailer comes after it).
 	CRC32C func() string
 	Body   io.Reader
+	// Framed is an upload in a POST /v1/blobs frame, which has no
+	// headers of its own: its Content-Type is the one granted, and
+	// ContentLength the frame's size.
+	Framed bool
 }
 
 // Accept stores the body of a PUT to a signed embedded-store URL. The
@@ -338,11 +343,18 @@ func (s *Service) Accept(ctx context.Context, u Upload) (string, error) {
 	if err := s.checkHeld(ctx, core.Lease{TaskID: taskID, Token: tok}, time.Unix(g.Expires, 0)); err != nil {
 		return "", fmt.Errorf("upload output %q of task %s: %w", name, taskID, err)
 	}
+	if u.Framed {
+		u.ContentType = g.ContentType
+	}
 	if u.ContentType != g.ContentType {
 		return "", core.Invalid("Content-Type", "output %q: Content-Type %q is not the %q the upload URL was granted for", name, u.ContentType, g.ContentType)
 	}
 	if u.ContentLength >= 0 && u.ContentLength != g.Size {
-		return "", core.Invalid("Content-Length", "output %q: %d bytes sent; the upload URL was granted for exactly %d", name, u.ContentLength, g.Size)
+		field := "Content-Length"
+		if u.Framed {
+			field = "size"
+		}
+		return "", core.Invalid(field, "output %q: %d bytes sent; the upload URL was granted for exactly %d", name, u.ContentLength, g.Size)
 	}
 	wr, err := s.cfg.Blob.Put(ctx, g.Key, u.ContentType, readerFunc(u.Body.Read), g.Size)
 	if err != nil {

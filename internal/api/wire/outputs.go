@@ -66,7 +66,10 @@ type UploadTarget struct {
 	// the uploader reports in the manifest. Without a checked CRC32C the
 	// answer has no ETag (a proxy may drop a trailer), and the uploader
 	// hashes the file itself, as one that ignores the field does.
-	Checksum  string    `json:"checksum,omitempty"`
+	Checksum string `json:"checksum,omitempty"`
+	// Batch says the file may go in a POST /v1/blobs with other small
+	// files (BlobsContentType) instead of its own PUT.
+	Batch     bool      `json:"batch,omitempty"`
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
@@ -117,4 +120,36 @@ type OutputsResponse struct {
 	TaskID  uuid.UUID `json:"task_id"`
 	State   TaskState `json:"state"`
 	Outputs []Output  `json:"outputs"`
+}
+
+// BlobsContentType is the body of POST /v1/blobs: several small uploads
+// to the embedded store in one request (UploadTarget.Batch), each a frame
+//
+//	uvarint(len(token)) token uvarint(size) crc32c(4 bytes, big-endian) bytes[size]
+//
+// where token is the last path segment of the target's URL
+// (/v1/blobs/{token}). Each frame is checked and stored on its own, as if
+// PUT to its URL with the CRC32C header.
+const BlobsContentType = "application/vnd.drover.blobs"
+
+// Limits of one POST /v1/blobs: frames, bytes per frame (the batch is
+// for small files), bytes of a token.
+const (
+	MaxBlobFrames    = 256
+	MaxBlobFrameSize = 1 << 20
+	MaxBlobToken     = 4096
+)
+
+// BlobResult is the outcome of one frame of POST /v1/blobs: the SHA-256
+// (hex) of the stored bytes, or why nothing was stored (the error a PUT
+// of the frame would have got, with its HTTP status).
+type BlobResult struct {
+	SHA256 string       `json:"sha256,omitempty"`
+	Status int          `json:"status,omitempty"`
+	Error  *ErrorDetail `json:"error,omitempty"`
+}
+
+// BlobsResponse answers POST /v1/blobs: one result per frame, in order.
+type BlobsResponse struct {
+	Results []BlobResult `json:"results"`
 }
