@@ -366,14 +366,9 @@ func smallBuf(size int64) (*[]byte, *sync.Pool) {
 // on both ends); otherwise the SHA-256 (and the MD5 when the target asks)
 // is computed here.
 func (u *Uploader) uploadSmall(ctx context.Context, fh *os.File, f *localOutput, tg wire.UploadTarget, prog *uploadProgress) error {
-	buf, pool := smallBuf(f.Size)
-	b := (*buf)[:f.Size]
-	if _, err := io.ReadFull(fh, b); err != nil {
-		pool.Put(buf)
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return attemptErr("output %q: fewer than %d bytes read (the file changed while uploading)", f.Name, f.Size)
-		}
-		return fmt.Errorf("read output %q: %w", f.Name, err)
+	b, buf, pool, err := readSmall(fh, f)
+	if err != nil {
+		return err
 	}
 	headers := tg.Headers
 	byServer := tg.Checksum == wire.ChecksumCRC32C
@@ -411,6 +406,21 @@ func (u *Uploader) uploadSmall(ctx context.Context, fh *os.File, f *localOutput,
 	}
 	prog.add(f.Size)
 	return nil
+}
+
+// readSmall reads a file of at most smallFileMax bytes whole into a
+// buffer of smallBufs, which the caller puts back into pool once sent.
+func readSmall(fh *os.File, f *localOutput) ([]byte, *[]byte, *sync.Pool, error) {
+	buf, pool := smallBuf(f.Size)
+	b := (*buf)[:f.Size]
+	if _, err := io.ReadFull(fh, b); err != nil {
+		pool.Put(buf)
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return nil, nil, nil, attemptErr("output %q: fewer than %d bytes read (the file changed while uploading)", f.Name, f.Size)
+		}
+		return nil, nil, nil, fmt.Errorf("read output %q: %w", f.Name, err)
+	}
+	return b, buf, pool, nil
 }
 
 // castagnoli is the CRC32C table (wire.ChecksumCRC32C).

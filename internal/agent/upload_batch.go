@@ -3,12 +3,12 @@ package agent
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/droverhq/drover/internal/api/wire"
 	"github.com/droverhq/drover/internal/client"
@@ -131,7 +131,7 @@ type frameReader struct {
 	head    []byte // the rest of the current frame's header
 	data    []byte // the rest of the current file's bytes
 	buf     *[]byte
-	pool    interface{ Put(any) }
+	pool    *sync.Pool
 	err     error
 }
 
@@ -166,14 +166,9 @@ func (r *frameReader) load(f *localOutput, tg wire.UploadTarget) error {
 		return fmt.Errorf("open output %q: %w", f.Name, err)
 	}
 	defer fh.Close()
-	buf, pool := smallBuf(f.Size)
-	b := (*buf)[:f.Size]
-	if _, err := io.ReadFull(fh, b); err != nil {
-		pool.Put(buf)
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return attemptErr("output %q: fewer than %d bytes read (the file changed while uploading)", f.Name, f.Size)
-		}
-		return fmt.Errorf("read output %q: %w", f.Name, err)
+	b, buf, pool, err := readSmall(fh, f)
+	if err != nil {
+		return err
 	}
 	tok := blobToken(tg.URL)
 	h := make([]byte, 0, 2*binary.MaxVarintLen64+len(tok)+4)

@@ -234,19 +234,8 @@ func TestUploaderCRC32CToEmbeddedStore(t *testing.T) {
 		st.dropTrailers = drop
 		// One file at a time: the second stream comes after the first.
 		u := &Uploader{API: st, WorkerID: uuid.New(), Parallel: 1, Wait: func(context.Context, int) bool { return true }}
-		manifest, err := u.Upload(t.Context(), wire.Lease{TaskID: uuid.New(), Token: uuid.New()}, dir, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(manifest) != len(sizes) {
-			t.Fatalf("manifest has %d entries, want %d", len(manifest), len(sizes))
-		}
-		for _, e := range manifest {
+		for _, e := range uploadAndCheck(t, u, dir, data) {
 			b := data[e.Name]
-			sum := sha256.Sum256(b)
-			if e.SHA256 != hexOf(sum[:]) {
-				t.Errorf("drop %v, %s: SHA-256 %s, want %x", drop, e.Name, e.SHA256, sum)
-			}
 			if e.Name == "empty.bin" {
 				continue
 			}
@@ -347,19 +336,7 @@ func TestUploaderBatchesSmallFiles(t *testing.T) {
 	write("big.bin", smallFileMax+1)
 	st := &batchStore{crcStore: newCRCStore()}
 	u := &Uploader{API: st, WorkerID: uuid.New(), Parallel: 4, Wait: func(context.Context, int) bool { return true }}
-	manifest, err := u.Upload(t.Context(), wire.Lease{TaskID: uuid.New(), Token: uuid.New()}, dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(manifest) != len(data) {
-		t.Fatalf("manifest has %d entries, want %d", len(manifest), len(data))
-	}
-	for _, e := range manifest {
-		sum := sha256.Sum256(data[e.Name])
-		if e.SHA256 != hexOf(sum[:]) {
-			t.Errorf("%s: SHA-256 %s, want %x", e.Name, e.SHA256, sum)
-		}
-	}
+	uploadAndCheck(t, u, dir, data)
 	framed := 0
 	for _, b := range st.batches {
 		if len(b) > batchFiles {
@@ -380,8 +357,28 @@ func TestUploaderBatchesSmallFiles(t *testing.T) {
 	}
 
 	write("gone.bin", 100)
-	_, err = u.Upload(t.Context(), wire.Lease{TaskID: uuid.New(), Token: uuid.New()}, dir, nil)
+	_, err := u.Upload(t.Context(), wire.Lease{TaskID: uuid.New(), Token: uuid.New()}, dir, nil)
 	if !client.IsLeaseLost(err) {
 		t.Fatalf("a frame answered as a stale lease: %v, want a lost lease", err)
 	}
+}
+
+// uploadAndCheck uploads dir with u and checks that the manifest has an
+// entry for every file of data with its SHA-256.
+func uploadAndCheck(t *testing.T, u *Uploader, dir string, data map[string][]byte) []wire.OutputEntry {
+	t.Helper()
+	manifest, err := u.Upload(t.Context(), wire.Lease{TaskID: uuid.New(), Token: uuid.New()}, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(manifest) != len(data) {
+		t.Fatalf("manifest has %d entries, want %d", len(manifest), len(data))
+	}
+	for _, e := range manifest {
+		sum := sha256.Sum256(data[e.Name])
+		if e.SHA256 != hexOf(sum[:]) {
+			t.Errorf("%s: SHA-256 %s, want %x", e.Name, e.SHA256, sum)
+		}
+	}
+	return manifest
 }
