@@ -89,15 +89,7 @@ func TestUploaderRetriesAndHashes(t *testing.T) {
 	dir := t.TempDir()
 	const partSize = 2 << 20
 	sizes := map[string]int64{"small.bin": 100 << 10, "empty.bin": 0, "stream.bin": partSize, "parts.bin": 3*partSize + 12345}
-	data := map[string][]byte{}
-	for name, n := range sizes {
-		b := make([]byte, n)
-		_, _ = rand.Read(b)
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		data[name] = b
-	}
+	data := writeRandomFiles(t, dir, sizes)
 	// stream.bin, over smallFileMax and one part long, is streamed in one PUT.
 	st := &flakyStore{partSize: partSize, tries: map[string]int{}, objects: map[string][]byte{}}
 	u := &Uploader{API: st, WorkerID: uuid.New(), Parallel: 3, Wait: func(context.Context, int) bool { return true }}
@@ -220,15 +212,7 @@ func (s *crcStore) receive(url string, body io.Reader, size int64, crc func() st
 func TestUploaderCRC32CToEmbeddedStore(t *testing.T) {
 	dir := t.TempDir()
 	sizes := map[string]int64{"small.bin": 100 << 10, "empty.bin": 0, "stream1.bin": smallFileMax + 1, "stream2.bin": 2*smallFileMax + 5}
-	data := map[string][]byte{}
-	for name, n := range sizes {
-		b := make([]byte, n)
-		_, _ = rand.Read(b)
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		data[name] = b
-	}
+	data := writeRandomFiles(t, dir, sizes)
 	for _, drop := range []bool{false, true} {
 		st := newCRCStore()
 		st.dropTrailers = drop
@@ -381,4 +365,20 @@ func uploadAndCheck(t *testing.T, u *Uploader, dir string, data map[string][]byt
 		}
 	}
 	return manifest
+}
+
+// writeRandomFiles writes a file of random bytes of each size into dir
+// and returns their contents by name.
+func writeRandomFiles(t *testing.T, dir string, sizes map[string]int64) map[string][]byte {
+	t.Helper()
+	data := map[string][]byte{}
+	for name, n := range sizes {
+		b := make([]byte, n)
+		_, _ = rand.Read(b)
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		data[name] = b
+	}
+	return data
 }
