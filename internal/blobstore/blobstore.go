@@ -100,9 +100,10 @@ func (s *Store) String() string { return s.url }
 func (s *Store) Close() error { return s.bucket.Close() }
 
 // UploadURL returns a presigned PUT URL for key (external stores only).
-// The signature does not bind a content type (the S3 SDK cannot presign
-// one): the uploader sends the granted Content-Type header, and the
-// server compares the stored type with the manifest at completion.
+// The signature does not bind a content type (gocloud cannot presign one
+// with the S3 SDK; UploadURLFor does): the uploader sends the granted
+// Content-Type header, and the server compares the stored type with the
+// manifest at completion.
 func (s *Store) UploadURL(ctx context.Context, key string, expiry time.Duration) (string, error) {
 	if s.embedded {
 		return "", errors.New("blobstore: the embedded store has no presigned URLs")
