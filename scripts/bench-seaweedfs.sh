@@ -24,6 +24,9 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/drover-seaweedfs.XXXXXX")
 pid=
 cleanup() {
 	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+		# weed's own CPU time (user + system), beside the benchmark's
+		# cpu-ms/op, which counts the agent and the Drover server.
+		awk -v hz="$(getconf CLK_TCK)" '{printf "weed: %.1f s CPU in all\n", ($14+$15)/hz}' "/proc/$pid/stat" >&2 || true
 		kill "$pid"
 		for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 		kill -9 "$pid" 2>/dev/null || true
