@@ -49,7 +49,7 @@ for i in $(seq 1 300); do
 	sleep 0.2
 done
 
-export DROVER_BENCH_S3_ENDPOINT="http://127.0.0.1:$port"
+export DROVER_BENCH_S3_ENDPOINT="http://127.0.0.1:$port" DROVER_BENCH_S3_PID=$pid
 export DROVER_BENCH_UPLOAD_MIB=${DROVER_BENCH_UPLOAD_MIB:-1024}
 export TMPDIR="$tmp"
 if [ -n "${BENCH_BIN:-}" ]; then

@@ -296,12 +296,15 @@ func (s *Store) DeletePrefix(ctx context.Context, prefix string) error {
 }
 
 // DeleteExcept deletes every object under prefix that is not under keep.
+// It lists one "/" level at a time and does not descend into keep: a
+// completion's cleanup of the other attempts of a task costs one short
+// listing, not a listing of the objects it just verified.
 func (s *Store) DeleteExcept(ctx context.Context, prefix, keep string) error {
 	if ok, err := s.deleteExceptLocal(prefix, keep); ok {
 		return err
 	}
-	it := s.bucket.List(&blob.ListOptions{Prefix: prefix})
-	var drop []string
+	it := s.bucket.List(&blob.ListOptions{Prefix: prefix, Delimiter: "/"})
+	var drop, dirs, into []string
 	for {
 		obj, err := it.Next(ctx)
 		if errors.Is(err, io.EOF) {
@@ -310,12 +313,28 @@ func (s *Store) DeleteExcept(ctx context.Context, prefix, keep string) error {
 		if err != nil {
 			return fmt.Errorf("list %s: %w", prefix, err)
 		}
-		if !strings.HasPrefix(obj.Key, keep) && !obj.IsDir {
+		switch {
+		case strings.HasPrefix(obj.Key, keep):
+		case obj.IsDir && strings.HasPrefix(keep, obj.Key):
+			into = append(into, obj.Key) // keep is below it
+		case obj.IsDir:
+			dirs = append(dirs, obj.Key)
+		default:
 			drop = append(drop, obj.Key)
 		}
 	}
 	for _, k := range drop {
 		if err := s.Delete(ctx, k); err != nil {
+			return err
+		}
+	}
+	for _, d := range dirs {
+		if err := s.DeletePrefix(ctx, d); err != nil {
+			return err
+		}
+	}
+	for _, d := range into {
+		if err := s.DeleteExcept(ctx, d, keep); err != nil {
 			return err
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,6 +32,7 @@ func benchS3(b *testing.B) (string, string) {
 	if ep == "" {
 		return fakeS3(b)
 	}
+	serverCPU(b)
 	bucket := os.Getenv("DROVER_BENCH_S3_BUCKET")
 	if bucket == "" {
 		bucket = "drover-bench"
@@ -66,6 +68,39 @@ func benchS3(b *testing.B) (string, string) {
 		b.Fatalf("warm-up object: %v", err)
 	}
 	return ep, storeURL
+}
+
+// serverCPU reports, as server-cpu-ms/op, the CPU time (user + system)
+// that the S3 server's process, DROVER_BENCH_S3_PID (set by
+// scripts/bench-seaweedfs.sh), spent from now until the sub-benchmark
+// ends, per iteration: beside cpu-ms/op (this process: the agent and the
+// Drover server) it is the other half of what an upload costs the
+// machine. It includes the untimed bucket check and warm-up object.
+func serverCPU(b *testing.B) {
+	pid := os.Getenv("DROVER_BENCH_S3_PID")
+	if pid == "" {
+		return
+	}
+	read := func() time.Duration {
+		raw, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil {
+			return -1
+		}
+		s := string(raw)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:]) // fields from 3 on
+		if len(f) < 13 {
+			return -1
+		}
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+	}
+	start := read()
+	b.Cleanup(func() {
+		if end := read(); start >= 0 && end >= 0 && b.N > 0 {
+			b.ReportMetric(float64((end-start).Milliseconds())/float64(b.N), "server-cpu-ms/op")
+		}
+	})
 }
 
 // s3OnDisk reports whether the s3 cases run against an external server

@@ -2,6 +2,7 @@ package outputsvc_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -9,11 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/droverhq/drover/internal/agent"
 	"github.com/droverhq/drover/internal/api/wire"
+	"github.com/droverhq/drover/internal/blobstore"
 	"github.com/droverhq/drover/internal/client"
 	"github.com/droverhq/drover/internal/core"
 	"github.com/johannesboyne/gofakes3"
@@ -24,7 +27,11 @@ import (
 // object HEADs and GETs, and listings of one attempt's objects
 // (tasks/<task>/<lease>/; not those of the whole task, which the
 // completion sends afterwards to drop other attempts' objects).
-type s3Requests struct{ heads, gets, lists atomic.Int64 }
+type s3Requests struct {
+	heads, gets, lists atomic.Int64
+	mu                 sync.Mutex
+	prefixes           []string // of every listing: "prefix|delimiter"
+}
 
 func listingS3(t *testing.T) (string, *s3Requests) {
 	t.Helper()
@@ -35,6 +42,11 @@ func listingS3(t *testing.T) (string, *s3Requests) {
 	n := &s3Requests{}
 	fake := gofakes3.New(be).Server()
 	fs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := r.URL.Query().Get("prefix"); r.Method == http.MethodGet && p != "" {
+			n.mu.Lock()
+			n.prefixes = append(n.prefixes, p+"|"+r.URL.Query().Get("delimiter"))
+			n.mu.Unlock()
+		}
 		switch {
 		case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Query().Get("prefix"), "tasks/") && strings.Count(r.URL.Query().Get("prefix"), "/") == 3:
 			n.lists.Add(1)
@@ -145,4 +157,40 @@ func TestS3ListingCatchesReplacedObject(t *testing.T) {
 		t.Fatalf("complete with the replaced file's own hashes: %v", err)
 	}
 	e.waitState(t, task.ID, core.TaskSucceeded)
+}
+
+// TestS3DeleteExceptByLevels: on S3, DeleteExcept lists one "/" level at
+// a time: it deletes the objects beside keep and every other prefix
+// whole, descends only towards keep, and never lists keep's objects.
+func TestS3DeleteExceptByLevels(t *testing.T) {
+	storeURL, n := listingS3(t)
+	st, err := blobstore.Open(t.Context(), storeURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	keys := []string{"tasks/T/a", "tasks/T/L1/b", "tasks/T/L2/c", "tasks/T/L2/d/e", "tasks/T/L2/d/f", "tasks/T/L3/x/y", "tasks/U/z"}
+	for _, k := range keys {
+		if _, err := st.Put(t.Context(), k, "text/plain", strings.NewReader(k), 100); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.prefixes = nil
+	const keep = "tasks/T/L2/d/"
+	if err := st.DeleteExcept(t.Context(), "tasks/T/", keep); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		_, err := st.Stat(t.Context(), k)
+		kept := strings.HasPrefix(k, keep) || strings.HasPrefix(k, "tasks/U/")
+		if kept != (err == nil) || (!kept && !errors.Is(err, blobstore.ErrNotFound)) {
+			t.Errorf("%s: stat %v; want kept %v", k, err, kept)
+		}
+	}
+	for _, pd := range n.prefixes {
+		p, d, _ := strings.Cut(pd, "|")
+		if strings.HasPrefix(keep, p) && d != "/" || strings.HasPrefix(p, keep) {
+			t.Errorf("listed %q with delimiter %q: that lists keep's objects", p, d)
+		}
+	}
 }
