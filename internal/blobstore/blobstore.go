@@ -97,9 +97,10 @@ func (s *Store) String() string { return s.url }
 func (s *Store) Close() error { return s.bucket.Close() }
 
 // UploadURL returns a presigned PUT URL for key (external stores only).
-// The signature does not bind a content type (the S3 SDK cannot presign
-// one): the uploader sends the granted Content-Type header, and the
-// server compares the stored type with the manifest at completion.
+// The signature does not bind a content type (gocloud cannot presign one
+// with the S3 SDK; UploadURLFor does): the uploader sends the granted
+// Content-Type header, and the server compares the stored type with the
+// manifest at completion.
 func (s *Store) UploadURL(ctx context.Context, key string, expiry time.Duration) (string, error) {
 	if s.embedded {
 		return "", errors.New("blobstore: the embedded store has no presigned URLs")
@@ -242,12 +243,15 @@ func (s *Store) DeletePrefix(ctx context.Context, prefix string) error {
 }
 
 // DeleteExcept deletes every object under prefix that is not under keep.
+// It lists one "/" level at a time and does not descend into keep: a
+// completion's cleanup of the other attempts of a task costs one short
+// listing, not a listing of the objects it just verified.
 func (s *Store) DeleteExcept(ctx context.Context, prefix, keep string) error {
 	if ok, err := s.deleteExceptLocal(prefix, keep); ok {
 		return err
 	}
-	it := s.bucket.List(&blob.ListOptions{Prefix: prefix})
-	var drop []string
+	it := s.bucket.List(&blob.ListOptions{Prefix: prefix, Delimiter: "/"})
+	var drop, dirs, into []string
 	for {
 		obj, err := it.Next(ctx)
 		if errors.Is(err, io.EOF) {
@@ -256,12 +260,28 @@ func (s *Store) DeleteExcept(ctx context.Context, prefix, keep string) error {
 		if err != nil {
 			return fmt.Errorf("list %s: %w", prefix, err)
 		}
-		if !strings.HasPrefix(obj.Key, keep) && !obj.IsDir {
+		switch {
+		case strings.HasPrefix(obj.Key, keep):
+		case obj.IsDir && strings.HasPrefix(keep, obj.Key):
+			into = append(into, obj.Key) // keep is below it
+		case obj.IsDir:
+			dirs = append(dirs, obj.Key)
+		default:
 			drop = append(drop, obj.Key)
 		}
 	}
 	for _, k := range drop {
 		if err := s.Delete(ctx, k); err != nil {
+			return err
+		}
+	}
+	for _, d := range dirs {
+		if err := s.DeletePrefix(ctx, d); err != nil {
+			return err
+		}
+	}
+	for _, d := range into {
+		if err := s.DeleteExcept(ctx, d, keep); err != nil {
 			return err
 		}
 	}

@@ -136,7 +136,8 @@ func fakeS3(b *testing.B) (string, string) {
 // embedded store and to a loopback S3, each beside its ceiling: a plain
 // HTTP PUT of the same files by the same client at the same parallelism
 // (what `curl --upload-file` does), into files on disk for the embedded
-// store and into the same fake S3 for S3.
+// store and into the same S3 for S3 (benchS3: gofakes3, or the server at
+// DROVER_BENCH_S3_ENDPOINT, see scripts/bench-seaweedfs.sh).
 //
 //	DROVER_BENCH_UPLOAD_MIB=1024 go test -run '^$' -bench BenchmarkUpload -benchtime 2x ./internal/outputsvc
 func BenchmarkUpload(b *testing.B) {
@@ -183,14 +184,13 @@ func BenchmarkUpload(b *testing.B) {
 			plainPuts(b, mustClient(b, hs.URL, ""), hs.URL+"/", files, total, true)
 		})
 		b.Run("s3-ceiling-plain-put/"+set.name, func(b *testing.B) {
-			base, _ := fakeS3(b)
-			plainPuts(b, mustClient(b, base, ""), base+"/outputs/plain/", files, total, false)
+			s3Ceiling(b, files, total)
 		})
 		for _, name := range []string{"file", "s3"} {
 			b.Run(name+"/"+set.name, func(b *testing.B) {
 				storeURL := filepath.Join(keepDir(b, root), "outputs")
 				if name == "s3" {
-					_, storeURL = fakeS3(b)
+					_, storeURL = benchS3(b)
 				}
 				e := newEnv(b, storeURL, func(c *outputsvc.Config) { c.PartSize = 64 << 20 })
 				w := e.addWorker(b)
@@ -213,7 +213,7 @@ func BenchmarkUpload(b *testing.B) {
 					if err := w.c.CompleteOutputs(b.Context(), w.id, lease, json.RawMessage(`{}`), manifest); err != nil {
 						b.Fatal(err)
 					}
-					if name == "file" {
+					if name == "file" || s3OnDisk() {
 						settle(b)
 					}
 				}

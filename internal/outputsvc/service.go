@@ -93,6 +93,9 @@ type uploaded struct {
 	// whose ETags the multipart completion named (the MD5 of their MD5s
 	// and "-N"); etag is the ETag the store reported for it right after.
 	parts, etag string
+	// bound: this server granted the object's upload through a URL that
+	// binds the Content-Type ct (blobstore.BindsContentType).
+	bound bool
 }
 
 const maxHashCache = 100_000
@@ -232,9 +235,14 @@ func (s *Service) Grant(ctx context.Context, workerID uuid.UUID, lease core.Leas
 			}
 			t.UploadID, t.PartSize, t.PartURLs, t.MD5 = mu.UploadID, s.cfg.PartSize, mu.PartURLs, true
 		default:
-			u, err := s.cfg.Blob.UploadURL(ctx, key, s.cfg.URLExpiry)
+			u, err := s.cfg.Blob.UploadURLFor(ctx, key, f.ContentType, s.cfg.URLExpiry)
 			if err != nil {
 				return nil, fmt.Errorf("grant upload of output %q: %w", f.Name, err)
+			}
+			if s.cfg.Blob.BindsContentType() && f.ContentType != "" {
+				// The URL binds the type: the completion may take the
+				// object's size and MD5 from a listing (verifyListed).
+				s.remember(key, uploaded{ct: f.ContentType, bound: true})
 			}
 			// Without the header S3 stores binary/octet-stream, which
 			// the completion's type check would refuse.
