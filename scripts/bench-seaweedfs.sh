@@ -17,7 +17,12 @@
 set -euo pipefail
 
 WEED=${WEED:-$(command -v weed || true)}
-[ -x "$WEED" ] || { echo "bench-seaweedfs: set WEED to a SeaweedFS binary (go install github.com/seaweedfs/seaweedfs/weed@latest)" >&2; exit 2; }
+# The module's go.mod has replace directives, so `go install ...@version`
+# refuses it; build it as the main module instead:
+#   v=v0.0.0-20261109003541-7506e5f91cd6; go mod download github.com/seaweedfs/seaweedfs@$v
+#   cp -r "$(go env GOMODCACHE)/github.com/seaweedfs/seaweedfs@$v" /tmp/sw && chmod -R u+w /tmp/sw
+#   (cd /tmp/sw && go build -o /usr/local/bin/weed ./weed)
+[ -x "$WEED" ] || { echo "bench-seaweedfs: set WEED to a SeaweedFS binary (built from the module's source; see the top of this script)" >&2; exit 2; }
 port=${S3_PORT:-8333}
 root=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/drover-seaweedfs.XXXXXX")

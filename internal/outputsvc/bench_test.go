@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -151,35 +150,10 @@ func BenchmarkUpload(b *testing.B) {
 	unix.Sync()
 	sets := []struct{ name, dir string }{{fmt.Sprintf("1x%dMiB", size>>20), bigDir}, {"1000x100KiB", smallDir}}
 	for _, set := range sets {
-		ents, err := os.ReadDir(set.dir)
-		if err != nil {
-			b.Fatal(err)
-		}
-		var files []string
-		var total int64
-		for _, e := range ents {
-			st, _ := e.Info()
-			files = append(files, filepath.Join(set.dir, e.Name()))
-			total += st.Size()
-		}
+		files, total := listSet(b, set.dir)
 		b.Run("file-ceiling-plain-put/"+set.name, func(b *testing.B) {
-			sink := keepDir(b, root)
-			hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				// Like the agent's objects, every iteration's files are new.
-				p := filepath.Join(sink, filepath.FromSlash(r.URL.Path))
-				err := os.MkdirAll(filepath.Dir(p), 0o750)
-				var f *os.File
-				if err == nil {
-					f, err = os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
-				}
-				if err == nil {
-					_, err = io.Copy(f, r.Body)
-					f.Close()
-				}
-				if err != nil {
-					http.Error(w, err.Error(), 500)
-				}
-			}))
+			// Like the agent's objects, every iteration's files are new.
+			hs := httptest.NewServer(sinkHandler(keepDir(b, root)))
 			defer hs.Close()
 			plainPuts(b, mustClient(b, hs.URL, ""), hs.URL+"/", files, total, true)
 		})
@@ -205,6 +179,7 @@ func BenchmarkUpload(b *testing.B) {
 					b.StartTimer()
 					var manifest []wire.OutputEntry
 					p := heapPeak(b, func() {
+						var err error
 						if manifest, err = up.Upload(b.Context(), lease, set.dir, nil); err != nil {
 							b.Fatal(err)
 						}
@@ -236,17 +211,7 @@ func plainPuts(b *testing.B, c *client.Client, prefix string, files []string, to
 	cpu := bench.ProcessCPU()
 	for b.Loop() {
 		iter++
-		dir := prefix + strconv.Itoa(iter) + "/"
-		parallel(files, func(p string) error {
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			st, _ := f.Stat()
-			_, err = c.PutObject(b.Context(), dir+filepath.Base(p), nil, f, st.Size())
-			return err
-		})
+		putSet(b, c, prefix+strconv.Itoa(iter)+"/", files)
 		if onDisk {
 			settle(b)
 		}
