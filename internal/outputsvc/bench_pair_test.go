@@ -35,15 +35,8 @@ import (
 //
 //	DROVER_BENCH_UPLOAD_MIB=1024 go test -run '^$' -bench BenchmarkUploadPairs -benchtime 4x ./internal/outputsvc
 func BenchmarkUploadPairs(b *testing.B) {
-	size := benchSize()
 	root := b.TempDir()
-	bigDir, smallDir := keepDir(b, root), keepDir(b, root)
-	writeRandom(b, filepath.Join(bigDir, "big.bin"), size)
-	for i := range 1000 {
-		writeRandom(b, filepath.Join(smallDir, fmt.Sprintf("s%04d.bin", i)), 100<<10)
-	}
-	settle(b)
-	sets := []struct{ name, dir string }{{fmt.Sprintf("1x%dMiB", size>>20), bigDir}, {"1000x100KiB", smallDir}}
+	sets := uploadSets(b, root)
 	for _, set := range sets {
 		files, total := listSet(b, set.dir)
 		for _, store := range []string{"file", "s3"} {
@@ -129,19 +122,7 @@ func s3PairCeiling(b *testing.B, base, storeURL string, files []string) func(ite
 			urls[p] = u
 		}
 		return func() {
-			parallel(files, func(p string) error {
-				f, err := os.Open(p)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				st, err := f.Stat()
-				if err != nil {
-					return err
-				}
-				_, err = c.PutObject(b.Context(), urls[p], nil, f, st.Size())
-				return err
-			})
+			parallel(files, func(p string) error { return putFile(b, c, urls[p], p) })
 		}
 	}
 }
@@ -188,17 +169,36 @@ func sinkHandler(dir string) http.Handler {
 // putSet PUTs every file (an *os.File body, so the transport may
 // sendfile) to prefix+name, agent.DefaultUploadParallel at once.
 func putSet(b *testing.B, c *client.Client, prefix string, files []string) {
-	parallel(files, func(p string) error {
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		st, err := f.Stat()
-		if err != nil {
-			return err
-		}
-		_, err = c.PutObject(b.Context(), prefix+filepath.Base(p), nil, f, st.Size())
+	parallel(files, func(p string) error { return putFile(b, c, prefix+filepath.Base(p), p) })
+}
+
+// putFile PUTs the file at path to url, as `curl --upload-file` does.
+func putFile(b *testing.B, c *client.Client, url, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
 		return err
-	})
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if _, err := c.PutObject(b.Context(), url, nil, f, fi.Size()); err != nil {
+		return fmt.Errorf("put %s: %w", path, err)
+	}
+	return nil
+}
+
+// uploadSets writes the benchmarks' two file sets under root: one file of
+// benchSize bytes, and 1,000 files of 100 KiB, and writes them back to
+// disk.
+func uploadSets(b *testing.B, root string) []struct{ name, dir string } {
+	size := benchSize()
+	bigDir, smallDir := keepDir(b, root), keepDir(b, root)
+	writeRandom(b, filepath.Join(bigDir, "big.bin"), size)
+	for i := range 1000 {
+		writeRandom(b, filepath.Join(smallDir, fmt.Sprintf("s%04d.bin", i)), 100<<10)
+	}
+	settle(b)
+	return []struct{ name, dir string }{{fmt.Sprintf("1x%dMiB", size>>20), bigDir}, {"1000x100KiB", smallDir}}
 }

@@ -3,7 +3,6 @@ package outputsvc_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -140,21 +139,7 @@ func s3Ceiling(b *testing.B, files []string, total int64) {
 			urls[p] = u
 		}
 		b.StartTimer()
-		parallel(files, func(p string) error {
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			fi, err := f.Stat()
-			if err != nil {
-				return err
-			}
-			if _, err = c.PutObject(b.Context(), urls[p], nil, f, fi.Size()); err != nil {
-				return fmt.Errorf("put %s: %w", p, err)
-			}
-			return nil
-		})
+		parallel(files, func(p string) error { return putFile(b, c, urls[p], p) })
 		if s3OnDisk() {
 			settle(b)
 		}

@@ -3,7 +3,6 @@ package outputsvc_test
 import (
 	"crypto/rand"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http/httptest"
 	"os"
@@ -140,15 +139,8 @@ func fakeS3(b *testing.B) (string, string) {
 //
 //	DROVER_BENCH_UPLOAD_MIB=1024 go test -run '^$' -bench BenchmarkUpload -benchtime 2x ./internal/outputsvc
 func BenchmarkUpload(b *testing.B) {
-	size := benchSize()
 	root := b.TempDir()
-	bigDir, smallDir := keepDir(b, root), keepDir(b, root)
-	writeRandom(b, filepath.Join(bigDir, "big.bin"), size)
-	for i := range 1000 {
-		writeRandom(b, filepath.Join(smallDir, fmt.Sprintf("s%04d.bin", i)), 100<<10)
-	}
-	unix.Sync()
-	sets := []struct{ name, dir string }{{fmt.Sprintf("1x%dMiB", size>>20), bigDir}, {"1000x100KiB", smallDir}}
+	sets := uploadSets(b, root)
 	for _, set := range sets {
 		files, total := listSet(b, set.dir)
 		b.Run("file-ceiling-plain-put/"+set.name, func(b *testing.B) {
