@@ -82,16 +82,7 @@ func TestClaimCompleteParksAfterCommitting(t *testing.T) {
 	d := NewClaimDispatcher(s, time.Hour, parked, slog.New(slog.DiscardHandler))
 	startDispatcher(t, d)
 
-	type result struct {
-		tasks   []*core.Task
-		carried *Carried
-		err     error
-	}
-	done := make(chan result, 1)
-	go func() {
-		ts, c, err := d.ClaimComplete(t.Context(), w.ID, 1, time.Hour, nil, []store.TaskCompletion{{Lease: leaseOf(held[0])}})
-		done <- result{ts, c, err}
-	}()
+	done := claimCompleteAsync(t.Context(), d, w.ID, time.Hour, []store.TaskCompletion{{Lease: leaseOf(held[0])}})
 	deadline := time.Now().Add(30 * time.Second)
 	for testutil.ToFloat64(parked) != 1 {
 		if time.Now().After(deadline) {
@@ -132,16 +123,7 @@ func TestClaimCompleteGoneBeforeItsPass(t *testing.T) {
 		}()
 		<-q.calls
 		ctx, cancel := context.WithCancel(t.Context())
-		type result struct {
-			tasks   []*core.Task
-			carried *Carried
-			err     error
-		}
-		done := make(chan result, 1)
-		go func() {
-			ts, c, err := d.ClaimComplete(ctx, uuid.New(), 1, time.Minute, nil, []store.TaskCompletion{{Lease: core.Lease{TaskID: uuid.New(), Token: uuid.New()}}})
-			done <- result{ts, c, err}
-		}()
+		done := claimCompleteAsync(ctx, d, uuid.New(), time.Minute, []store.TaskCompletion{{Lease: core.Lease{TaskID: uuid.New(), Token: uuid.New()}}})
 		synctest.Wait()
 		cancel()
 		r := <-done
@@ -153,4 +135,22 @@ func TestClaimCompleteGoneBeforeItsPass(t *testing.T) {
 			t.Fatalf("first claim: %v", err)
 		}
 	})
+}
+
+// claimCompleteResult is what ClaimComplete returned.
+type claimCompleteResult struct {
+	tasks   []*core.Task
+	carried *Carried
+	err     error
+}
+
+// claimCompleteAsync runs a one-task ClaimComplete for workerID in its own
+// goroutine and delivers what it returned.
+func claimCompleteAsync(ctx context.Context, d *ClaimDispatcher, workerID uuid.UUID, wait time.Duration, complete []store.TaskCompletion) <-chan claimCompleteResult {
+	done := make(chan claimCompleteResult, 1)
+	go func() {
+		ts, c, err := d.ClaimComplete(ctx, workerID, 1, wait, nil, complete)
+		done <- claimCompleteResult{ts, c, err}
+	}()
+	return done
 }
