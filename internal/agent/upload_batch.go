@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/droverhq/drover/internal/api/wire"
 	"github.com/droverhq/drover/internal/client"
@@ -89,8 +90,8 @@ func (u *Uploader) uploadBatch(ctx context.Context, lease wire.Lease, bp blobPos
 	results, err := withRetry(ctx, u, fmt.Sprintf("upload %d files", len(job.files)), func(ctx context.Context) ([]wire.BlobResult, error) {
 		body := &frameReader{files: job.files, targets: job.targets}
 		res, err := bp.PostBlobs(ctx, body)
-		if body.err != nil {
-			return nil, body.err // reading a file failed, not the request
+		if ferr := body.err(); ferr != nil {
+			return nil, ferr // reading a file failed, not the request
 		}
 		if err == nil && len(res) != len(job.files) {
 			err = fmt.Errorf("upload %d files: the server answered %d", len(job.files), len(res))
@@ -122,8 +123,10 @@ func (u *Uploader) uploadBatch(ctx context.Context, lease wire.Lease, bp blobPos
 }
 
 // frameReader is the body of a batch: each file's frame in turn, read
-// from disk into a pooled buffer when the one before has been sent. err
-// is set when a file could not be read (the request then fails).
+// from disk into a pooled buffer when the one before has been sent.
+// failed holds the error of a file that could not be read (the request
+// then fails): the transport reads the body on its own goroutine, which
+// may still be running when the request returns.
 type frameReader struct {
 	files   []*localOutput
 	targets []wire.UploadTarget
@@ -132,20 +135,21 @@ type frameReader struct {
 	data    []byte // the rest of the current file's bytes
 	buf     *[]byte
 	pool    *sync.Pool
-	err     error
+	failed  atomic.Pointer[error]
 }
 
 func (r *frameReader) Read(p []byte) (int, error) {
 	for len(r.head) == 0 && len(r.data) == 0 {
 		r.release()
-		if r.err != nil {
-			return 0, r.err
+		if err := r.err(); err != nil {
+			return 0, err
 		}
 		if r.next == len(r.files) {
 			return 0, io.EOF
 		}
-		if r.err = r.load(r.files[r.next], r.targets[r.next]); r.err != nil {
-			return 0, r.err
+		if err := r.load(r.files[r.next], r.targets[r.next]); err != nil {
+			r.failed.Store(&err)
+			return 0, err
 		}
 		r.next++
 	}
@@ -157,6 +161,14 @@ func (r *frameReader) Read(p []byte) (int, error) {
 	m := copy(p[n:], r.data)
 	r.data = r.data[m:]
 	return n + m, nil
+}
+
+// err is the error of a file that could not be read (nil if none).
+func (r *frameReader) err() error {
+	if e := r.failed.Load(); e != nil {
+		return *e
+	}
+	return nil
 }
 
 // load reads a file and makes its frame the current one.
