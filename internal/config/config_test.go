@@ -219,6 +219,8 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 			[]string{"listen: must be host:port", "database: must start with sqlite:// or postgres://", "log_level: must be one of debug, info, warn, error"}},
 		{"bad pool name", func(c *Config) { c.Pools["GPU Pool"] = DevPool() }, []string{"pools.GPU Pool: pool name must match"}},
 		{"no pools", func(c *Config) { c.Pools = nil }, []string{"pools: at least one pool is required"}},
+		{"part size too small", func(c *Config) { c.Outputs.PartSize = 1 << 20 }, []string{"outputs.part_size: must be ≥ 5 MiB (5242880 bytes), S3's smallest part (got 1048576)"}},
+		{"part size too large", func(c *Config) { c.Outputs.PartSize = 6 << 30 }, []string{"outputs.part_size: must be ≤ 5 GiB (5368709120 bytes), S3's largest part (got 6442450944)"}},
 		{"local pool without exec", func(c *Config) { c.Pools["default"].Exec = " " }, []string{"pools.default.exec: a local pool needs the handler command its agents run"}},
 	}
 	for _, tt := range tests {

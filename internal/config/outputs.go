@@ -19,7 +19,8 @@ type OutputsConfig struct {
 	MaxFiles int `yaml:"max_files"`
 	// URLExpiry bounds signed upload and download URLs (default 15m).
 	URLExpiry Duration `yaml:"url_expiry"`
-	// PartSize is the multipart part size for S3 (default 64 MiB, ≥ 5 MiB).
+	// PartSize is the multipart part size for S3 (default 256 MiB,
+	// 5 MiB to 5 GiB).
 	PartSize int64 `yaml:"part_size"`
 	// SigningKeyFile holds the secret that signs the embedded store's
 	// URLs (created, mode 0600, when absent; default next to the store).
@@ -112,6 +113,9 @@ func (c *Config) validateOutputs(ck *checker) {
 	}
 	if o.PartSize != 0 && o.PartSize < 5<<20 {
 		ck.addf("outputs.part_size", "must be ≥ 5 MiB (5242880 bytes), S3's smallest part (got %d)", o.PartSize)
+	}
+	if o.PartSize > 5<<30 {
+		ck.addf("outputs.part_size", "must be ≤ 5 GiB (5368709120 bytes), S3's largest part (got %d)", o.PartSize)
 	}
 	if o.URLExpiry < 0 || o.URLExpiry.D() > 7*24*time.Hour {
 		ck.addf("outputs.url_expiry", "must be 0..168h (0 = 15m; got %s)", o.URLExpiry)

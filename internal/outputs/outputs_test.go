@@ -1,6 +1,10 @@
 package outputs
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -78,15 +82,110 @@ func TestSigner(t *testing.T) {
 	if _, err := other.Verify(tok, now); err != ErrBadSignature {
 		t.Errorf("other key: %v", err)
 	}
-	g2 := g
-	g2.Key = "tasks/x/b/c"
-	forged := strings.SplitN(s.Sign(g2), ".", 2)[0] + "." + strings.SplitN(tok, ".", 2)[1]
-	if _, err := s.Verify(forged, now); err != ErrBadSignature {
-		t.Errorf("forged payload: %v", err)
+	raw, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, junk := range []string{"", ".", "abc", "abc.def", tok + "x"} {
+	for i := range raw { // any changed byte, payload or MAC, is refused
+		forged := append([]byte(nil), raw...)
+		forged[i] ^= 0x20
+		if _, err := s.Verify(base64.RawURLEncoding.EncodeToString(forged), now); err != ErrBadSignature {
+			t.Fatalf("byte %d changed: %v", i, err)
+		}
+	}
+	for n := range raw { // and so is any truncation
+		if _, err := s.Verify(base64.RawURLEncoding.EncodeToString(raw[:n]), now); err != ErrBadSignature {
+			t.Fatalf("first %d bytes: %v", n, err)
+		}
+	}
+	for _, junk := range []string{"", ".", "abc", "abc.def", tok + "x", strings.Repeat("A", 5000)} {
 		if _, err := s.Verify(junk, now); err == nil {
 			t.Errorf("%q verified", junk)
 		}
 	}
+}
+
+// TestSignerForms covers the grants Drover signs (UUID task and lease, the
+// key derived from them) and the tokens of the first format, which stay
+// valid until they expire.
+func TestSignerForms(t *testing.T) {
+	secret := []byte(strings.Repeat("k", 32))
+	s, err := NewSigner(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	task, lease := "0b5c1a52-9a55-4f3c-8a43-2f0e6b3f7a10", "7d6f3e2a-1c4b-4e8f-9a0d-5b6c7e8f9a0b"
+	exp := now.Add(time.Hour).Unix()
+	grants := []Grant{
+		{Method: "PUT", Key: Key(task, lease, "tile-0001.png"), Task: task, Lease: lease, Size: 102400, ContentType: "image/png", Expires: exp},
+		{Method: "PUT", Key: "elsewhere/x.bin", Task: task, Lease: lease, Size: 0, Expires: exp},
+		{Method: "GET", Key: Key(task, lease, "résumé.pdf"), Task: strings.ToUpper(task), Lease: lease, Expires: exp},
+	}
+	for _, g := range grants {
+		tok := s.Sign(g)
+		if got, err := s.Verify(tok, now); err != nil || got != g {
+			t.Errorf("Verify(Sign(%+v)) = %+v, %v", g, got, err)
+		}
+	}
+	if tok := s.Sign(grants[0]); len(tok) > 120 {
+		t.Errorf("an upload token of %d characters: %s", len(tok), tok)
+	}
+
+	// A token of the first format: base64url(JSON) "." base64url(HMAC).
+	body, _ := json.Marshal(grants[0])
+	p := base64.RawURLEncoding.EncodeToString(body)
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(p))
+	old := p + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	if got, err := s.Verify(old, now); err != nil || got != grants[0] {
+		t.Errorf("first-format token: %+v, %v", got, err)
+	}
+	if _, err := s.Verify(old, now.Add(2*time.Hour)); err != ErrExpired {
+		t.Errorf("expired first-format token: %v", err)
+	}
+	if _, err := s.Verify(p+"."+base64.RawURLEncoding.EncodeToString(make([]byte, 32)), now); err != ErrBadSignature {
+		t.Errorf("first-format token with a wrong MAC: %v", err)
+	}
+}
+
+// BenchmarkSigner signs and verifies one upload grant, in the current
+// format and (first-format/) the first one.
+//
+//	go test -run '^$' -bench BenchmarkSigner ./internal/outputs
+func BenchmarkSigner(b *testing.B) {
+	secret := []byte(strings.Repeat("k", 32))
+	s, err := NewSigner(secret)
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	task, lease := "0b5c1a52-9a55-4f3c-8a43-2f0e6b3f7a10", "7d6f3e2a-1c4b-4e8f-9a0d-5b6c7e8f9a0b"
+	g := Grant{Method: "PUT", Key: Key(task, lease, "tile-0001.png"), Task: task, Lease: lease, Size: 102400, ContentType: "image/png", Expires: now.Add(time.Hour).Unix()}
+	b.Run("current", func(b *testing.B) {
+		var n int
+		for b.Loop() {
+			tok := s.Sign(g)
+			n = len(tok)
+			if _, err := s.Verify(tok, now); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(n), "token-bytes")
+	})
+	b.Run("first-format", func(b *testing.B) {
+		var n int
+		for b.Loop() {
+			body, _ := json.Marshal(g)
+			p := base64.RawURLEncoding.EncodeToString(body)
+			m := hmac.New(sha256.New, secret)
+			m.Write([]byte(p))
+			tok := p + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+			n = len(tok)
+			if _, err := s.Verify(tok, now); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(n), "token-bytes")
+	})
 }
