@@ -15,6 +15,7 @@ import (
 	"github.com/droverhq/drover/internal/agent"
 	"github.com/droverhq/drover/internal/blobstore"
 	"github.com/droverhq/drover/internal/client"
+	"github.com/droverhq/drover/internal/outputsvc"
 )
 
 // BenchmarkUploadPairs measures what BenchmarkUpload does, the agent's
@@ -54,7 +55,7 @@ func BenchmarkUploadPairs(b *testing.B) {
 						return func() { putSet(b, c, hs.URL+"/"+strconv.Itoa(iter)+"/", files) }
 					}
 				}
-				e := newEnv(b, storeURL, nil)
+				e := newEnv(b, storeURL, func(c *outputsvc.Config) { c.PartSize = outputsvc.DefaultPartSize })
 				w := e.addWorker(b)
 				up := &agent.Uploader{API: agent.NewClientOutputAPI(w.c), WorkerID: w.id}
 				viaAgent := func() {

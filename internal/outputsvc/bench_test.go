@@ -19,6 +19,7 @@ import (
 	"github.com/droverhq/drover/internal/api/wire"
 	"github.com/droverhq/drover/internal/bench"
 	"github.com/droverhq/drover/internal/client"
+	"github.com/droverhq/drover/internal/outputsvc"
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"golang.org/x/sys/unix"
@@ -157,7 +158,7 @@ func BenchmarkUpload(b *testing.B) {
 				if name == "s3" {
 					_, storeURL = benchS3(b)
 				}
-				e := newEnv(b, storeURL, nil)
+				e := newEnv(b, storeURL, func(c *outputsvc.Config) { c.PartSize = outputsvc.DefaultPartSize })
 				w := e.addWorker(b)
 				up := &agent.Uploader{API: agent.NewClientOutputAPI(w.c), WorkerID: w.id}
 				b.SetBytes(total)

@@ -145,6 +145,12 @@ func (p *Provider) Dir() string { return p.opt.Dir }
 // LogPath returns the log file of an instance.
 func (p *Provider) LogPath(id string) string { return filepath.Join(p.opt.Dir, id+".log") }
 
+// TempPath returns an instance's temporary directory, its TMPDIR unless
+// the pool's env sets another: what the agent leaves there (an attempt's
+// output directory when it was killed mid-task) goes with the instance
+// when Delete finds it gone, as a pod's disk would.
+func (p *Provider) TempPath(id string) string { return filepath.Join(p.opt.Dir, id+".tmp") }
+
 // Create starts one agent process.
 func (p *Provider) Create(ctx context.Context, req *provider.CreateRequest) (*provider.Instance, error) {
 	if req.WorkerID == "" || strings.ContainsAny(req.WorkerID, "/\\ \x00") {
@@ -194,8 +200,13 @@ func (p *Provider) Create(ctx context.Context, req *provider.CreateRequest) (*pr
 	if err != nil {
 		return nil, &provider.Error{Op: "create", Kind: provider.KindTransient, Message: "open agent log", Err: err}
 	}
+	tmp := p.TempPath(id)
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		logf.Close()
+		return nil, &provider.Error{Op: "create", Kind: provider.KindTransient, Message: "create agent temporary directory", Err: err}
+	}
 	cmd := exec.Command(p.opt.Executable, p.opt.Args(req, pool.Exec)...)
-	cmd.Env = agentEnv(os.Environ(), pool.Env, req.Env, id, gpu)
+	cmd.Env = agentEnv(append(os.Environ(), "TMPDIR="+tmp), pool.Env, req.Env, id, gpu)
 	if p.opt.Cluster != "" {
 		cmd.Env = append(cmd.Env, "DROVER_CLUSTER="+p.opt.Cluster)
 	}
@@ -296,6 +307,9 @@ func (p *Provider) Delete(ctx context.Context, id string) error {
 		return err
 	}
 	if !p.alive(r) {
+		if err := os.RemoveAll(p.TempPath(id)); err != nil {
+			return &provider.Error{Op: "delete", Kind: provider.KindTransient, Message: "remove agent temporary directory", Err: err}
+		}
 		if err := os.Remove(p.statePath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return &provider.Error{Op: "delete", Kind: provider.KindTransient, Message: "remove state", Err: err}
 		}

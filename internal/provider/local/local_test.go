@@ -132,7 +132,8 @@ func TestCreateListDelete(t *testing.T) {
 	if in.State != provider.InstanceRunning || in.Pool != "default" || !strings.HasPrefix(in.ID, "local-") {
 		t.Fatalf("instance %+v", in)
 	}
-	for _, want := range []string{"DROVER_TOKEN=tok-secret-123", "DROVER_SERVER=http://127.0.0.1:1", "POOL_VAR=x", "DROVER_INSTANCE_ID=" + in.ID} {
+	tmp := f.p.TempPath(in.ID)
+	for _, want := range []string{"DROVER_TOKEN=tok-secret-123", "DROVER_SERVER=http://127.0.0.1:1", "POOL_VAR=x", "DROVER_INSTANCE_ID=" + in.ID, "\nTMPDIR=" + tmp + "\n"} {
 		if !strings.Contains(env, want) {
 			t.Errorf("agent env lacks %s", want)
 		}
@@ -156,10 +157,21 @@ func TestCreateListDelete(t *testing.T) {
 	if err != nil || len(list) != 1 || list[0].WorkerID != in.WorkerID {
 		t.Fatalf("list = %v, %v", list, err)
 	}
+	// What a killed agent left in its TMPDIR goes with it.
+	left := filepath.Join(tmp, "drover-outputs-1", "tile.png")
+	if err := os.MkdirAll(filepath.Dir(left), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(left, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := f.p.Delete(ctx, in.ID); err != nil {
 		t.Fatal(err)
 	}
 	waitGone(t, f.p, in.ID)
+	if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("agent's TMPDIR after delete: %v", err)
+	}
 	if list, _ := f.p.List(ctx); len(list) != 0 {
 		t.Fatalf("list after delete = %v", list)
 	}
